@@ -1,0 +1,438 @@
+"""Pure objectives: FPO, Gaussian PPO, DPPO, value loss and GAE.
+
+Everything here is a pure function of arrays (plus, for the CFM loss, a velocity function and its
+parameters), so it can be jitted, vmapped and differentiated freely. Leading batch dims ``...``
+are free unless a docstring says otherwise.
+
+Flow convention (see DESIGN.md): flow time ``t`` in [0, 1], **t = 1 is noise, t = 0 is the
+action**; interpolant ``x_t = t * eps + (1 - t) * a`` and target velocity ``u = eps - a``.
+
+The trust-region objectives are written as *losses* (to minimise): the negative of the surrogate
+objective that PPO maximises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+VelocityFn = Callable[[Any, Array, Array, Array], Array]
+
+WEIGHTINGS = ("eps", "velocity")
+RATIOS = ("mean", "per_sample")
+TRUST_REGIONS = ("ppo", "aspo")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not one of {choices}.")
+
+
+# --------------------------------------------------------------------------------------------
+# Conditional flow matching
+# --------------------------------------------------------------------------------------------
+
+
+def cfm_loss(
+    velocity_fn: VelocityFn,
+    params: Any,
+    obs: Array,
+    actions: Array,
+    eps: Array,
+    t: Array,
+    *,
+    weighting: Literal["eps", "velocity"] = "eps",
+) -> Array:
+    """Per-pair conditional flow matching loss.
+
+    For every (t_i, eps_i) pair, with ``x_t = t_i * eps_i + (1 - t_i) * a`` and ``u = eps_i - a``:
+
+    * ``weighting="velocity"`` ("u-MSE"): ``l_i = mean_d (v_i - u)^2``
+    * ``weighting="eps"`` ("eps-MSE", the paper default): the output is read as predicting the
+      noise through ``eps_hat = x_t + (1 - t) v``, and
+      ``l_i = mean_d (eps_i - eps_hat)^2 = (1 - t_i)^2 mean_d (v_i - u)^2``.
+
+    where ``v_i = velocity_fn(params, obs, x_t, t_i)`` and ``mean_d`` averages over action dims.
+
+    Args:
+      velocity_fn: ``(params, obs (..., N, obs_dim), x_t (..., N, act_dim), t (..., N, 1))
+        -> (..., N, act_dim)``.
+      params: parameters passed through to ``velocity_fn``.
+      obs: ``(..., obs_dim)``; broadcast over the pair axis before calling ``velocity_fn``.
+      actions: ``(..., act_dim)``, the (pre-squash) actions the losses are about.
+      eps: ``(..., N, act_dim)`` noise of each pair.
+      t: ``(..., N, 1)`` flow time of each pair.
+      weighting: ``"eps"`` or ``"velocity"``.
+
+    Returns:
+      ``(..., N)`` loss of each pair.
+    """
+    _check_choice("weighting", weighting, WEIGHTINGS)
+    num_pairs = eps.shape[-2]
+    a = actions[..., None, :]  # (..., 1, act_dim), broadcast against the pair axis
+    x_t = t * eps + (1.0 - t) * a
+    obs_b = jnp.broadcast_to(obs[..., None, :], (*eps.shape[:-2], num_pairs, obs.shape[-1]))
+    v = velocity_fn(params, obs_b, x_t, t)
+    if weighting == "velocity":
+        err = v - (eps - a)
+    else:
+        err = eps - (x_t + (1.0 - t) * v)
+    return jnp.mean(jnp.square(err), axis=-1)
+
+
+# --------------------------------------------------------------------------------------------
+# Trust regions on a likelihood ratio
+# --------------------------------------------------------------------------------------------
+
+
+def ppo_clip_objective(ratio: Array, advantages: Array, clip_epsilon: float) -> Array:
+    """PPO's clipped surrogate, elementwise (to maximise).
+
+    ``J = min(r A, clip(r, 1 - e, 1 + e) A)``
+
+    Args:
+      ratio: ``(...)`` likelihood ratios.
+      advantages: broadcastable to ``ratio``.
+      clip_epsilon: ``e``.
+
+    Returns:
+      ``(...)`` the per-element surrogate.
+    """
+    clipped = jnp.clip(ratio, 1.0 - clip_epsilon, 1.0 + clip_epsilon)
+    return jnp.minimum(ratio * advantages, clipped * advantages)
+
+
+def aspo_objective(ratio: Array, advantages: Array, clip_epsilon: float) -> Array:
+    """Asymmetric trust region of FPO++ (ASPO), elementwise (to maximise).
+
+    PPO clip where ``A >= 0``; for ``A < 0`` the SPO objective
+    ``J = r A - |A| / (2 e) * (r - 1)^2``, whose quadratic penalty keeps pulling the ratio back
+    towards 1 instead of only zeroing its gradient outside ``[1 - e, 1 + e]``.
+
+    Args:
+      ratio: ``(...)`` likelihood ratios.
+      advantages: broadcastable to ``ratio``.
+      clip_epsilon: ``e``.
+
+    Returns:
+      ``(...)`` the per-element surrogate.
+    """
+    advantages = jnp.broadcast_to(
+        advantages, jnp.broadcast_shapes(jnp.shape(ratio), jnp.shape(advantages))
+    )
+    spo = ratio * advantages - jnp.abs(advantages) / (2.0 * clip_epsilon) * jnp.square(ratio - 1.0)
+    return jnp.where(advantages >= 0, ppo_clip_objective(ratio, advantages, clip_epsilon), spo)
+
+
+def trust_region_objective(
+    ratio: Array,
+    advantages: Array,
+    clip_epsilon: float,
+    trust_region: Literal["ppo", "aspo"] = "ppo",
+) -> Array:
+    """Dispatch to :func:`ppo_clip_objective` or :func:`aspo_objective` (to maximise)."""
+    _check_choice("trust_region", trust_region, TRUST_REGIONS)
+    if trust_region == "aspo":
+        return aspo_objective(ratio, advantages, clip_epsilon)
+    return ppo_clip_objective(ratio, advantages, clip_epsilon)
+
+
+def _ratio_metrics(ratio: Array, log_ratio: Array, clip_epsilon: float) -> dict[str, Array]:
+    """Diagnostics shared by every ratio-based objective."""
+    return {
+        "ratio_mean": jnp.mean(ratio),
+        "ratio_min": jnp.min(ratio),
+        "ratio_max": jnp.max(ratio),
+        "clip_fraction": jnp.mean((jnp.abs(ratio - 1.0) > clip_epsilon).astype(jnp.float32)),
+        # k3 estimator of KL(old || new): E[(r - 1) - log r], >= 0 and low variance.
+        "approx_kl": jnp.mean((ratio - 1.0) - log_ratio),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# FPO
+# --------------------------------------------------------------------------------------------
+
+
+def fpo_log_ratio(
+    old_cfm_loss: Array,
+    new_cfm_loss: Array,
+    *,
+    ratio: Literal["mean", "per_sample"] = "mean",
+    cfm_loss_clamp: float | None = None,
+    log_ratio_clamp: float | None = None,
+) -> Array:
+    """Log of FPO's likelihood-ratio surrogate.
+
+    * ``ratio="mean"`` (paper): ``log r = mean_i l_old_i - mean_i l_new_i``, shape ``(...)``.
+    * ``ratio="per_sample"`` (FPO++): ``log r_i = l_old_i - l_new_i``, shape ``(..., N)``.
+
+    FPO++'s safety clamps, both off by default: ``cfm_loss_clamp = c`` replaces each loss by
+    ``min(l, c)`` before the difference, ``log_ratio_clamp = k`` clips the log-ratio to
+    ``[-k, k]`` before the exponential.
+
+    Args:
+      old_cfm_loss: ``(..., N)`` losses recorded at rollout time (treated as constants).
+      new_cfm_loss: ``(..., N)`` losses under the current parameters.
+
+    Returns:
+      ``(...)`` for ``"mean"``, ``(..., N)`` for ``"per_sample"``.
+    """
+    _check_choice("ratio", ratio, RATIOS)
+    old = jax.lax.stop_gradient(old_cfm_loss)
+    new = new_cfm_loss
+    if cfm_loss_clamp is not None:
+        old = jnp.minimum(old, cfm_loss_clamp)
+        new = jnp.minimum(new, cfm_loss_clamp)
+    if ratio == "mean":
+        log_r = jnp.mean(old, axis=-1) - jnp.mean(new, axis=-1)
+    else:
+        log_r = old - new
+    if log_ratio_clamp is not None:
+        log_r = jnp.clip(log_r, -log_ratio_clamp, log_ratio_clamp)
+    return log_r
+
+
+def fpo_objective(
+    velocity_fn: VelocityFn,
+    params: Any,
+    obs: Array,
+    actions: Array,
+    eps: Array,
+    t: Array,
+    old_cfm_loss: Array,
+    advantages: Array,
+    *,
+    clip_epsilon: float = 0.05,
+    ratio: Literal["mean", "per_sample"] = "mean",
+    trust_region: Literal["ppo", "aspo"] = "ppo",
+    weighting: Literal["eps", "velocity"] = "eps",
+    cfm_loss_clamp: float | None = None,
+    log_ratio_clamp: float | None = None,
+) -> tuple[Array, dict[str, Array]]:
+    """The FPO surrogate loss (to minimise) and its diagnostics.
+
+    FPO replaces PPO's likelihood ratio by the ratio of exponentiated CFM losses measured on the
+    same (t_i, eps_i) pairs before and after the update:
+
+    ``r = exp(mean_i l_old_i - mean_i l_new_i)``  (``ratio="per_sample"``: one ``r_i`` per pair)
+
+    ``loss = -mean( J(r, A) )`` with ``J`` PPO's clipped surrogate (``trust_region="ppo"``) or
+    FPO++'s ASPO (``"aspo"``); per-sample ratios share their action's advantage and are averaged.
+
+    Args:
+      velocity_fn: ``(params, obs (..., N, obs_dim), x_t (..., N, A), t (..., N, 1))
+        -> (..., N, A)``; bring your own network.
+      params: current parameters (differentiated).
+      obs: ``(..., obs_dim)`` observations (already normalised if the policy expects it).
+      actions: ``(..., A)`` pre-squash actions taken at rollout time.
+      eps: ``(..., N, A)`` noise of the pairs drawn at rollout time.
+      t: ``(..., N, 1)`` flow times of the pairs drawn at rollout time.
+      old_cfm_loss: ``(..., N)`` CFM losses of those pairs under the rollout parameters.
+      advantages: ``(...)`` advantages, already normalised by the caller if desired.
+      clip_epsilon: trust-region size ``e`` (paper: 0.05).
+      ratio: ``"mean"`` (paper) or ``"per_sample"`` (FPO++).
+      trust_region: ``"ppo"`` or ``"aspo"``.
+      weighting: CFM loss weighting, see :func:`cfm_loss`.
+      cfm_loss_clamp: optional upper clamp on each CFM loss before the difference.
+      log_ratio_clamp: optional symmetric clamp on the log-ratio before ``exp``.
+
+    Returns:
+      ``(loss, metrics)``: scalar loss; metrics ``ratio_mean/min/max``, ``clip_fraction``,
+      ``approx_kl``, ``cfm_loss_new``, ``cfm_loss_old`` (scalars).
+    """
+    new_cfm_loss = cfm_loss(velocity_fn, params, obs, actions, eps, t, weighting=weighting)
+    log_r = fpo_log_ratio(
+        old_cfm_loss,
+        new_cfm_loss,
+        ratio=ratio,
+        cfm_loss_clamp=cfm_loss_clamp,
+        log_ratio_clamp=log_ratio_clamp,
+    )
+    r = jnp.exp(log_r)
+    adv = advantages[..., None] if ratio == "per_sample" else advantages
+    objective = trust_region_objective(r, adv, clip_epsilon, trust_region)
+    metrics = _ratio_metrics(r, log_r, clip_epsilon)
+    metrics["cfm_loss_new"] = jnp.mean(new_cfm_loss)
+    metrics["cfm_loss_old"] = jnp.mean(old_cfm_loss)
+    return -jnp.mean(objective), metrics
+
+
+# --------------------------------------------------------------------------------------------
+# Gaussian PPO
+# --------------------------------------------------------------------------------------------
+
+_LOG_2PI = jnp.log(2.0 * jnp.pi)
+
+
+def gaussian_log_prob(x: Array, loc: Array, scale: Array) -> Array:
+    """Log-density of a diagonal Gaussian, summed over the last axis.
+
+    ``log N(x; mu, diag(s^2)) = sum_d [-(x_d - mu_d)^2 / (2 s_d^2) - log s_d - log(2 pi) / 2]``
+
+    Args:
+      x, loc, scale: ``(..., D)``.
+
+    Returns:
+      ``(...)``.
+    """
+    z = (x - loc) / scale
+    return jnp.sum(-0.5 * jnp.square(z) - jnp.log(scale) - 0.5 * _LOG_2PI, axis=-1)
+
+
+def gaussian_entropy(scale: Array) -> Array:
+    """Entropy of a diagonal Gaussian: ``sum_d [1/2 + log(2 pi)/2 + log s_d]``; ``(..., D) -> (...)``."""
+    return jnp.sum(0.5 + 0.5 * _LOG_2PI + jnp.log(scale), axis=-1)
+
+
+def tanh_log_det_jacobian(x: Array) -> Array:
+    """``sum_d log |d tanh(x_d) / dx_d| = sum_d 2 (log 2 - x_d - softplus(-2 x_d))``.
+
+    Numerically stable form of ``log(1 - tanh(x)^2)``; ``(..., D) -> (...)``.
+    """
+    return jnp.sum(2.0 * (jnp.log(2.0) - x - jax.nn.softplus(-2.0 * x)), axis=-1)
+
+
+def ppo_objective(
+    log_prob_new: Array,
+    log_prob_old: Array,
+    advantages: Array,
+    *,
+    clip_epsilon: float = 0.2,
+    trust_region: Literal["ppo", "aspo"] = "ppo",
+) -> tuple[Array, dict[str, Array]]:
+    """PPO clipped-surrogate loss from log-likelihoods (to minimise).
+
+    ``r = exp(log pi_new(a|s) - log pi_old(a|s))``, ``loss = -mean(J(r, A))``.
+
+    For a tanh-squashed Gaussian the log-det-Jacobian of the squash is the same for old and new
+    policies (same pre-squash action), so the ratio can use the unsquashed Gaussian log-probs.
+
+    Args:
+      log_prob_new: ``(...)`` under the current parameters (differentiated).
+      log_prob_old: ``(...)`` recorded at rollout time.
+      advantages: ``(...)``.
+
+    Returns:
+      ``(loss, metrics)`` with ``ratio_mean/min/max``, ``clip_fraction``, ``approx_kl``.
+    """
+    log_r = log_prob_new - jax.lax.stop_gradient(log_prob_old)
+    r = jnp.exp(log_r)
+    objective = trust_region_objective(r, advantages, clip_epsilon, trust_region)
+    return -jnp.mean(objective), _ratio_metrics(r, log_r, clip_epsilon)
+
+
+# --------------------------------------------------------------------------------------------
+# DPPO (denoising-MDP baseline)
+# --------------------------------------------------------------------------------------------
+
+
+def dppo_objective(
+    step_log_prob_new: Array,
+    step_log_prob_old: Array,
+    advantages: Array,
+    *,
+    clip_epsilon: float = 0.2,
+) -> tuple[Array, dict[str, Array]]:
+    """DPPO-style loss over the denoising chain (to minimise).
+
+    The sampler is a chain of K stochastic steps ``x_{k+1} ~ N(mu_theta(x_k, t_k), sigma^2 I)``;
+    each step has an exact Gaussian likelihood, so each gets its own ratio
+    ``r_k = exp(log p_new(x_{k+1}|x_k) - log p_old(x_{k+1}|x_k))``, clipped with the
+    environment advantage of the action it leads to, and averaged over steps:
+
+    ``loss = -mean_{batch, k} min(r_k A, clip(r_k, 1 - e, 1 + e) A)``
+
+    Args:
+      step_log_prob_new: ``(..., K)`` per-step log-likelihoods under the current parameters.
+      step_log_prob_old: ``(..., K)`` recorded at rollout time.
+      advantages: ``(...)``.
+
+    Returns:
+      ``(loss, metrics)`` with ``ratio_mean/min/max``, ``clip_fraction``, ``approx_kl``.
+    """
+    log_r = step_log_prob_new - jax.lax.stop_gradient(step_log_prob_old)
+    r = jnp.exp(log_r)
+    objective = ppo_clip_objective(r, advantages[..., None], clip_epsilon)
+    return -jnp.mean(objective), _ratio_metrics(r, log_r, clip_epsilon)
+
+
+# --------------------------------------------------------------------------------------------
+# Critic and advantages
+# --------------------------------------------------------------------------------------------
+
+
+def value_loss(values: Array, targets: Array) -> Array:
+    """Mean squared error of the critic: ``mean((V(s) - V_target)^2)``, targets not differentiated.
+
+    Args:
+      values: ``(...)``; targets: ``(...)``.
+
+    Returns:
+      scalar.
+    """
+    return jnp.mean(jnp.square(values - jax.lax.stop_gradient(targets)))
+
+
+def compute_gae(
+    rewards: Array,
+    values: Array,
+    bootstrap_value: Array,
+    termination: Array,
+    truncation: Array,
+    *,
+    discount: float,
+    gae_lambda: float,
+) -> tuple[Array, Array]:
+    """Generalized advantage estimation over a time-major rollout, with Brax's semantics.
+
+    For ``t = T-1 .. 0``, with ``V_{T} = bootstrap_value``, ``c_t = 1 - termination_t`` (no
+    bootstrap through a true terminal) and ``m_t = 1 - truncation_t``:
+
+    ``delta_t = m_t (r_t + gamma c_t V_{t+1} - V_t)``
+
+    ``(vs - V)_t = delta_t + gamma lambda c_t m_t (vs - V)_{t+1}``
+
+    ``A_t = m_t (r_t + gamma c_t vs_{t+1} - V_t)``  (one-step advantage on lambda-returns)
+
+    A truncated step (time limit, not a true end) is excluded: its advantage is zero and it does
+    not propagate, because after an auto-reset ``V_{t+1}`` is the value of the next episode's
+    first state, not of the state the time limit cut off.
+
+    Args:
+      rewards, termination, truncation: ``(T, ...)``; termination is 1 only for true terminals
+        (``done * (1 - truncation)``).
+      values: ``(T, ...)`` critic values of the observations at each step.
+      bootstrap_value: ``(...)`` critic value of the observation after the last step.
+      discount: ``gamma``.
+      gae_lambda: ``lambda``.
+
+    Returns:
+      ``(value_targets vs, advantages)``, both ``(T, ...)``, without gradients.
+    """
+    not_term = 1.0 - termination
+    not_trunc = 1.0 - truncation
+    next_values = jnp.concatenate([values[1:], bootstrap_value[None]], axis=0)
+    deltas = not_trunc * (rewards + discount * not_term * next_values - values)
+
+    def backward(acc, inputs):
+        delta, c, m = inputs
+        acc = delta + discount * gae_lambda * c * m * acc
+        return acc, acc
+
+    _, vs_minus_v = jax.lax.scan(
+        backward, jnp.zeros_like(bootstrap_value), (deltas, not_term, not_trunc), reverse=True
+    )
+    vs = vs_minus_v + values
+    next_vs = jnp.concatenate([vs[1:], bootstrap_value[None]], axis=0)
+    advantages = not_trunc * (rewards + discount * not_term * next_vs - values)
+    return jax.lax.stop_gradient(vs), jax.lax.stop_gradient(advantages)
+
+
+def normalize_advantages(advantages: Array, eps: float = 1e-8) -> Array:
+    """``(A - mean(A)) / (std(A) + eps)`` over all elements; ``(...) -> (...)``."""
+    return (advantages - jnp.mean(advantages)) / (jnp.std(advantages) + eps)

@@ -1,0 +1,280 @@
+"""The objectives in fpo_jax.loss against hand computations and their defining properties."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fpo_jax import loss
+
+OBS_DIM, ACT_DIM, N = 3, 2, 4
+
+
+def linear_velocity(params, obs, x_t, t):
+    """A velocity field simple enough to compute by hand: v = x W + obs U + t b."""
+    return x_t @ params["W"] + obs @ params["U"] + t * params["b"]
+
+
+def make_params(key, scale=0.3):
+    k1, k2, k3 = jax.random.split(key, 3)
+    return {
+        "W": scale * jax.random.normal(k1, (ACT_DIM, ACT_DIM)),
+        "U": scale * jax.random.normal(k2, (OBS_DIM, ACT_DIM)),
+        "b": scale * jax.random.normal(k3, (ACT_DIM,)),
+    }
+
+
+def make_batch(key, lead=(5,)):
+    ko, ka, ke, kt, kadv = jax.random.split(key, 5)
+    obs = jax.random.normal(ko, (*lead, OBS_DIM))
+    actions = jax.random.normal(ka, (*lead, ACT_DIM))
+    eps = jax.random.normal(ke, (*lead, N, ACT_DIM))
+    t = jax.random.uniform(kt, (*lead, N, 1))
+    adv = jax.random.normal(kadv, lead)
+    return obs, actions, eps, t, adv
+
+
+@pytest.fixture
+def setup():
+    params = make_params(jax.random.PRNGKey(0))
+    return params, *make_batch(jax.random.PRNGKey(1))
+
+
+def hand_cfm(params, obs, actions, eps, t, weighting):
+    p = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    obs, actions, eps, t = (np.asarray(x, np.float64) for x in (obs, actions, eps, t))
+    out = np.zeros(eps.shape[:-1])
+    for b in range(eps.shape[0]):
+        for i in range(eps.shape[1]):
+            ti = t[b, i, 0]
+            x = ti * eps[b, i] + (1 - ti) * actions[b]
+            v = x @ p["W"] + obs[b] @ p["U"] + ti * p["b"]
+            if weighting == "velocity":
+                err = v - (eps[b, i] - actions[b])
+            else:
+                err = eps[b, i] - (x + (1 - ti) * v)
+            out[b, i] = np.mean(err**2)
+    return out
+
+
+@pytest.mark.parametrize("weighting", ["eps", "velocity"])
+def test_cfm_loss_matches_hand_computation(setup, weighting):
+    params, obs, actions, eps, t, _ = setup
+    got = loss.cfm_loss(linear_velocity, params, obs, actions, eps, t, weighting=weighting)
+    assert got.shape == (5, N)
+    np.testing.assert_allclose(got, hand_cfm(params, obs, actions, eps, t, weighting), rtol=1e-5)
+
+
+def test_eps_weighting_is_velocity_weighting_times_one_minus_t_squared(setup):
+    params, obs, actions, eps, t, _ = setup
+    l_eps = loss.cfm_loss(linear_velocity, params, obs, actions, eps, t, weighting="eps")
+    l_vel = loss.cfm_loss(linear_velocity, params, obs, actions, eps, t, weighting="velocity")
+    np.testing.assert_allclose(l_eps, (1 - t[..., 0]) ** 2 * l_vel, rtol=1e-5, atol=1e-7)
+
+
+def test_unknown_weighting_is_rejected(setup):
+    params, obs, actions, eps, t, _ = setup
+    with pytest.raises(ValueError, match="weighting"):
+        loss.cfm_loss(linear_velocity, params, obs, actions, eps, t, weighting="x")
+
+
+def _objective(params, batch, old, **kw):
+    obs, actions, eps, t, adv = batch
+    return loss.fpo_objective(linear_velocity, params, obs, actions, eps, t, old, adv, **kw)
+
+
+@pytest.mark.parametrize("ratio", ["mean", "per_sample"])
+@pytest.mark.parametrize("trust_region", ["ppo", "aspo"])
+def test_on_policy_ratio_is_one_and_loss_is_minus_mean_advantage(setup, ratio, trust_region):
+    params, *batch = setup
+    old = loss.cfm_loss(linear_velocity, params, *batch[:4])
+    value, metrics = _objective(params, batch, old, ratio=ratio, trust_region=trust_region)
+    np.testing.assert_allclose(metrics["ratio_mean"], 1.0, rtol=1e-6)
+    np.testing.assert_allclose(metrics["clip_fraction"], 0.0)
+    np.testing.assert_allclose(value, -jnp.mean(batch[4]), rtol=1e-5)
+    np.testing.assert_allclose(metrics["cfm_loss_new"], metrics["cfm_loss_old"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("ratio", ["mean", "per_sample"])
+@pytest.mark.parametrize("weighting", ["eps", "velocity"])
+def test_on_policy_gradient_is_advantage_weighted_cfm_gradient(setup, ratio, weighting):
+    """At r = 1: grad(-mean r A) = grad(mean_b A_b mean_i l_new_bi) (the paper's key identity)."""
+    params, *batch = setup
+    obs, actions, eps, t, adv = batch
+    old = loss.cfm_loss(linear_velocity, params, obs, actions, eps, t, weighting=weighting)
+    g_fpo = jax.grad(lambda p: _objective(p, batch, old, ratio=ratio, weighting=weighting)[0])(
+        params
+    )
+
+    def weighted_cfm(p):
+        new = loss.cfm_loss(linear_velocity, p, obs, actions, eps, t, weighting=weighting)
+        return jnp.mean(adv * jnp.mean(new, axis=-1))
+
+    g_ref = jax.grad(weighted_cfm)(params)
+    for k in params:
+        np.testing.assert_allclose(g_fpo[k], g_ref[k], rtol=1e-4, atol=1e-6)
+
+
+def test_clipping_zeroes_gradient_outside_trust_region(setup):
+    params, *batch = setup
+    obs, actions, eps, t, _ = batch
+    new = loss.cfm_loss(linear_velocity, params, obs, actions, eps, t)
+    # old losses larger by 0.5 -> r = e^0.5 > 1 + e; positive advantages -> clipped.
+    old = new + 0.5
+    pos_batch = (*batch[:4], jnp.abs(batch[4]) + 0.1)
+    g = jax.grad(lambda p: _objective(p, pos_batch, old, clip_epsilon=0.05)[0])(params)
+    for leaf in jax.tree.leaves(g):
+        np.testing.assert_allclose(leaf, 0.0, atol=1e-8)
+    _, metrics = _objective(params, pos_batch, old, clip_epsilon=0.05)
+    np.testing.assert_allclose(metrics["clip_fraction"], 1.0)
+    # Inside the trust region the gradient is not zero.
+    g_in = jax.grad(lambda p: _objective(p, pos_batch, new + 0.01, clip_epsilon=0.05)[0])(params)
+    assert max(float(jnp.abs(x).max()) for x in jax.tree.leaves(g_in)) > 1e-4
+
+
+def test_aspo_pulls_a_too_small_ratio_back_for_negative_advantages():
+    ratio = jnp.array([0.5, 0.8, 1.0, 1.5])
+    adv = -jnp.ones(4)
+    e = 0.05
+    d_ppo = jax.grad(lambda r: -jnp.sum(loss.ppo_clip_objective(r, adv, e)))(ratio)
+    d_aspo = jax.grad(lambda r: -jnp.sum(loss.aspo_objective(r, adv, e)))(ratio)
+    # PPO: no gradient once r < 1 - e for A < 0 (the ratio is left where it is).
+    np.testing.assert_allclose(d_ppo[:2], 0.0)
+    # ASPO: d loss / d r < 0 for r < 1 - e, so gradient descent raises r back towards 1.
+    assert jnp.all(d_aspo[:2] < 0)
+    # and for r > 1 it pushes r down (d loss / d r > 0), like PPO.
+    assert d_aspo[3] > 0 and d_ppo[3] > 0
+    # Positive advantages: ASPO is exactly PPO clip.
+    r = jnp.linspace(0.5, 1.5, 11)
+    np.testing.assert_allclose(
+        loss.aspo_objective(r, 1.0, e), loss.ppo_clip_objective(r, 1.0, e), rtol=1e-6
+    )
+
+
+def test_arbitrary_leading_dims_and_jit():
+    params = make_params(jax.random.PRNGKey(2))
+    batch = make_batch(jax.random.PRNGKey(3), lead=(2, 3, 4))
+    old = loss.cfm_loss(linear_velocity, params, *batch[:4]) + 0.01
+    f = jax.jit(lambda p, b, o: _objective(p, b, o, ratio="per_sample", trust_region="aspo"))
+    value, metrics = f(params, batch, old)
+    flat = tuple(x.reshape(24, *x.shape[3:]) for x in batch)
+    value_flat, _ = _objective(
+        params, flat, old.reshape(24, N), ratio="per_sample", trust_region="aspo"
+    )
+    np.testing.assert_allclose(value, value_flat, rtol=1e-5)
+    assert metrics["ratio_mean"].shape == ()
+
+
+def test_clamps_bound_the_ratio():
+    old = jnp.array([[0.0, 0.0], [10.0, 10.0]])
+    new = jnp.array([[10.0, 10.0], [0.0, 0.0]])
+    log_r = loss.fpo_log_ratio(old, new, log_ratio_clamp=1.0)
+    np.testing.assert_allclose(log_r, [-1.0, 1.0])
+    log_r = loss.fpo_log_ratio(old, new, cfm_loss_clamp=2.0)
+    np.testing.assert_allclose(log_r, [-2.0, 2.0])
+    log_r = loss.fpo_log_ratio(old, new, ratio="per_sample")
+    assert log_r.shape == (2, 2)
+    # Gradient flows only through the new losses.
+    g = jax.grad(lambda o: jnp.sum(loss.fpo_log_ratio(o, new)))(old)
+    np.testing.assert_allclose(g, 0.0)
+
+
+def test_gaussian_log_prob_entropy_and_tanh_jacobian():
+    x = jnp.array([[0.3, -1.2], [2.0, 0.0]])
+    loc = jnp.array([[0.0, -1.0], [1.5, 0.5]])
+    scale = jnp.array([[0.5, 2.0], [1.0, 0.1]])
+    xs, ls, ss = (np.asarray(a, np.float64) for a in (x, loc, scale))
+    ref = np.sum(-((xs - ls) ** 2) / (2 * ss**2) - np.log(ss * np.sqrt(2 * np.pi)), axis=-1)
+    np.testing.assert_allclose(loss.gaussian_log_prob(x, loc, scale), ref, rtol=1e-5)
+    np.testing.assert_allclose(
+        loss.gaussian_entropy(scale), np.sum(0.5 * np.log(2 * np.pi * np.e * ss**2), -1), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        loss.tanh_log_det_jacobian(x), np.sum(np.log(1 - np.tanh(xs) ** 2), -1), rtol=1e-4
+    )
+
+
+def test_ppo_and_dppo_objectives_on_policy():
+    adv = jnp.array([1.0, -2.0, 0.5])
+    lp = jnp.array([-1.0, -0.3, -2.0])
+    value, m = loss.ppo_objective(lp, lp, adv, clip_epsilon=0.2)
+    np.testing.assert_allclose(value, -jnp.mean(adv), rtol=1e-6)
+    np.testing.assert_allclose(m["approx_kl"], 0.0, atol=1e-7)
+    steps = jnp.tile(lp[:, None], (1, 10))
+    value, m = loss.dppo_objective(steps, steps, adv, clip_epsilon=0.2)
+    np.testing.assert_allclose(value, -jnp.mean(adv), rtol=1e-6)
+    # Each step's ratio is clipped separately.
+    new = steps.at[:, 0].add(1.0)
+    _, m = loss.dppo_objective(new, steps, adv, clip_epsilon=0.2)
+    np.testing.assert_allclose(m["clip_fraction"], 0.1, rtol=1e-6)
+
+
+def python_gae(rewards, values, bootstrap, termination, truncation, gamma, lam):
+    """Straightforward loop over time, one environment at a time."""
+    T, B = rewards.shape
+    vs = np.zeros((T, B))
+    adv = np.zeros((T, B))
+    for b in range(B):
+        acc = 0.0
+        for t in reversed(range(T)):
+            v_next = bootstrap[b] if t == T - 1 else values[t + 1, b]
+            if truncation[t, b]:
+                acc = 0.0  # the time limit cut the episode: nothing propagates through it
+                vs[t, b] = values[t, b]
+                continue
+            c = 1.0 - termination[t, b]
+            delta = rewards[t, b] + gamma * c * v_next - values[t, b]
+            acc = delta + gamma * lam * c * acc
+            vs[t, b] = acc + values[t, b]
+        for t in range(T):
+            vs_next = bootstrap[b] if t == T - 1 else vs[t + 1, b]
+            if truncation[t, b]:
+                adv[t, b] = 0.0
+            else:
+                c = 1.0 - termination[t, b]
+                adv[t, b] = rewards[t, b] + gamma * c * vs_next - values[t, b]
+    return vs, adv
+
+
+def test_gae_matches_python_loop_with_termination_and_truncation():
+    rng = np.random.default_rng(0)
+    T, B = 12, 3
+    rewards = rng.normal(size=(T, B))
+    values = rng.normal(size=(T, B))
+    bootstrap = rng.normal(size=(B,))
+    termination = np.zeros((T, B))
+    truncation = np.zeros((T, B))
+    termination[4, 0] = 1.0
+    termination[10, 1] = 1.0
+    truncation[6, 1] = 1.0
+    truncation[T - 1, 2] = 1.0
+    vs, adv = loss.compute_gae(
+        *(
+            jnp.asarray(x, jnp.float32)
+            for x in (rewards, values, bootstrap, termination, truncation)
+        ),
+        discount=0.99,
+        gae_lambda=0.95,
+    )
+    ref_vs, ref_adv = python_gae(rewards, values, bootstrap, termination, truncation, 0.99, 0.95)
+    np.testing.assert_allclose(vs, ref_vs, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(adv, ref_adv, rtol=1e-4, atol=1e-5)
+
+
+def test_gae_lambda_one_no_dones_is_discounted_return_minus_value():
+    T = 6
+    rewards = jnp.ones((T, 1))
+    values = jnp.zeros((T, 1))
+    zeros = jnp.zeros((T, 1))
+    vs, adv = loss.compute_gae(
+        rewards, values, jnp.zeros(1), zeros, zeros, discount=0.5, gae_lambda=1.0
+    )
+    expected = np.array([sum(0.5**k for k in range(T - t)) for t in range(T)])
+    np.testing.assert_allclose(vs[:, 0], expected, rtol=1e-6)
+    np.testing.assert_allclose(adv[:, 0], expected, rtol=1e-6)
+
+
+def test_value_loss_and_normalize():
+    np.testing.assert_allclose(loss.value_loss(jnp.array([1.0, 3.0]), jnp.array([0.0, 1.0])), 2.5)
+    a = loss.normalize_advantages(jnp.array([1.0, 2.0, 3.0, 4.0]))
+    np.testing.assert_allclose([a.mean(), a.std()], [0.0, 1.0], atol=1e-6)
