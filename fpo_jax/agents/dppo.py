@@ -1,0 +1,83 @@
+"""DPPO baseline: the denoising chain as an MDP with exact per-step Gaussian likelihoods."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax.numpy as jnp
+
+from fpo_jax import flow, loss, networks
+from fpo_jax.agents.base import Array, Extras, Params
+from fpo_jax.agents.fpo import flow_eval_sample
+from fpo_jax.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class DPPOAgent:
+    """Same velocity network as FPO, sampled with fixed-sigma stochastic Euler steps.
+
+    Step k maps ``x_k`` (at ``t_k = 1 - k/K``) to ``x_{k+1} ~ N(x_k - dt v(x_k, t_k), sigma^2 I)``.
+    Each step's log-likelihood is exact, so each gets its own PPO ratio, clipped with the
+    environment advantage of the final action (see :func:`fpo_jax.loss.dppo_objective`).
+    """
+
+    config: TrainConfig
+    action_size: int
+    name: str = "dppo"
+
+    @property
+    def network(self) -> networks.VelocityMLP:
+        c = self.config
+        return networks.VelocityMLP(
+            action_dim=self.action_size,
+            hidden_sizes=c.policy_hidden,
+            output_scale=c.velocity_output_scale,
+        )
+
+    @property
+    def velocity_fn(self) -> flow.VelocityFn:
+        return networks.velocity_fn_from_module(self.network)
+
+    def init(self, key: Array, obs_size: int) -> Params:
+        return self.network.init(
+            key, jnp.zeros((1, obs_size)), jnp.zeros((1, self.action_size)), jnp.ones((1, 1))
+        )
+
+    def step_log_probs(self, params: Params, obs: Array, path: Array) -> Array:
+        """Per-step log-likelihoods of a chain: obs (*B, obs_dim), path (*B, K+1, A) -> (*B, K)."""
+        k = self.config.flow_steps
+        x = path[..., :-1, :]  # (*B, K, A): state before each step
+        x_next = path[..., 1:, :]
+        t = jnp.broadcast_to(flow.step_times(k)[:, None], (*x.shape[:-1], 1))
+        obs_b = jnp.broadcast_to(obs[..., None, :], (*x.shape[:-1], obs.shape[-1]))
+        mean = flow.euler_step(self.velocity_fn, params, obs_b, x, t, 1.0 / k)
+        return flow.gaussian_step_log_prob(x_next, mean, self.config.dppo_sigma)
+
+    def act(self, params: Params, obs: Array, key: Array) -> tuple[Array, Extras]:
+        """obs (*B, obs_dim) -> raw_action (*B, A), extras {path (*B, K+1, A),
+        step_log_prob (*B, K)}."""
+        c = self.config
+        raw_action, path = flow.sample(
+            self.velocity_fn,
+            params,
+            obs,
+            key,
+            action_dim=self.action_size,
+            integrator="stochastic",
+            num_steps=c.flow_steps,
+            sigma=c.dppo_sigma,
+            return_path=True,
+        )
+        return raw_action, {"path": path, "step_log_prob": self.step_log_probs(params, obs, path)}
+
+    def objective(
+        self, params: Params, obs: Array, raw_action: Array, extras: Extras, advantages: Array
+    ) -> tuple[Array, dict[str, Array]]:
+        del raw_action  # the chain's last state
+        new = self.step_log_probs(params, obs, extras["path"])
+        return loss.dppo_objective(
+            new, extras["step_log_prob"], advantages, clip_epsilon=self.config.clip_epsilon
+        )
+
+    def eval_act(self, params: Params, obs: Array, key: Array) -> Array:
+        return flow_eval_sample(self.config, self.velocity_fn, params, obs, key, self.action_size)

@@ -1,0 +1,112 @@
+"""FPO: a flow-matching policy trained with the FPO surrogate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from fpo_jax import flow, loss, networks
+from fpo_jax.agents.base import Array, Extras, Params
+from fpo_jax.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class FPOAgent:
+    """Flow policy: integrate ``v_theta(obs, x_t, t)`` from noise to action; train with FPO.
+
+    At rollout time every action gets ``num_pairs`` (t, eps) pairs and their CFM losses under the
+    rollout parameters; the objective recomputes the losses on the same pairs (see
+    :func:`fpo_jax.loss.fpo_objective`).
+    """
+
+    config: TrainConfig
+    action_size: int
+    name: str = "fpo"
+
+    @property
+    def network(self) -> networks.VelocityMLP:
+        c = self.config
+        return networks.VelocityMLP(
+            action_dim=self.action_size,
+            hidden_sizes=c.policy_hidden,
+            output_scale=c.velocity_output_scale,
+        )
+
+    @property
+    def velocity_fn(self) -> flow.VelocityFn:
+        return networks.velocity_fn_from_module(self.network)
+
+    def init(self, key: Array, obs_size: int) -> Params:
+        return self.network.init(
+            key, jnp.zeros((1, obs_size)), jnp.zeros((1, self.action_size)), jnp.ones((1, 1))
+        )
+
+    def act(self, params: Params, obs: Array, key: Array) -> tuple[Array, Extras]:
+        """obs (*B, obs_dim) -> raw_action (*B, A), extras {eps (*B, N, A), t (*B, N, 1),
+        old_cfm_loss (*B, N)}."""
+        c = self.config
+        k_sample, k_pairs = jax.random.split(key)
+        raw_action = flow.sample(
+            self.velocity_fn,
+            params,
+            obs,
+            k_sample,
+            action_dim=self.action_size,
+            integrator=c.integrator,
+            num_steps=c.flow_steps,
+        )
+        t, eps = flow.draw_cfm_pairs(
+            k_pairs, obs.shape[:-1], c.num_pairs, self.action_size, t_kind=c.t_sampler
+        )
+        old = loss.cfm_loss(
+            self.velocity_fn, params, obs, raw_action, eps, t, weighting=c.cfm_weighting
+        )
+        return raw_action, {"eps": eps, "t": t, "old_cfm_loss": old}
+
+    def objective(
+        self, params: Params, obs: Array, raw_action: Array, extras: Extras, advantages: Array
+    ) -> tuple[Array, dict[str, Array]]:
+        c = self.config
+        return loss.fpo_objective(
+            self.velocity_fn,
+            params,
+            obs,
+            raw_action,
+            extras["eps"],
+            extras["t"],
+            extras["old_cfm_loss"],
+            advantages,
+            clip_epsilon=c.clip_epsilon,
+            ratio=c.ratio,
+            trust_region=c.trust_region,
+            weighting=c.cfm_weighting,
+            cfm_loss_clamp=c.cfm_loss_clamp,
+            log_ratio_clamp=c.log_ratio_clamp,
+        )
+
+    def eval_act(self, params: Params, obs: Array, key: Array) -> Array:
+        return flow_eval_sample(self.config, self.velocity_fn, params, obs, key, self.action_size)
+
+
+def flow_eval_sample(
+    config: TrainConfig,
+    velocity_fn: flow.VelocityFn,
+    params: Params,
+    obs: Array,
+    key: Array,
+    action_size: int,
+) -> Array:
+    """Evaluation sampler of flow policies (FPO and DPPO): any integrator, steps and noise start."""
+    return flow.sample(
+        velocity_fn,
+        params,
+        obs,
+        key,
+        action_dim=action_size,
+        integrator=config.eval_integrator,
+        num_steps=config.eval_flow_steps,
+        noise=config.eval_noise,
+        sigma=config.eval_sigma,
+    )

@@ -1,0 +1,342 @@
+"""Training configuration: one frozen dataclass, per-env presets, and validation.
+
+``TrainConfig`` is flat on purpose: every field is a CLI flag of the same name
+(``--num-timesteps``, ``--clip-epsilon``...). Presets (:func:`preset`) supply the defaults for an
+environment and algorithm; explicit flags override them. :func:`validate` runs before anything is
+compiled and fails with one sentence naming the field.
+
+Batch layout (Brax semantics): each training iteration collects
+``batch_size * num_minibatches`` trajectories of ``unroll_length`` steps, by stepping
+``num_envs`` environments for ``batch_size * num_minibatches / num_envs`` consecutive unrolls;
+then ``num_epochs`` passes of ``num_minibatches`` gradient steps on minibatches of ``batch_size``
+trajectories.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ALGOS = ("fpo", "ppo", "dppo")
+
+# The ten DeepMind Control tasks of the FPO paper's Table 1.
+PAPER_DM_CONTROL_TASKS = (
+    "BallInCup",
+    "CartpoleBalance",
+    "CheetahRun",
+    "FingerSpin",
+    "FingerTurnEasy",
+    "FingerTurnHard",
+    "FishSwim",
+    "PointMass",
+    "ReacherEasy",
+    "ReacherHard",
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run. Field names are the CLI flags."""
+
+    # --- What to train -------------------------------------------------------------------
+    env: str = "ant"
+    """Environment name: a Brax env (ant, hopper...), a MuJoCo Playground env (CartpoleBalance,
+    CheetahRun...) or a built-in toy env (gridworld, bandit, bandit2d)."""
+    algo: Literal["fpo", "ppo", "dppo"] = "fpo"
+    """fpo: flow policy (FPO); ppo: tanh-Gaussian PPO baseline; dppo: denoising-MDP baseline."""
+    backend: str | None = None
+    """Brax physics backend (generalized, positional, spring, mjx); None: Brax's default."""
+    impl: str = "jax"
+    """MuJoCo Playground implementation; 'jax' (MJX) is much faster than 'warp' on CPU."""
+    seed: int = 0
+    num_seeds: int = 1
+    """Train this many seeds (seed, seed+1, ...) as one vmapped program."""
+
+    # --- Budget and batch layout --------------------------------------------------------
+    num_timesteps: int = 1_000_000
+    """Environment steps to train for (rounded up to whole calls of the compiled step)."""
+    num_envs: int = 256
+    episode_length: int = 1000
+    action_repeat: int = 1
+    unroll_length: int = 30
+    batch_size: int = 256
+    """Trajectories (of unroll_length steps) per minibatch."""
+    num_minibatches: int = 8
+    num_epochs: int = 4
+    """Passes over each iteration's data (Brax: num_updates_per_batch)."""
+    iterations_per_call: int = 1
+    """Training iterations scanned inside one call of the compiled step (between log points)."""
+
+    # --- Optimisation -------------------------------------------------------------------
+    learning_rate: float = 3e-4
+    lr_schedule: Literal["constant", "linear"] = "constant"
+    max_grad_norm: float | None = None
+    """Clip gradients to this global norm; None: no clipping (the paper's setting)."""
+    discount: float = 0.99
+    gae_lambda: float = 0.95
+    reward_scaling: float = 1.0
+    normalize_observations: bool = True
+    normalize_advantages: bool = True
+    value_loss_coef: float = 0.25
+    entropy_cost: float = 0.0
+    """Entropy bonus (Gaussian PPO only)."""
+    clip_epsilon: float = 0.05
+
+    # --- Networks -----------------------------------------------------------------------
+    policy_hidden: tuple[int, ...] = (32, 32, 32, 32)
+    value_hidden: tuple[int, ...] = (256, 256, 256, 256, 256)
+    velocity_output_scale: float = 0.25
+
+    # --- FPO ----------------------------------------------------------------------------
+    num_pairs: int = 8
+    """N: Monte-Carlo (t, eps) pairs per action for the CFM loss."""
+    t_sampler: Literal["grid", "uniform"] = "grid"
+    cfm_weighting: Literal["eps", "velocity"] = "eps"
+    ratio: Literal["mean", "per_sample"] = "mean"
+    trust_region: Literal["ppo", "aspo"] = "ppo"
+    cfm_loss_clamp: float | None = None
+    log_ratio_clamp: float | None = None
+
+    # --- Sampling for rollouts ----------------------------------------------------------
+    integrator: Literal["euler", "midpoint", "rk4"] = "euler"
+    flow_steps: int = 10
+    dppo_sigma: float = 0.05
+    """Per-step noise std of the DPPO baseline's stochastic sampler."""
+
+    # --- Evaluation ---------------------------------------------------------------------
+    num_evals: int = 10
+    """Evaluations (and checkpoints) over the run, plus one before training."""
+    num_eval_envs: int = 128
+    eval_integrator: Literal["euler", "midpoint", "rk4", "stochastic"] = "euler"
+    eval_flow_steps: int = 10
+    eval_noise: Literal["random", "zero"] = "random"
+    """Initial noise of evaluation samples: 'zero' is FPO++'s zero-noise sampling."""
+    eval_sigma: float = 0.0
+    """Per-step noise of the 'stochastic' eval integrator."""
+
+    # --- Output -------------------------------------------------------------------------
+    run_dir: str | None = None
+    """Where config.json, metrics.jsonl, checkpoints/ and plots go; None: nothing written."""
+    resume: str | None = None
+    """Resume from the latest checkpoint in this run directory."""
+    checkpoint: bool = True
+    progress: bool = True
+    tensorboard: bool = False
+    wandb_project: str | None = None
+
+    # --- Bookkeeping --------------------------------------------------------------------
+    preset_source: str = field(default="TrainConfig defaults", compare=False)
+    """Where the defaults came from (set by presets)."""
+
+    # Derived sizes --------------------------------------------------------------------------
+    @property
+    def num_unrolls(self) -> int:
+        """Consecutive unrolls each env performs per iteration."""
+        return self.batch_size * self.num_minibatches // self.num_envs
+
+    @property
+    def env_steps_per_iteration(self) -> int:
+        return self.batch_size * self.num_minibatches * self.unroll_length * self.action_repeat
+
+    @property
+    def env_steps_per_call(self) -> int:
+        return self.env_steps_per_iteration * self.iterations_per_call
+
+    @property
+    def num_calls(self) -> int:
+        """Calls of the compiled step needed to reach num_timesteps (rounded up)."""
+        return max(1, -(-self.num_timesteps // self.env_steps_per_call))
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"Unknown config fields {unknown}.")
+        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**d)
+
+
+class ConfigError(ValueError):
+    """An invalid configuration, reported before anything is compiled."""
+
+
+def validate(config: TrainConfig) -> TrainConfig:
+    """Check a config; raise ConfigError with one sentence naming the offending field."""
+    c = config
+
+    def fail(msg: str) -> None:
+        raise ConfigError(msg)
+
+    if c.algo not in ALGOS:
+        fail(f"algo={c.algo!r} is not one of {ALGOS}.")
+    positive_ints = [
+        "num_timesteps", "num_envs", "episode_length", "action_repeat", "unroll_length",
+        "batch_size", "num_minibatches", "num_epochs", "iterations_per_call", "num_pairs",
+        "flow_steps", "num_eval_envs", "eval_flow_steps", "num_seeds",
+    ]  # fmt: skip
+    for name in positive_ints:
+        value = getattr(c, name)
+        if not isinstance(value, int) or value <= 0:
+            fail(f"{name} must be a positive integer, got {value!r}.")
+    if c.num_evals < 0:
+        fail(f"num_evals must be >= 0, got {c.num_evals}.")
+    for name in ["learning_rate", "clip_epsilon", "reward_scaling", "velocity_output_scale"]:
+        if not getattr(c, name) > 0:
+            fail(f"{name} must be positive, got {getattr(c, name)!r}.")
+    for name in ["discount", "gae_lambda"]:
+        if not 0.0 <= getattr(c, name) <= 1.0:
+            fail(f"{name} must lie in [0, 1], got {getattr(c, name)!r}.")
+    for name in ["value_loss_coef", "entropy_cost", "dppo_sigma", "eval_sigma"]:
+        if getattr(c, name) < 0:
+            fail(f"{name} must be >= 0, got {getattr(c, name)!r}.")
+    for name in ["max_grad_norm", "cfm_loss_clamp", "log_ratio_clamp"]:
+        value = getattr(c, name)
+        if value is not None and not value > 0:
+            fail(f"{name} must be positive or None, got {value!r}.")
+    if (c.batch_size * c.num_minibatches) % c.num_envs:
+        fail(
+            f"batch_size * num_minibatches ({c.batch_size} * {c.num_minibatches} = "
+            f"{c.batch_size * c.num_minibatches}) must be a multiple of num_envs ({c.num_envs})."
+        )
+    if c.algo == "dppo" and c.dppo_sigma <= 0:
+        fail("dppo_sigma must be positive for algo='dppo' (its likelihoods need noise).")
+    if not c.policy_hidden or not c.value_hidden or min(c.policy_hidden + c.value_hidden) <= 0:
+        fail("policy_hidden and value_hidden must be non-empty tuples of positive sizes.")
+    if c.resume is not None and c.run_dir is not None and c.resume != c.run_dir:
+        fail(f"resume ({c.resume}) and run_dir ({c.run_dir}) name different directories.")
+    return c
+
+
+# ----------------------------------------------------------------------------------------------
+# Presets
+# ----------------------------------------------------------------------------------------------
+
+# FPO paper, Playground DM Control experiments (PAPER.md: 2048 envs, unroll 30, 1024 x 32
+# minibatches, 16 epochs, lr 3e-4, clip 0.05, N = 8, 10 Euler steps, discount 0.995, GAE 0.95,
+# reward scale 10, value coefficient 0.25, no entropy term).
+_DM_CONTROL_FPO = dict(
+    num_timesteps=60_000_000,
+    num_envs=2048,
+    episode_length=1000,
+    unroll_length=30,
+    batch_size=1024,
+    num_minibatches=32,
+    num_epochs=16,
+    learning_rate=3e-4,
+    clip_epsilon=0.05,
+    num_pairs=8,
+    flow_steps=10,
+    discount=0.995,
+    gae_lambda=0.95,
+    reward_scaling=10.0,
+    value_loss_coef=0.25,
+    entropy_cost=0.0,
+    num_evals=10,
+)
+# The paper's tuned Gaussian PPO (lr 3e-4, clip 0.1, entropy 0.01) and DPPO (clip 0.2, sigma 0.05).
+_DM_CONTROL_ALGO = {
+    "fpo": {},
+    "ppo": dict(clip_epsilon=0.1, entropy_cost=0.01),
+    "dppo": dict(clip_epsilon=0.2, dppo_sigma=0.05),
+}
+# The paper says discount 0.95 for these two.
+_DM_CONTROL_DISCOUNT = {"BallInCup": 0.95, "FingerSpin": 0.95}
+
+# Brax's published PPO settings (Brax training notebook), used for every algorithm on Brax envs.
+_BRAX_PPO = {
+    "ant": dict(
+        num_timesteps=50_000_000, num_envs=4096, batch_size=2048, num_minibatches=32,
+        num_epochs=4, unroll_length=5, discount=0.97, learning_rate=3e-4, entropy_cost=1e-2,
+        reward_scaling=10.0, episode_length=1000, num_evals=10,
+    ),
+    "halfcheetah": dict(
+        num_timesteps=50_000_000, num_envs=2048, batch_size=512, num_minibatches=32,
+        num_epochs=8, unroll_length=20, discount=0.95, learning_rate=3e-4, entropy_cost=1e-3,
+        reward_scaling=1.0, episode_length=1000, num_evals=20,
+    ),
+    "hopper": dict(
+        num_timesteps=6_553_600, num_envs=2048, batch_size=512, num_minibatches=32,
+        num_epochs=8, unroll_length=20, discount=0.997, learning_rate=3e-4, entropy_cost=1e-3,
+        reward_scaling=1.0, episode_length=1000, num_evals=20,
+    ),
+    "walker2d": dict(
+        num_timesteps=7_864_320, num_envs=2048, batch_size=512, num_minibatches=32,
+        num_epochs=8, unroll_length=20, discount=0.997, learning_rate=3e-4, entropy_cost=1e-3,
+        reward_scaling=1.0, episode_length=1000, num_evals=20,
+    ),
+    "humanoid": dict(
+        num_timesteps=50_000_000, num_envs=2048, batch_size=1024, num_minibatches=32,
+        num_epochs=8, unroll_length=10, discount=0.97, learning_rate=3e-4, entropy_cost=1e-3,
+        reward_scaling=0.1, episode_length=1000, num_evals=10,
+    ),
+    "inverted_pendulum": dict(
+        num_timesteps=2_000_000, num_envs=2048, batch_size=1024, num_minibatches=32,
+        num_epochs=4, unroll_length=5, discount=0.97, learning_rate=3e-4, entropy_cost=1e-2,
+        reward_scaling=10.0, episode_length=1000, num_evals=20,
+    ),
+}  # fmt: skip
+
+# Brax PPO's entropy bonus is meaningless for flow policies (no tractable entropy): drop it.
+_FLOW_ON_BRAX = dict(entropy_cost=0.0)
+
+# Small, CPU-friendly settings measured to learn here (see tests/test_learning.py).
+_TOY = {
+    "gridworld": dict(
+        num_timesteps=300_000, num_envs=64, episode_length=100, unroll_length=20, batch_size=64,
+        num_minibatches=4, num_epochs=4, discount=0.99, learning_rate=1e-3, reward_scaling=0.1,
+        clip_epsilon=0.1, num_evals=5, num_eval_envs=64,
+    ),
+    "bandit": dict(
+        num_timesteps=100_000, num_envs=64, episode_length=1, unroll_length=1, batch_size=256,
+        num_minibatches=4, num_epochs=4, discount=0.0, learning_rate=1e-3, clip_epsilon=0.1,
+        num_evals=5, num_eval_envs=256,
+    ),
+}  # fmt: skip
+_TOY["bandit2d"] = _TOY["bandit"]
+
+
+def preset(env: str, algo: str = "fpo") -> TrainConfig:
+    """Default config for an env and algorithm, with ``preset_source`` saying where it came from.
+
+    * Playground DM Control tasks: the FPO paper's hyperparameters (and its tuned PPO / DPPO).
+    * Brax envs with a published Brax PPO config: that config (entropy bonus only for PPO).
+    * Built-in toy envs: small settings measured to learn on a CPU.
+    * Anything else: ``TrainConfig`` defaults (a mid-sized layout, FPO paper optimiser).
+    """
+    from fpo_jax import envs  # local import: config must stay importable without simulators
+
+    overrides: dict[str, Any] = {}
+    source = "TrainConfig defaults"
+    canonical = envs.canonical_name(env) if env else env
+    if canonical in _TOY:
+        overrides.update(_TOY[canonical])
+        source = "fpo_jax toy-env preset (measured on a 2-core CPU)"
+    elif canonical in _BRAX_PPO:
+        overrides.update(_BRAX_PPO[canonical])
+        if algo != "ppo":
+            overrides.update(_FLOW_ON_BRAX)
+        source = "Brax PPO published settings (Brax training notebook)"
+    elif envs.is_dm_control_name(canonical):
+        overrides.update(_DM_CONTROL_FPO)
+        overrides.update(_DM_CONTROL_ALGO[algo])
+        if canonical in _DM_CONTROL_DISCOUNT:
+            overrides["discount"] = _DM_CONTROL_DISCOUNT[canonical]
+        source = "FPO paper, Playground DM Control hyperparameters"
+    if algo == "ppo" and canonical not in _BRAX_PPO and not envs.is_dm_control_name(canonical):
+        overrides.setdefault("entropy_cost", 0.01)
+    return TrainConfig(env=canonical, algo=algo, preset_source=source, **overrides)
+
+
+def replace(config: TrainConfig, **changes: Any) -> TrainConfig:
+    """``dataclasses.replace`` that reports unknown field names in one sentence."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise ConfigError(f"Unknown config fields {unknown}; see `python -m fpo_jax.train --help`.")
+    return dataclasses.replace(config, **changes)

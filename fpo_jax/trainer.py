@@ -1,0 +1,308 @@
+"""The compiled training step: rollout scan -> GAE -> epochs x minibatches of optax updates.
+
+:class:`Trainer` turns an environment and a :class:`~fpo_jax.config.TrainConfig` into pure
+functions over an explicit :class:`TrainState` pytree:
+
+* ``init(key) -> TrainState``
+* ``train_step(state) -> (state, metrics)``: ``config.iterations_per_call`` whole training
+  iterations in one ``lax.scan``; jit it (``compiled_train_step`` does, donating the state).
+* ``evaluate(state, key) -> metrics``: episodes on separate envs without auto-reset, with the
+  configured evaluation sampler.
+
+One training iteration (all inside one compiled program, no host round trip):
+
+1. refresh the auto-reset cache with fresh initial states (see :mod:`fpo_jax.envs`);
+2. ``num_unrolls`` unrolls of ``unroll_length`` steps of ``num_envs`` envs (``lax.scan`` over time
+   of vmapped env steps); the agent samples each action and stores what its objective needs
+   (FPO: the N (t, eps) pairs and their old CFM losses);
+3. ``num_epochs`` shuffles of the trajectories into ``num_minibatches`` minibatches, each a
+   gradient step on ``policy loss + value_loss_coef * value loss``, with GAE recomputed inside the
+   loss from the current critic (Brax style, under stop-gradient).
+
+Observations are normalised with the running statistics *as they were at the start of the
+iteration* both when acting and when computing the loss, so the ratio is exactly 1 on the first
+minibatch; statistics gathered during the rollout take effect from the next iteration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from fpo_jax import envs, loss, networks, normalization
+from fpo_jax.agents import make_agent
+from fpo_jax.config import TrainConfig, validate
+
+Array = jax.Array
+Metrics = dict[str, Array]
+
+
+@struct.dataclass
+class TrainState:
+    """Everything a run needs to continue exactly where it stopped (a checkpoint is this).
+
+    ``params = {"policy": ..., "value": ...}``; ``env_state`` has leading dim ``num_envs``;
+    ``key`` is a raw ``uint32[2]`` PRNG key; ``iteration`` counts finished training iterations.
+    """
+
+    params: Any
+    opt_state: Any
+    obs_stats: normalization.RunningStats
+    env_state: Any
+    key: Array
+    iteration: Array
+
+
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """Adam with an optional global-norm clip and a constant or linearly decaying step size."""
+    total_updates = (
+        config.num_calls * config.iterations_per_call * config.num_epochs * config.num_minibatches
+    )
+    if config.lr_schedule == "linear":
+        lr: Any = optax.linear_schedule(config.learning_rate, 0.0, total_updates)
+    else:
+        lr = config.learning_rate
+    parts = []
+    if config.max_grad_norm is not None:
+        parts.append(optax.clip_by_global_norm(config.max_grad_norm))
+    parts.append(optax.adam(lr))
+    return optax.chain(*parts)
+
+
+def _all_finite(tree: Any) -> Array:
+    leaves = [
+        jnp.all(jnp.isfinite(x))
+        for x in jax.tree.leaves(tree)
+        if jnp.issubdtype(x.dtype, jnp.floating)
+    ]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+class Trainer:
+    """Pure training functions for one environment and config (see module docstring).
+
+    Args:
+      env: a raw Brax ``Env``, MuJoCo Playground ``MjxEnv`` or built-in toy env
+        (:func:`fpo_jax.envs.make_env` builds one by name).
+      config: the run's configuration; validated here, before anything is compiled.
+    """
+
+    def __init__(self, env: Any, config: TrainConfig):
+        self.config = validate(config)
+        self.env = env
+        self.obs_size, self.action_size = envs.env_sizes(env)
+        self.agent = make_agent(config, self.action_size)
+        self.value_net = networks.ValueMLP(hidden_sizes=config.value_hidden)
+        self.optimizer = make_optimizer(config)
+        self.train_env = envs.wrap_for_training(
+            env, episode_length=config.episode_length, action_repeat=config.action_repeat
+        )
+        self.eval_env = envs.wrap_for_eval(
+            env, episode_length=config.episode_length, action_repeat=config.action_repeat
+        )
+
+    # ------------------------------------------------------------------ state
+    def init(self, key: Array) -> TrainState:
+        """Fresh parameters, optimizer state, statistics and env states from a raw PRNG key."""
+        c = self.config
+        k_policy, k_value, k_env, k_next = jax.random.split(key, 4)
+        params = {
+            "policy": self.agent.init(k_policy, self.obs_size),
+            "value": self.value_net.init(k_value, jnp.zeros((1, self.obs_size))),
+        }
+        env_state = self.train_env.reset(jax.random.split(k_env, c.num_envs))
+        return TrainState(
+            params=params,
+            opt_state=self.optimizer.init(params),
+            obs_stats=normalization.RunningStats.zeros(self.obs_size),
+            env_state=env_state,
+            key=k_next,
+            iteration=jnp.zeros((), jnp.int32),
+        )
+
+    def _normalize(self, stats: normalization.RunningStats, obs: Array) -> Array:
+        return normalization.normalize(stats, obs, self.config.normalize_observations)
+
+    # ------------------------------------------------------------------ rollout
+    def _unroll(self, params, stats_for_acting, carry, key):
+        """One unroll of ``unroll_length`` steps. Returns (carry, (traj (T, B, ...), bootstrap))."""
+        env_state, new_stats = carry
+
+        def env_step(carry, step_key):
+            env_state, new_stats = carry
+            raw_obs = envs.flat_obs(env_state.obs)
+            obs = self._normalize(stats_for_acting, raw_obs)
+            raw_action, extras = self.agent.act(params["policy"], obs, step_key)
+            next_state = self.train_env.step(env_state, jnp.tanh(raw_action))
+            done = next_state.done
+            episode_return = next_state.info["episode_metrics"]["sum_reward"]
+            transition = {
+                "obs": obs,
+                "raw_action": raw_action,
+                "extras": extras,
+                "reward": next_state.reward,
+                "done": done,
+                "truncation": next_state.info["truncation"],
+            }
+            logs = {
+                "episodes": jnp.sum(done),
+                "episode_return_sum": jnp.sum(jnp.where(done > 0, episode_return, 0.0)),
+            }
+            new_stats = normalization.update(new_stats, raw_obs)
+            return (next_state, new_stats), (transition, logs)
+
+        keys = jax.random.split(key, self.config.unroll_length)
+        (env_state, new_stats), (traj, logs) = jax.lax.scan(env_step, (env_state, new_stats), keys)
+        bootstrap_obs = self._normalize(stats_for_acting, envs.flat_obs(env_state.obs))
+        return (env_state, new_stats), (traj, bootstrap_obs, logs)
+
+    # ------------------------------------------------------------------ update
+    def _loss(self, params, minibatch) -> tuple[Array, Metrics]:
+        """Loss of one minibatch of trajectories: obs (b, T, obs_dim), bootstrap_obs (b, obs_dim)."""
+        c = self.config
+        traj, bootstrap_obs = minibatch
+        values = self.value_net.apply(params["value"], traj["obs"])  # (b, T)
+        bootstrap_value = self.value_net.apply(params["value"], bootstrap_obs)  # (b,)
+        truncation = traj["truncation"]
+        termination = traj["done"] * (1.0 - truncation)
+        to_time_major = lambda x: jnp.swapaxes(x, 0, 1)
+        value_targets, advantages = loss.compute_gae(
+            to_time_major(traj["reward"] * c.reward_scaling),
+            to_time_major(values),
+            bootstrap_value,
+            to_time_major(termination),
+            to_time_major(truncation),
+            discount=c.discount,
+            gae_lambda=c.gae_lambda,
+        )
+        value_targets, advantages = to_time_major(value_targets), to_time_major(advantages)
+        if c.normalize_advantages:
+            advantages = loss.normalize_advantages(advantages)
+        policy_loss, metrics = self.agent.objective(
+            params["policy"], traj["obs"], traj["raw_action"], traj["extras"], advantages
+        )
+        v_loss = loss.value_loss(values, value_targets)
+        total = policy_loss + c.value_loss_coef * v_loss
+        metrics.update(policy_loss=policy_loss, value_loss=v_loss, total_loss=total)
+        return total, metrics
+
+    def _sgd_step(self, carry, minibatch):
+        params, opt_state = carry
+        grads, metrics = jax.grad(self._loss, has_aux=True)(params, minibatch)
+        updates, opt_state = self.optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        metrics["grad_norm"] = optax.global_norm(grads)
+        return (params, opt_state), metrics
+
+    def _epoch(self, data, carry, key):
+        c = self.config
+        num_traj = c.batch_size * c.num_minibatches
+        perm = jax.random.permutation(key, num_traj)
+        minibatches = jax.tree.map(
+            lambda x: x[perm].reshape(c.num_minibatches, c.batch_size, *x.shape[1:]), data
+        )
+        return jax.lax.scan(self._sgd_step, carry, minibatches)
+
+    # ------------------------------------------------------------------ iteration
+    def _iteration(self, state: TrainState, _=None) -> tuple[TrainState, Metrics]:
+        c = self.config
+        key, k_refresh, k_rollout, k_sgd = jax.random.split(state.key, 4)
+        env_state = envs.refresh_initial_states(
+            self.train_env, state.env_state, jax.random.split(k_refresh, c.num_envs)
+        )
+        unroll = lambda carry, k: self._unroll(state.params, state.obs_stats, carry, k)
+        (env_state, new_stats), (traj, bootstrap_obs, logs) = jax.lax.scan(
+            unroll, (env_state, state.obs_stats), jax.random.split(k_rollout, c.num_unrolls)
+        )
+        # (U, T, B, ...) -> (U * B, T, ...): one row per trajectory.
+        traj = jax.tree.map(
+            lambda x: jnp.swapaxes(x, 1, 2).reshape(-1, c.unroll_length, *x.shape[3:]), traj
+        )
+        bootstrap_obs = bootstrap_obs.reshape(-1, bootstrap_obs.shape[-1])
+
+        epoch = lambda carry, k: self._epoch((traj, bootstrap_obs), carry, k)
+        (params, opt_state), sgd_metrics = jax.lax.scan(
+            epoch, (state.params, state.opt_state), jax.random.split(k_sgd, c.num_epochs)
+        )
+        metrics = jax.tree.map(jnp.mean, sgd_metrics)
+        episodes = jnp.sum(logs["episodes"])
+        metrics["train/episodes"] = episodes
+        metrics["train/episode_return"] = jnp.where(
+            episodes > 0, jnp.sum(logs["episode_return_sum"]) / jnp.maximum(episodes, 1), jnp.nan
+        )
+        metrics["train/reward_per_step"] = jnp.mean(traj["reward"])
+        metrics["finite"] = _all_finite(params) & jnp.isfinite(metrics["total_loss"])
+        new_state = TrainState(
+            params=params,
+            opt_state=opt_state,
+            obs_stats=new_stats if c.normalize_observations else state.obs_stats,
+            env_state=env_state,
+            key=key,
+            iteration=state.iteration + 1,
+        )
+        return new_state, metrics
+
+    def train_step(self, state: TrainState) -> tuple[TrainState, Metrics]:
+        """``iterations_per_call`` training iterations; metrics averaged over them.
+
+        ``metrics["finite"]`` is False if any iteration produced a non-finite loss or parameter.
+        """
+        state, metrics = jax.lax.scan(
+            self._iteration, state, None, length=self.config.iterations_per_call
+        )
+        finite = jnp.all(metrics.pop("finite"))
+        metrics = jax.tree.map(jnp.nanmean, metrics)
+        metrics["finite"] = finite
+        return state, metrics
+
+    # ------------------------------------------------------------------ evaluation
+    def policy_fn(self, params: Any, obs_stats: normalization.RunningStats) -> Callable:
+        """``policy(obs (..., obs_dim), key) -> action (..., A)`` in ``[-1, 1]``, jit-able.
+
+        Uses the evaluation sampler of the config (integrator, steps, noise start).
+        """
+
+        def policy(obs: Array, key: Array) -> Array:
+            obs = self._normalize(obs_stats, envs.flat_obs(obs))
+            return jnp.tanh(self.agent.eval_act(params["policy"], obs, key))
+
+        return policy
+
+    def evaluate(self, state: TrainState, key: Array) -> Metrics:
+        """Mean undiscounted return of ``num_eval_envs`` episodes, no auto-reset.
+
+        Rewards (and env metrics) after an episode's end are masked out.
+        """
+        c = self.config
+        policy = self.policy_fn(state.params, state.obs_stats)
+        k_reset, k_act = jax.random.split(key)
+        env_state = self.eval_env.reset(jax.random.split(k_reset, c.num_eval_envs))
+        num_steps = -(-c.episode_length // c.action_repeat)
+        zeros = jnp.zeros((c.num_eval_envs,))
+        metric_sums = {k: zeros for k in env_state.metrics}
+
+        def step(carry, step_key):
+            env_state, ret, length, alive, sums = carry
+            next_state = self.eval_env.step(env_state, policy(env_state.obs, step_key))
+            ret = ret + jnp.where(alive > 0, next_state.reward, 0.0)
+            length = length + alive
+            sums = {
+                k: v + jnp.where(alive > 0, next_state.metrics[k], 0.0) for k, v in sums.items()
+            }
+            alive = alive * (1.0 - next_state.done)
+            return (next_state, ret, length, alive, sums), None
+
+        init = (env_state, zeros, zeros, jnp.ones_like(zeros), metric_sums)
+        (_, ret, length, _, sums), _ = jax.lax.scan(step, init, jax.random.split(k_act, num_steps))
+        out = {
+            "eval/episode_return": jnp.mean(ret),
+            "eval/episode_return_std": jnp.std(ret),
+            "eval/episode_length": jnp.mean(length),
+        }
+        out.update({f"eval/{k}": jnp.mean(v) for k, v in sums.items()})
+        return out
