@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -98,6 +99,9 @@ class TrainConfig:
     trust_region: Literal["ppo", "aspo"] = "ppo"
     cfm_loss_clamp: float | None = None
     log_ratio_clamp: float | None = None
+    pair_storage: Literal["stored", "key"] = "stored"
+    """'stored': keep each action's N (t, eps) pairs in the rollout buffer; 'key': keep one PRNG
+    key per action and regenerate the pairs in the loss (less memory, a little more compute)."""
 
     # --- Sampling for rollouts ----------------------------------------------------------
     integrator: Literal["euler", "midpoint", "rk4"] = "euler"
@@ -173,8 +177,12 @@ def validate(config: TrainConfig) -> TrainConfig:
     def fail(msg: str) -> None:
         raise ConfigError(msg)
 
-    if c.algo not in ALGOS:
-        fail(f"algo={c.algo!r} is not one of {ALGOS}.")
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        if typing.get_origin(hints[f.name]) is Literal:
+            choices = typing.get_args(hints[f.name])
+            if getattr(c, f.name) not in choices:
+                fail(f"{f.name}={getattr(c, f.name)!r} is not one of {choices}.")
     positive_ints = [
         "num_timesteps", "num_envs", "episode_length", "action_repeat", "unroll_length",
         "batch_size", "num_minibatches", "num_epochs", "iterations_per_call", "num_pairs",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import jax
@@ -45,7 +46,8 @@ class FPOAgent:
 
     def act(self, params: Params, obs: Array, key: Array) -> tuple[Array, Extras]:
         """obs (*B, obs_dim) -> raw_action (*B, A), extras {eps (*B, N, A), t (*B, N, 1),
-        old_cfm_loss (*B, N)}."""
+        old_cfm_loss (*B, N)}; with ``pair_storage="key"`` extras hold pair_key (*B, 2)
+        instead of eps and t."""
         c = self.config
         k_sample, k_pairs = jax.random.split(key)
         raw_action = flow.sample(
@@ -57,25 +59,47 @@ class FPOAgent:
             integrator=c.integrator,
             num_steps=c.flow_steps,
         )
-        t, eps = flow.draw_cfm_pairs(
-            k_pairs, obs.shape[:-1], c.num_pairs, self.action_size, t_kind=c.t_sampler
-        )
+        batch_shape = obs.shape[:-1]
+        if c.pair_storage == "key":
+            pair_keys = jax.random.split(k_pairs, math.prod(batch_shape)).reshape(*batch_shape, 2)
+            t, eps = self.pairs_from_keys(pair_keys)
+            pairs = {"pair_key": pair_keys}
+        else:
+            t, eps = flow.draw_cfm_pairs(
+                k_pairs, batch_shape, c.num_pairs, self.action_size, t_kind=c.t_sampler
+            )
+            pairs = {"eps": eps, "t": t}
         old = loss.cfm_loss(
             self.velocity_fn, params, obs, raw_action, eps, t, weighting=c.cfm_weighting
         )
-        return raw_action, {"eps": eps, "t": t, "old_cfm_loss": old}
+        return raw_action, {**pairs, "old_cfm_loss": old}
+
+    def pairs_from_keys(self, pair_keys: Array) -> tuple[Array, Array]:
+        """One raw key per action (*B, 2) -> its pairs t (*B, N, 1), eps (*B, N, A)."""
+        c = self.config
+        draw = lambda k: flow.draw_cfm_pairs(
+            k, (), c.num_pairs, self.action_size, t_kind=c.t_sampler
+        )
+        flat = pair_keys.reshape(-1, 2)
+        t, eps = jax.vmap(draw)(flat)
+        batch_shape = pair_keys.shape[:-1]
+        return t.reshape(*batch_shape, *t.shape[1:]), eps.reshape(*batch_shape, *eps.shape[1:])
 
     def objective(
         self, params: Params, obs: Array, raw_action: Array, extras: Extras, advantages: Array
     ) -> tuple[Array, dict[str, Array]]:
         c = self.config
+        if "pair_key" in extras:
+            t, eps = self.pairs_from_keys(extras["pair_key"])
+        else:
+            t, eps = extras["t"], extras["eps"]
         return loss.fpo_objective(
             self.velocity_fn,
             params,
             obs,
             raw_action,
-            extras["eps"],
-            extras["t"],
+            eps,
+            t,
             extras["old_cfm_loss"],
             advantages,
             clip_epsilon=c.clip_epsilon,

@@ -1,0 +1,66 @@
+"""Config presets and validation: bad configs fail before compiling, in one sentence."""
+
+import json
+
+import pytest
+
+from fpo_jax.config import ConfigError, TrainConfig, preset, replace, validate
+
+
+def test_dm_control_preset_is_the_papers():
+    c = preset("CartpoleBalance", "fpo")
+    assert (c.num_envs, c.unroll_length, c.batch_size, c.num_minibatches, c.num_epochs) == (
+        2048, 30, 1024, 32, 16,
+    )  # fmt: skip
+    assert (c.learning_rate, c.clip_epsilon, c.num_pairs, c.flow_steps) == (3e-4, 0.05, 8, 10)
+    assert (c.discount, c.gae_lambda, c.reward_scaling) == (0.995, 0.95, 10.0)
+    assert c.env_steps_per_iteration == 983_040
+    assert "FPO paper" in c.preset_source
+    assert preset("BallInCup").discount == 0.95
+    ppo = preset("CheetahRun", "ppo")
+    assert (ppo.clip_epsilon, ppo.entropy_cost) == (0.1, 0.01)
+    assert preset("CheetahRun", "dppo").clip_epsilon == 0.2
+
+
+def test_brax_preset_keeps_entropy_only_for_ppo():
+    assert preset("ant", "ppo").entropy_cost == 0.01
+    assert preset("ant", "fpo").entropy_cost == 0.0
+    assert "Brax" in preset("ant").preset_source
+    # Case-insensitive names resolve to the registered spelling.
+    assert preset("cartpolebalance").env == "CartpoleBalance"
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(num_envs=300), "multiple of num_envs"),
+        (dict(batch_size=0), "batch_size must be a positive integer"),
+        (dict(learning_rate=-1.0), "learning_rate must be positive"),
+        (dict(discount=1.5), "discount must lie in"),
+        (dict(algo="sac"), "algo='sac'"),
+        (dict(max_grad_norm=0.0), "max_grad_norm"),
+        (dict(ratio="median"), "ratio='median'"),
+        (dict(integrator="leapfrog"), "integrator='leapfrog'"),
+        (dict(resume="a", run_dir="b"), "different directories"),
+    ],
+)
+def test_invalid_configs_fail_in_one_sentence(changes, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        validate(replace(TrainConfig(), **changes))
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_field_and_json_round_trip():
+    with pytest.raises(ConfigError, match="Unknown config fields"):
+        replace(TrainConfig(), num_env=3)
+    c = preset("CheetahRun", "ppo")
+    assert TrainConfig.from_dict(json.loads(c.to_json())) == c
+
+
+def test_derived_sizes():
+    c = TrainConfig(num_envs=64, batch_size=32, num_minibatches=4, unroll_length=10,
+                    iterations_per_call=2, num_timesteps=10_000)  # fmt: skip
+    assert c.num_unrolls == 2
+    assert c.env_steps_per_iteration == 1280
+    assert c.env_steps_per_call == 2560
+    assert c.num_calls == 4  # rounded up

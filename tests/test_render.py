@@ -1,0 +1,109 @@
+"""Rendering: the ``python -m fpo_jax.render`` CLI on a real Brax env, and the Python helpers.
+
+Run directories are written the way ``fpo_jax.train`` writes them (``config.json`` plus an orbax
+checkpoint of the whole train state) but from a freshly initialised state: compiling a training
+step would cost a minute here and adds nothing to what rendering reads.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fpo_jax import envs, render
+from fpo_jax.checkpoint import Checkpointer
+from fpo_jax.config import TrainConfig
+from fpo_jax.trainer import Trainer
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Small networks and batch: only the state's structure matters for rendering.
+SMALL = dict(
+    num_envs=4,
+    batch_size=4,
+    num_minibatches=1,
+    num_epochs=1,
+    unroll_length=5,
+    num_eval_envs=4,
+    policy_hidden=(16, 16),
+    value_hidden=(16, 16),
+    flow_steps=4,
+    eval_flow_steps=4,
+)
+
+
+def write_run(run_dir: Path, config: TrainConfig, shift: float = 0.0) -> Trainer:
+    """A run directory as train.py writes it; policy params shifted by ``shift`` (to recognise)."""
+    trainer = Trainer(envs.make_env(config.env, backend=config.backend, impl=config.impl), config)
+    if config.num_seeds > 1:
+        seeds = jnp.arange(config.seed, config.seed + config.num_seeds)
+        state = jax.jit(jax.vmap(trainer.init))(jax.vmap(jax.random.PRNGKey)(seeds))
+    else:
+        state = jax.jit(trainer.init)(jax.random.PRNGKey(config.seed))
+    params = {**state.params, "policy": jax.tree.map(lambda x: x + shift, state.params["policy"])}
+    state = state.replace(params=params, iteration=state.iteration + 3)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(config.to_json())
+    ckpt = Checkpointer(run_dir / "checkpoints")
+    ckpt.save(3, state)
+    ckpt.close()
+    return trainer
+
+
+def test_cli_writes_mp4_of_brax_episode(tmp_path):
+    config = TrainConfig(
+        env="inverted_pendulum", backend="spring", episode_length=50, run_dir=str(tmp_path), **SMALL
+    )
+    write_run(tmp_path, config)
+    out = tmp_path / "x.mp4"
+    env = {k: v for k, v in os.environ.items() if k != "MUJOCO_GL"}  # the module's default
+    proc = subprocess.run(
+        [sys.executable, "-m", "fpo_jax.render", str(tmp_path), "--out", str(out),
+         "--episode-length", "20", "--no-stop-at-done", "--height", "64", "--width", "96"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    if proc.returncode != 0 and "MuJoCo cannot render" in proc.stderr:
+        pytest.skip(f"no OpenGL backend for MuJoCo here: {proc.stderr.strip().splitlines()[-1]}")
+    assert proc.returncode == 0, proc.stderr
+    assert "21 frames" in proc.stderr
+
+    import mediapy
+
+    video = mediapy.read_video(out)
+    assert video.shape == (21, 64, 96, 3)  # the initial state + 20 steps
+    assert video.metadata.fps == pytest.approx(1.0 / float(envs.make_env("inverted_pendulum").dt))
+    assert video.max() > 0  # not a black screen
+
+
+def test_cli_reports_missing_run(tmp_path):
+    assert render.main([str(tmp_path / "nothing")]) == 2
+
+
+def test_load_run_multi_seed_and_gridworld_frames(tmp_path):
+    config = TrainConfig(env="gridworld", episode_length=30, num_seeds=2, seed=5, **SMALL)
+    trainer = write_run(tmp_path, config, shift=0.5)
+    run = render.load_run(tmp_path, seed_index=1)
+    assert run.step == 3
+    fresh = trainer.init(jax.random.PRNGKey(6))  # seed 5 + index 1
+    want = jax.tree.map(lambda x: x + 0.5, fresh.params["policy"])
+    jax.tree.map(np.testing.assert_allclose, run.state.params["policy"], want)
+
+    frames = render.render_policy(run.env, run.policy, jax.random.PRNGKey(0), 30)
+    states = render.rollout(run.env, run.policy, jax.random.PRNGKey(0), 30)
+    assert len(frames) == len(states) <= 31
+    assert frames[0].shape == (250, 250, 3) and frames[0].dtype == np.uint8
+    if len(states) < 31:  # stopped at the goal: the last state is done
+        assert states[-1].done == 1
+
+
+def test_bandit_has_nothing_to_render():
+    bandit = envs.make_env("bandit")
+    with pytest.raises(render.RenderError, match="MuJoCo-based env"):
+        render.render_policy(bandit, lambda obs, key: jnp.zeros(1), jax.random.PRNGKey(0), 1)
