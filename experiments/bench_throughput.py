@@ -164,19 +164,16 @@ def install_brax_shims() -> None:
     if not hasattr(jax, "device_put_replicated"):
 
         def device_put_replicated(x: Any, devices: list[Any]) -> Any:
-            def rep(a: Any) -> Any:
-                stacked = jnp.stack([jnp.asarray(a)] * len(devices))
-                if len(devices) == 1:
-                    return jax.device_put(stacked, devices[0])
-                sharding = jax.sharding.PositionalSharding(devices)  # pragma: no cover
-                return jax.device_put(stacked, sharding.reshape(len(devices), *[1] * a.ndim))
-
-            return jax.tree.map(rep, x)
+            # Stack one copy per device, then place it with an identity pmap so that the result
+            # carries exactly the sharding of pmap outputs (a different sharding on the first
+            # call of Brax's pmapped training epoch would compile it a second time).
+            stacked = jax.tree.map(lambda a: jnp.stack([jnp.asarray(a)] * len(devices)), x)
+            return jax.pmap(lambda t: t, devices=devices)(stacked)
 
         jax.device_put_replicated = device_put_replicated
         SHIM_NOTE.append(
             "`jax.device_put_replicated` (removed in jax 0.10.2, called by PyPI brax 0.14.2's "
-            "PPO) defined for this process as `device_put(stack([x] * n_devices))`."
+            "PPO) defined for this process as an identity `jax.pmap` over `stack([x] * n_devices)`."
         )
 
 

@@ -54,6 +54,11 @@ class TrainConfig:
     seed: int = 0
     num_seeds: int = 1
     """Train this many seeds (seed, seed+1, ...) as one vmapped program."""
+    num_devices: int | None = None
+    """Shard the env batch over this many devices (None: every device JAX sees, on all hosts)."""
+    distributed: bool = False
+    """Call jax.distributed.initialize first (multi-host; reads JAX_COORDINATOR_ADDRESS,
+    JAX_NUM_PROCESSES, JAX_PROCESS_ID, or auto-detects SLURM / TPU / ... clusters)."""
 
     # --- Budget and batch layout --------------------------------------------------------
     num_timesteps: int = 1_000_000
@@ -216,6 +221,8 @@ def validate(config: TrainConfig) -> TrainConfig:
         fail("dppo_sigma must be positive for algo='dppo' (its likelihoods need noise).")
     if not c.policy_hidden or not c.value_hidden or min(c.policy_hidden + c.value_hidden) <= 0:
         fail("policy_hidden and value_hidden must be non-empty tuples of positive sizes.")
+    if c.num_devices is not None and c.num_devices <= 0:
+        fail(f"num_devices must be a positive integer or None, got {c.num_devices!r}.")
     if c.resume is not None and c.run_dir is not None and c.resume != c.run_dir:
         fail(f"resume ({c.resume}) and run_dir ({c.run_dir}) name different directories.")
     return c

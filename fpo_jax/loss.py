@@ -13,6 +13,7 @@ objective that PPO maximises.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -266,7 +267,7 @@ def fpo_objective(
 # Gaussian PPO
 # --------------------------------------------------------------------------------------------
 
-_LOG_2PI = jnp.log(2.0 * jnp.pi)
+_LOG_2PI = math.log(2.0 * math.pi)  # a Python float: no JAX work at import time
 
 
 def gaussian_log_prob(x: Array, loc: Array, scale: Array) -> Array:

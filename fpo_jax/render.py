@@ -190,7 +190,9 @@ def rollout(
       ``n = num_steps``, or fewer with ``stop_at_done``.
     """
     if num_steps < 1 or action_repeat < 1:
-        raise ValueError(f"num_steps and action_repeat must be >= 1, got {num_steps}, {action_repeat}.")
+        raise ValueError(
+            f"num_steps and action_repeat must be >= 1, got {num_steps}, {action_repeat}."
+        )
     num_actions = -(-num_steps // action_repeat)
     k_reset, k_act = jax.random.split(key)
 
@@ -405,7 +407,9 @@ def load_run(run_dir: str | Path, *, step: int | None = None, seed_index: int = 
         raise FileNotFoundError(f"{config_path} not found: is {run_dir} an fpo_jax run directory?")
     config = TrainConfig.from_dict(json.loads(config_path.read_text()))
     if not 0 <= seed_index < config.num_seeds:
-        raise ValueError(f"seed_index {seed_index} is out of range: the run has {config.num_seeds} seed(s).")
+        raise ValueError(
+            f"seed_index {seed_index} is out of range: the run has {config.num_seeds} seed(s)."
+        )
     try:
         env = envs.make_env(config.env, backend=config.backend, impl=config.impl)
     except ValueError as e:

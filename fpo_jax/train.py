@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fpo_jax import envs
+from fpo_jax import envs, parallel
 from fpo_jax.checkpoint import Checkpointer
 from fpo_jax.config import ConfigError, TrainConfig, preset, replace, validate
 from fpo_jax.run_log import MetricsWriter, plot_learning_curve
@@ -29,7 +29,7 @@ from fpo_jax.trainer import Trainer, TrainState
 
 # Fields that may differ between a run and its resumption without changing what is computed.
 _RESUMABLE_CHANGES = {"run_dir", "resume", "progress", "num_timesteps", "tensorboard",
-                      "wandb_project", "preset_source"}  # fmt: skip
+                      "wandb_project", "preset_source", "num_devices", "distributed"}  # fmt: skip
 
 
 class TrainingDiverged(RuntimeError):
@@ -91,7 +91,18 @@ def _format_seconds(seconds: float) -> str:
 
 
 def _log(msg: str) -> None:
-    print(f"[fpo_jax] {msg}", file=sys.stderr, flush=True)
+    if parallel.is_main_process():
+        print(f"[fpo_jax] {msg}", file=sys.stderr, flush=True)
+
+
+_distributed_initialized = False
+
+
+def _initialize_distributed_once() -> None:
+    global _distributed_initialized
+    if not _distributed_initialized:
+        parallel.initialize_distributed()
+        _distributed_initialized = True
 
 
 def train(
@@ -119,6 +130,9 @@ def train(
         config = preset(name, overrides.get("algo", "fpo")) if isinstance(env, str) else (
             TrainConfig(env=name))  # fmt: skip
     config = validate(replace(config, **overrides) if overrides else config)
+    if config.distributed:
+        _initialize_distributed_once()
+    main_process = parallel.is_main_process()
     resume_dir = Path(config.resume) if config.resume else None
     if resume_dir is not None:
         saved_path = resume_dir / "config.json"
@@ -133,7 +147,9 @@ def train(
         if isinstance(env, str)
         else env
     )
-    trainer = Trainer(env_obj, config)
+    use_mesh = (config.num_devices or jax.device_count()) > 1
+    mesh = parallel.make_mesh(config.num_devices) if use_mesh else None
+    trainer = Trainer(env_obj, config, mesh=mesh)
     k = config.num_seeds
     seeds = jnp.arange(config.seed, config.seed + k)
     keys = jax.vmap(jax.random.PRNGKey)(seeds)
@@ -146,7 +162,8 @@ def train(
     start_call = 0
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(config.to_json())
+        if main_process:
+            (run_dir / "config.json").write_text(config.to_json())
         if config.checkpoint:
             ckpt = Checkpointer(run_dir / "checkpoints")
     if resume_dir is not None:
@@ -159,9 +176,9 @@ def train(
         )
 
     writer = MetricsWriter(
-        run_dir,
-        tensorboard=config.tensorboard,
-        wandb_project=config.wandb_project,
+        run_dir if main_process else None,
+        tensorboard=config.tensorboard and main_process,
+        wandb_project=config.wandb_project if main_process else None,
         config=dataclasses.asdict(config),
     )
     if resume_dir is not None:
@@ -171,8 +188,10 @@ def train(
     step_fn = jax.jit(batched(trainer.train_step), donate_argnums=0).lower(state).compile()
     compile_seconds = time.perf_counter() - t0
     eval_fn = jax.jit(batched(trainer.evaluate))
+    devices = f"{mesh.size} devices" if mesh is not None else "1 device"
     _log(
-        f"{config.algo} on {config.env}: {config.num_calls} calls x "
+        f"{config.algo} on {config.env} ({devices}, {k} seed{'s' if multi else ''}): "
+        f"{config.num_calls} calls x "
         f"{config.env_steps_per_call:,} env steps ({config.preset_source}); "
         f"training step compiled in {compile_seconds:.1f} s on {jax.default_backend()}"
     )
@@ -194,7 +213,7 @@ def train(
         writer.write({"call": 0, "env_steps": 0, "wall_time": 0.0, **run_eval(state, 0)})
 
     progress = None
-    if config.progress:
+    if config.progress and main_process:
         from tqdm.auto import tqdm
 
         progress = tqdm(
@@ -231,7 +250,7 @@ def train(
             if ckpt is not None:
                 ckpt.save(int(np.asarray(first(state.iteration))), state)
         writer.write(record)
-        if call == start_call + 1 and jax.default_backend() == "cpu":
+        if call == start_call + 1 and jax.default_backend() == "cpu" and main_process:
             remaining = call_seconds * (config.num_calls - call)
             if remaining > 120:
                 _log(
@@ -249,7 +268,7 @@ def train(
     if progress is not None:
         progress.close()
     writer.close()
-    if run_dir is not None:
+    if run_dir is not None and main_process:
         plot_learning_curve(
             writer.history, run_dir / "learning_curve.png", f"{config.algo} on {config.env}"
         )

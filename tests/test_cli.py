@@ -76,7 +76,9 @@ def test_kill_9_and_resume_ends_bit_for_bit_like_an_uninterrupted_run(tmp_path):
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_array_equal(x, y)
     # The metrics file has each call once, in order, as if never interrupted.
-    calls = [json.loads(line)["call"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    calls = [
+        json.loads(line)["call"] for line in (killed / "metrics.jsonl").read_text().splitlines()
+    ]
     assert calls == list(range(41))
     assert (killed / "learning_curve.png").stat().st_size > 0
 

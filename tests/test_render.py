@@ -81,7 +81,9 @@ def test_cli_writes_mp4_of_brax_episode(tmp_path):
 
     video = mediapy.read_video(out)
     assert video.shape == (21, 64, 96, 3)  # the initial state + 20 steps
-    assert video.metadata.fps == pytest.approx(1.0 / float(envs.make_env("inverted_pendulum", backend="spring").dt))
+    assert video.metadata.fps == pytest.approx(
+        1.0 / float(envs.make_env("inverted_pendulum", backend="spring").dt)
+    )
     assert video.max() > 0  # not a black screen
 
 
