@@ -263,7 +263,8 @@ _DM_CONTROL_ALGO = {
 # The paper says discount 0.95 for these two.
 _DM_CONTROL_DISCOUNT = {"BallInCup": 0.95, "FingerSpin": 0.95}
 
-# Brax's published PPO settings (Brax training notebook), used for every algorithm on Brax envs.
+# Brax's published PPO settings (the per-env table of Brax's training notebook,
+# notebooks/training.ipynb), used for every algorithm on Brax envs.
 _BRAX_PPO = {
     "ant": dict(
         num_timesteps=50_000_000, num_envs=4096, batch_size=2048, num_minibatches=32,
@@ -276,14 +277,29 @@ _BRAX_PPO = {
         reward_scaling=1.0, episode_length=1000, num_evals=20,
     ),
     "hopper": dict(
-        num_timesteps=6_553_600, num_envs=2048, batch_size=512, num_minibatches=32,
-        num_epochs=8, unroll_length=20, discount=0.997, learning_rate=3e-4, entropy_cost=1e-3,
-        reward_scaling=1.0, episode_length=1000, num_evals=20,
+        num_timesteps=50_000_000, num_envs=4096, batch_size=2048, num_minibatches=32,
+        num_epochs=4, unroll_length=20, discount=0.97, learning_rate=3e-4, entropy_cost=1e-3,
+        reward_scaling=10.0, episode_length=1000, num_evals=20,
     ),
     "walker2d": dict(
-        num_timesteps=7_864_320, num_envs=2048, batch_size=512, num_minibatches=32,
-        num_epochs=8, unroll_length=20, discount=0.997, learning_rate=3e-4, entropy_cost=1e-3,
+        num_timesteps=50_000_000, num_envs=4096, batch_size=2048, num_minibatches=32,
+        num_epochs=4, unroll_length=20, discount=0.97, learning_rate=3e-4, entropy_cost=1e-3,
+        reward_scaling=10.0, episode_length=1000, num_evals=20,
+    ),
+    "reacher": dict(
+        num_timesteps=50_000_000, num_envs=2048, batch_size=256, num_minibatches=32,
+        num_epochs=8, unroll_length=50, discount=0.95, learning_rate=3e-4, entropy_cost=1e-3,
+        reward_scaling=5.0, episode_length=1000, action_repeat=4, num_evals=20,
+    ),
+    "swimmer": dict(
+        num_timesteps=50_000_000, num_envs=2048, batch_size=512, num_minibatches=32,
+        num_epochs=8, unroll_length=20, discount=0.95, learning_rate=3e-4, entropy_cost=1e-3,
         reward_scaling=1.0, episode_length=1000, num_evals=20,
+    ),
+    "inverted_double_pendulum": dict(
+        num_timesteps=20_000_000, num_envs=2048, batch_size=1024, num_minibatches=32,
+        num_epochs=4, unroll_length=5, discount=0.97, learning_rate=3e-4, entropy_cost=1e-2,
+        reward_scaling=10.0, episode_length=1000, num_evals=20,
     ),
     "humanoid": dict(
         num_timesteps=50_000_000, num_envs=2048, batch_size=1024, num_minibatches=32,
