@@ -95,6 +95,7 @@ class Result:
     note: str = ""
     seconds_per_iteration: float | None = None
     memory: dict[str, int] | None = None
+    extra: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def memory_of(compiled: Any) -> dict[str, int] | None:
@@ -164,11 +165,13 @@ def install_brax_shims() -> None:
     if not hasattr(jax, "device_put_replicated"):
 
         def device_put_replicated(x: Any, devices: list[Any]) -> Any:
-            # Stack one copy per device, then place it with an identity pmap so that the result
-            # carries exactly the sharding of pmap outputs (a different sharding on the first
-            # call of Brax's pmapped training epoch would compile it a second time).
+            # Stack one copy per device, then place it with an identity pmap over Brax's axis
+            # name "i", so the result carries exactly the sharding of the outputs of Brax's
+            # pmapped training epoch. With any other sharding (SingleDeviceSharding, or a pmap
+            # over another axis name) jax 0.10.2 compiles that epoch a second time on its
+            # second call.
             stacked = jax.tree.map(lambda a: jnp.stack([jnp.asarray(a)] * len(devices)), x)
-            return jax.pmap(lambda t: t, devices=devices)(stacked)
+            return jax.pmap(lambda t: t, axis_name="i", devices=devices)(stacked)
 
         jax.device_put_replicated = device_put_replicated
         SHIM_NOTE.append(
@@ -256,7 +259,11 @@ def bench_brax_ppo(
         f"train() total {total_s:.1f} s"
     )
     return Result(
-        "Brax PPO (brax.training)", sps, compile_s, note, seconds_per_iteration=steady / steps_per_epoch
+        "Brax PPO (brax.training)",
+        sps,
+        compile_s,
+        note,
+        seconds_per_iteration=steady / steps_per_epoch,
     )
 
 
@@ -265,9 +272,11 @@ def bench_brax_ppo(
 
 
 def make_rollout_fn(trainer: Trainer) -> Callable[[TrainState], Any]:
-    """The rollout half of ``Trainer._iteration``: refresh caches, then the unroll scan.
+    """The rollout half of ``Trainer._iteration`` (cache refresh, unroll scan, reshape).
 
-    Returns the trajectories (as the training step materialises them) so nothing is dropped.
+    state -> (state, (traj with leaves (num_envs * num_unrolls, T, ...), bootstrap_obs)).
+    Only traced here (``jax.eval_shape``), to get the rollout buffer's shapes without compiling
+    the simulator a second time.
     """
     c = trainer.config
 
@@ -280,20 +289,61 @@ def make_rollout_fn(trainer: Trainer) -> Callable[[TrainState], Any]:
         (env_state, stats), (traj, bootstrap_obs, _) = jax.lax.scan(
             unroll, (env_state, state.obs_stats), jax.random.split(k_rollout, c.num_unrolls)
         )
+        traj = jax.tree.map(
+            lambda x: jnp.swapaxes(x, 1, 2).reshape(-1, c.unroll_length, *x.shape[3:]), traj
+        )
+        bootstrap_obs = bootstrap_obs.reshape(-1, bootstrap_obs.shape[-1])
         new_state = state.replace(env_state=env_state, obs_stats=stats, key=key)
         return new_state, (traj, bootstrap_obs)
 
     return rollout
 
 
+def make_update_fn(trainer: Trainer) -> Callable[[TrainState, Any], Any]:
+    """The update half of ``Trainer._iteration``: num_epochs x num_minibatches SGD steps."""
+    c = trainer.config
+
+    def update(state: TrainState, data: Any):
+        key, _, _, k_sgd = jax.random.split(state.key, 4)
+        epoch = lambda carry, k: trainer._epoch(data, carry, k)
+        (params, opt_state), metrics = jax.lax.scan(
+            epoch, (state.params, state.opt_state), jax.random.split(k_sgd, c.num_epochs)
+        )
+        state = state.replace(params=params, opt_state=opt_state, key=key)
+        return state, jax.tree.map(jnp.mean, metrics)
+
+    return update
+
+
+def synthetic_like(shapes: Any, seed: int = 0) -> Any:
+    """Arrays of the given shapes: small normal floats (|x| for losses), random uint32 bits."""
+    leaves, treedef = jax.tree.flatten(shapes)
+    keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
+    out = []
+    for k, leaf in zip(keys, leaves, strict=True):
+        if jnp.issubdtype(leaf.dtype, jnp.floating):
+            out.append(jnp.abs(0.1 * jax.random.normal(k, leaf.shape, leaf.dtype)))
+        elif leaf.dtype == jnp.uint32:
+            out.append(jax.random.bits(k, leaf.shape, jnp.uint32))
+        else:
+            out.append(jnp.zeros(leaf.shape, leaf.dtype))
+    return jax.tree.unflatten(treedef, out)
+
+
+def nbytes(shapes: Any) -> int:
+    return sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(shapes))
+
+
 def bench_ours(
-    env: Any,
-    cfg: config_lib.TrainConfig,
-    label: str,
-    calls: int,
-    split: bool,
-) -> tuple[Result, float | None]:
-    """(result, rollout seconds per iteration or None)."""
+    env: Any, cfg: config_lib.TrainConfig, label: str, calls: int, split: bool
+) -> Result:
+    """Full training step (AOT compiled, donated state); optionally the update half alone.
+
+    The update half runs on synthetic data of the rollout buffer's exact shapes (the SGD phase
+    has no data-dependent control flow, so its cost does not depend on the values); the rollout
+    half is the full step minus the update. ``extra`` gets update_s / update_compile_s /
+    buffer_bytes / extras_bytes.
+    """
     trainer = Trainer(env, cfg)
     state = block(jax.jit(trainer.init)(jax.random.PRNGKey(0)))
 
@@ -302,27 +352,35 @@ def bench_ours(
     t1 = time.perf_counter()
     compiled = lowered.compile()
     t2 = time.perf_counter()
-    memory = memory_of(compiled)
+
+    _, (traj_shapes, boot_shapes) = jax.eval_shape(make_rollout_fn(trainer), state)
+    extra: dict[str, float] = {
+        "buffer_bytes": nbytes((traj_shapes, boot_shapes)),
+        "extras_bytes": nbytes(traj_shapes["extras"]),
+    }
 
     state = block(compiled(state)[0])  # warm-up
     state, seconds = timed_calls(compiled, state, calls)
     per_it = seconds / (calls * cfg.iterations_per_call)
-    result = Result(
+
+    if split:
+        data = block(synthetic_like((traj_shapes, boot_shapes)))
+        t3 = time.perf_counter()
+        update = jax.jit(make_update_fn(trainer), donate_argnums=0).lower(state, data).compile()
+        extra["update_compile_s"] = time.perf_counter() - t3
+        state = block(update(state, data)[0])  # warm-up
+        state, seconds = timed_calls(lambda st: update(st, data), state, calls)
+        extra["update_s"] = seconds / calls
+
+    return Result(
         label,
         cfg.env_steps_per_iteration / per_it,
         t2 - t0,
         f"trace {t1 - t0:.1f} s + XLA {t2 - t1:.1f} s",
         seconds_per_iteration=per_it,
-        memory=memory,
+        memory=memory_of(compiled),
+        extra=extra,
     )
-
-    rollout_s = None
-    if split:
-        rollout = jax.jit(make_rollout_fn(trainer), donate_argnums=0).lower(state).compile()
-        state = block(rollout(state)[0])  # warm-up
-        state, seconds = timed_calls(rollout, state, calls)
-        rollout_s = seconds / calls
-    return result, rollout_s
 
 
 # ----------------------------------------------------------------------------------------------
@@ -372,13 +430,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--num-minibatches", type=int, default=8)
     p.add_argument("--num-epochs", type=int, default=4)
     p.add_argument("--episode-length", type=int, default=1000)
-    p.add_argument("--calls", type=int, default=3, help="timed calls per method, after a warm-up")
+    p.add_argument("--calls", type=int, default=2, help="timed calls per method, after a warm-up")
     p.add_argument("--raw-scan-length", type=int, default=1000)
-    p.add_argument("--brax-epochs", type=int, default=3, help="Brax PPO epochs (first compiles)")
+    p.add_argument(
+        "--brax-epochs", type=int, default=3, help="Brax PPO epochs (>= 2; first compiles)"
+    )
     p.add_argument("--brax-steps-per-epoch", type=int, default=1)
     p.add_argument("--no-brax", action="store_true")
     p.add_argument("--no-grid", action="store_true", help="skip the flow_steps x num_pairs grid")
-    p.add_argument("--quick", action="store_true", help="~1 minute smoke run at tiny sizes")
+    p.add_argument("--no-split", action="store_true", help="skip the rollout / update split")
+    p.add_argument(
+        "--quick", action="store_true", help="smoke run: tiny sizes, no Brax PPO, no grid"
+    )
     p.add_argument("--out", default=None, help="markdown output (default experiments/results/...)")
     args = p.parse_args(argv)
 
@@ -386,9 +449,8 @@ def main(argv: list[str] | None = None) -> None:
         args.num_envs, args.unroll_length, args.batch_size = 32, 10, 16
         args.num_minibatches, args.num_epochs = 4, 2
         args.calls, args.raw_scan_length = 2, 100
-        args.brax_epochs, args.brax_steps_per_epoch = 2, 1
         args.episode_length = min(args.episode_length, 200)
-        args.no_grid = True
+        args.no_brax = args.no_grid = True
 
     load_before = load_average()
     wall0 = time.perf_counter()
@@ -426,7 +488,6 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     results: dict[str, Result] = {}
-    rollouts: dict[str, float | None] = {}
 
     results["raw"] = bench_raw(env, base, args.raw_scan_length, args.calls)
     log(f"raw: {fmt_rate(results['raw'].steps_per_s)} steps/s")
@@ -441,12 +502,12 @@ def main(argv: list[str] | None = None) -> None:
             log(f"Brax PPO failed: {type(e).__name__}: {e}")
             results["brax"] = Result("Brax PPO (brax.training)", None, None, f"failed: {e}")
 
-    def ours(key: str, label: str, cfg: config_lib.TrainConfig, split: bool = True) -> None:
-        results[key], rollouts[key] = bench_ours(env, cfg, label, args.calls, split)
-        r = results[key]
+    def ours(key: str, label: str, cfg: config_lib.TrainConfig) -> None:
+        results[key] = r = bench_ours(env, cfg, label, args.calls, not args.no_split)
         log(
-            f"{label}: {fmt_rate(r.steps_per_s)} steps/s, compile {r.compile_s:.1f} s, "
-            f"peak {mib((r.memory or {}).get('peak'))} MiB"
+            f"{label}: {fmt_rate(r.steps_per_s)} steps/s, {r.seconds_per_iteration:.2f} s/it "
+            f"(update {r.extra.get('update_s', float('nan')):.2f} s), compile "
+            f"{r.compile_s:.1f} s, peak {mib((r.memory or {}).get('peak'))} MiB"
         )
 
     ours("ppo", "fpo_jax PPO (Gaussian)", ppo_cfg)
@@ -456,16 +517,14 @@ def main(argv: list[str] | None = None) -> None:
         "fpo_jax FPO (N=8, 10 Euler, key)",
         config_lib.replace(fpo_cfg, pair_storage="key"),
     )
-    grid_keys: list[tuple[int, int, str]] = []
+    grid: list[tuple[int, int, str]] = []
     for flow_steps in (1, 10):
         for num_pairs in (1, 8):
-            key = f"fpo_k{flow_steps}_n{num_pairs}"
-            grid_keys.append((flow_steps, num_pairs, key))
-            if (flow_steps, num_pairs) == (10, 8) or args.no_grid:
-                continue
-            cfg = config_lib.replace(fpo_cfg, flow_steps=flow_steps, num_pairs=num_pairs)
-            ours(key, f"fpo_jax FPO (N={num_pairs}, {flow_steps} Euler, stored)", cfg)
-    results["fpo_k10_n8"], rollouts["fpo_k10_n8"] = results["fpo"], rollouts["fpo"]
+            key = "fpo" if (flow_steps, num_pairs) == (10, 8) else f"fpo_k{flow_steps}_n{num_pairs}"
+            grid.append((flow_steps, num_pairs, key))
+            if key != "fpo" and not args.no_grid:
+                cfg = config_lib.replace(fpo_cfg, flow_steps=flow_steps, num_pairs=num_pairs)
+                ours(key, f"fpo_jax FPO (N={num_pairs}, {flow_steps} Euler, stored)", cfg)
     load_after = load_average()
     total_s = time.perf_counter() - wall0
 
@@ -473,76 +532,96 @@ def main(argv: list[str] | None = None) -> None:
     raw = results["raw"].steps_per_s
     brax_sps = results.get("brax", Result("", None, None)).steps_per_s
     lines: list[str] = []
-    cmd = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
+    cmd = "python " + " ".join(
+        shlex.quote(a) for a in [sys.argv[0], *(sys.argv[1:] if argv is None else argv)]
+    )
+    where = f"Brax backend {args.backend}" if args.backend else f"Playground impl {args.impl}"
     lines += [
         f"# Training throughput: {env_name} on {jax.default_backend()}",
         "",
-        f"Command: `{cmd}`",
+        f"Command (repository root): `{cmd}`",
         "",
-        f"Layout: {base.num_envs} envs, unroll_length {base.unroll_length}, batch_size "
-        f"{base.batch_size}, num_minibatches {base.num_minibatches} ({base.num_unrolls} unrolls "
-        f"per env per iteration), num_epochs {base.num_epochs}, episode_length "
-        f"{base.episode_length}: {base.env_steps_per_iteration:,} env steps per iteration. "
-        f"Policy 4x32, value 5x256 (all methods). Env: {env_name} "
-        f"({'Brax backend ' + args.backend if args.backend else 'Playground impl ' + args.impl}).",
+        f"Layout (all methods): {base.num_envs} envs, unroll_length {base.unroll_length}, "
+        f"batch_size {base.batch_size}, num_minibatches {base.num_minibatches} "
+        f"({base.num_unrolls} unrolls per env per iteration), num_epochs {base.num_epochs}, "
+        f"episode_length {base.episode_length}: {base.env_steps_per_iteration:,} env steps per "
+        f"iteration. Policy 4x32, value 5x256. Env: {env_name} ({where}).",
         "",
-        "| method | env steps/s | compile s | vs Brax PPO | vs raw stepping | s / iteration | notes |",
+        "| method | env steps/s | compile s | vs Brax PPO | vs raw stepping | s / iteration | "
+        "notes |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
     for key in ["raw", "brax", "ppo", "fpo", "fpo_key"]:
         if key not in results:
             continue
         r = results[key]
+        it = "-" if r.seconds_per_iteration is None else f"{r.seconds_per_iteration:.2f}"
         lines.append(
             f"| {r.method} | {fmt_rate(r.steps_per_s)} | {fmt_s(r.compile_s)} | "
-            f"{fmt_ratio(r.steps_per_s, brax_sps)} | {fmt_ratio(r.steps_per_s, raw)} | "
-            f"{'-' if r.seconds_per_iteration is None else f'{r.seconds_per_iteration:.2f}'} | "
+            f"{fmt_ratio(r.steps_per_s, brax_sps)} | {fmt_ratio(r.steps_per_s, raw)} | {it} | "
             f"{r.note} |"
         )
+    fpo_ppo = fmt_ratio(results["fpo"].steps_per_s, results["ppo"].steps_per_s)
+    key_ppo = fmt_ratio(results["fpo_key"].steps_per_s, results["ppo"].steps_per_s)
     lines += [
         "",
-        f"**FPO / our PPO throughput: {fmt_ratio(results['fpo'].steps_per_s, results['ppo'].steps_per_s)}**"
-        f" (FPO pair_storage=key / our PPO: "
-        f"{fmt_ratio(results['fpo_key'].steps_per_s, results['ppo'].steps_per_s)}).",
+        f"**FPO / our PPO throughput: {fpo_ppo}** (FPO with pair_storage=key / our PPO: "
+        f"{key_ppo}).",
         "",
-        "Steps/s exclude compilation: ours are timed over "
-        f"{args.calls} calls of the AOT-compiled step after a warm-up call (compile s = trace + "
-        "XLA compile); Brax PPO's come from its own per-epoch timing (`training/sps`, "
-        "`training/walltime`) with evals off, steady = median of the epochs after the first, and "
-        "its compile s = first epoch - steady epoch. Raw stepping: "
-        f"{args.raw_scan_length}-step scans, same env count.",
+        f"Steps/s exclude compilation. Ours: {args.calls} timed calls of the AOT-compiled "
+        "`jit(trainer.train_step, donate_argnums=0)` after one warm-up call, one iteration per "
+        "call; compile s = trace + XLA compile (the step includes the per-iteration cache refresh, "
+        "i.e. a batched env reset, so it compiles reset and step). Brax PPO: its own per-epoch "
+        "timing (`training/walltime`) with evals off; steady = median of the epochs after the "
+        "first; compile s = first epoch - steady epoch (its separately jitted env reset is not "
+        "included; neither is ours). Raw stepping: "
+        f"{args.raw_scan_length}-step `lax.scan`s of the vmapped, auto-resetting training env.",
         "",
-        "## Where FPO's time goes",
-        "",
-        "Rollout = refresh of the auto-reset caches + the unroll scan, jitted alone (same code as "
-        "the training step's first half); update = full iteration - rollout.",
-        "",
-        "| method | flow steps | N pairs | env steps/s | s / iteration | rollout s | update s | "
-        "compile s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    if not args.no_split:
+        lines += [
+            "## Where FPO's time goes",
+            "",
+            "update = the SGD half of an iteration (num_epochs x num_minibatches steps), jitted "
+            "alone and run on synthetic data of the rollout buffer's exact shapes (no "
+            "data-dependent control flow, so values do not change its cost); rollout = full "
+            "iteration - update (cache refresh + unroll scan with action sampling and, for FPO, "
+            "the N old CFM losses per action). Buffer = the rollout buffer (trajectories + "
+            "bootstrap obs); extras = its per-action policy data (FPO: N (t, eps) pairs + N old "
+            "CFM losses, or one key + N losses; PPO: one log-prob).",
+            "",
+            "| method | flow steps | N pairs | env steps/s | s / iteration | rollout s | "
+            "update s | buffer MiB | extras MiB | compile s | update compile s |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
 
-    def split_row(key: str, label: str, k: int | str, n: int | str) -> str:
-        r = results[key]
-        ro = rollouts.get(key)
-        it = r.seconds_per_iteration
-        upd = None if ro is None or it is None else it - ro
-        return (
-            f"| {label} | {k} | {n} | {fmt_rate(r.steps_per_s)} | {it:.2f} | "
-            f"{'-' if ro is None else f'{ro:.2f}'} | {'-' if upd is None else f'{upd:.2f}'} | "
-            f"{fmt_s(r.compile_s)} |"
-        )
+        def split_row(key: str, label: str, k: int | str, n: int | str) -> str:
+            r = results[key]
+            it = r.seconds_per_iteration or float("nan")
+            upd = r.extra.get("update_s")
+            ro = None if upd is None else it - upd
+            return (
+                f"| {label} | {k} | {n} | {fmt_rate(r.steps_per_s)} | {it:.2f} | "
+                f"{'-' if ro is None else f'{ro:.2f}'} | {'-' if upd is None else f'{upd:.2f}'} | "
+                f"{mib(r.extra.get('buffer_bytes'))} | {mib(r.extra.get('extras_bytes'))} | "
+                f"{fmt_s(r.compile_s)} | {fmt_s(r.extra.get('update_compile_s'))} |"
+            )
 
-    lines.append(split_row("ppo", "our PPO", "-", "-"))
-    for k, n, key in grid_keys:
-        if key in results:
-            lines.append(split_row(key, "FPO (stored)", k, n))
-    lines.append(split_row("fpo_key", "FPO (key)", 10, 8))
+        lines.append(split_row("ppo", "our PPO", "-", "-"))
+        for k, n, key in grid:
+            if key in results:
+                lines.append(split_row(key, "FPO (stored)", k, n))
+        lines.append(split_row("fpo_key", "FPO (key)", 10, 8))
+        lines.append("")
+    _, action_size = envs.env_sizes(env)
+    n = fpo_cfg.num_pairs
     lines += [
-        "",
         "## Memory of the compiled training step (`compiled.memory_analysis()`, MiB)",
         "",
-        "peak = argument + output - alias (donated state) + temp.",
+        "peak = argument + output - alias (the donated state) + temp (XLA's scratch, which holds "
+        "the rollout buffer). Per action the buffer's FPO extras are "
+        f"N(A+1) + N = {n * (action_size + 1) + n} floats with pair_storage=stored vs 2 + N = "
+        f"{2 + n} words with key (A = {action_size}, N = {n}).",
         "",
         "| method | argument | output | alias | temp | peak | env steps/s |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -570,7 +649,12 @@ def main(argv: list[str] | None = None) -> None:
     if out is None:
         suffix = "_quick" if args.quick else ""
         tag = env_name + (f"_{args.backend}" if args.backend else "")
-        out = REPO / "experiments" / "results" / f"throughput_{tag}_{jax.default_backend()}{suffix}.md"
+        out = (
+            REPO
+            / "experiments"
+            / "results"
+            / f"throughput_{tag}_{jax.default_backend()}{suffix}.md"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     print(f"wrote {out}")

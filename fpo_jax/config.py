@@ -350,6 +350,9 @@ def preset(env: str, algo: str = "fpo") -> TrainConfig:
         source = "fpo_jax toy-env preset (measured on a 2-core CPU)"
     elif canonical in _BRAX_PPO:
         overrides.update(_BRAX_PPO[canonical])
+        # Brax PPO's clip is its train() default (0.3); flow policies keep the FPO paper's 0.05
+        # and DPPO the paper's 0.2.
+        overrides["clip_epsilon"] = {"ppo": 0.3, "dppo": 0.2}.get(algo, 0.05)
         if algo != "ppo":
             overrides.update(_FLOW_ON_BRAX)
         source = "Brax PPO published settings (Brax training notebook)"

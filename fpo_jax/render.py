@@ -353,9 +353,13 @@ def show_video(
         ``(H, W, 3)`` frames (from :func:`render_policy`).
       fps: frames per second; default: the file's own rate, or 30 for frames.
       **kwargs: passed to ``mediapy.show_video`` (``width``, ``title``, ``codec``...).
+
+    Raises:
+      RuntimeError: no ``ffmpeg`` binary (see the module docstring).
     """
     import mediapy
 
+    _ensure_ffmpeg()  # mediapy encodes the inline video with ffmpeg too
     if isinstance(path_or_frames, str | Path):
         video = mediapy.read_video(path_or_frames)
         fps = fps or video.metadata.fps
