@@ -6,14 +6,13 @@ from dataclasses import dataclass
 
 import jax.numpy as jnp
 
-from fpo_jax import flow, loss, networks
+from fpo_jax import flow, loss
 from fpo_jax.agents.base import Array, Extras, Params
-from fpo_jax.agents.fpo import flow_eval_sample
-from fpo_jax.config import TrainConfig
+from fpo_jax.agents.fpo import FlowPolicy
 
 
 @dataclass(frozen=True)
-class DPPOAgent:
+class DPPOAgent(FlowPolicy):
     """Same velocity network as FPO, sampled with fixed-sigma stochastic Euler steps.
 
     Step k maps ``x_k`` (at ``t_k = 1 - k/K``) to ``x_{k+1} ~ N(x_k - dt v(x_k, t_k), sigma^2 I)``.
@@ -21,27 +20,7 @@ class DPPOAgent:
     environment advantage of the final action (see :func:`fpo_jax.loss.dppo_objective`).
     """
 
-    config: TrainConfig
-    action_size: int
     name: str = "dppo"
-
-    @property
-    def network(self) -> networks.VelocityMLP:
-        c = self.config
-        return networks.VelocityMLP(
-            action_dim=self.action_size,
-            hidden_sizes=c.policy_hidden,
-            output_scale=c.velocity_output_scale,
-        )
-
-    @property
-    def velocity_fn(self) -> flow.VelocityFn:
-        return networks.velocity_fn_from_module(self.network)
-
-    def init(self, key: Array, obs_size: int) -> Params:
-        return self.network.init(
-            key, jnp.zeros((1, obs_size)), jnp.zeros((1, self.action_size)), jnp.ones((1, 1))
-        )
 
     def step_log_probs(self, params: Params, obs: Array, path: Array) -> Array:
         """Per-step log-likelihoods of a chain: obs (*B, obs_dim), path (*B, K+1, A) -> (*B, K)."""
@@ -78,6 +57,3 @@ class DPPOAgent:
         return loss.dppo_objective(
             new, extras["step_log_prob"], advantages, clip_epsilon=self.config.clip_epsilon
         )
-
-    def eval_act(self, params: Params, obs: Array, key: Array) -> Array:
-        return flow_eval_sample(self.config, self.velocity_fn, params, obs, key, self.action_size)

@@ -14,17 +14,11 @@ from fpo_jax.config import TrainConfig
 
 
 @dataclass(frozen=True)
-class FPOAgent:
-    """Flow policy: integrate ``v_theta(obs, x_t, t)`` from noise to action; train with FPO.
-
-    At rollout time every action gets ``num_pairs`` (t, eps) pairs and their CFM losses under the
-    rollout parameters; the objective recomputes the losses on the same pairs (see
-    :func:`fpo_jax.loss.fpo_objective`).
-    """
+class FlowPolicy:
+    """What every flow-policy agent shares: the velocity network, its init and eval sampler."""
 
     config: TrainConfig
     action_size: int
-    name: str = "fpo"
 
     @property
     def network(self) -> networks.VelocityMLP:
@@ -43,6 +37,33 @@ class FPOAgent:
         return self.network.init(
             key, jnp.zeros((1, obs_size)), jnp.zeros((1, self.action_size)), jnp.ones((1, 1))
         )
+
+    def eval_act(self, params: Params, obs: Array, key: Array) -> Array:
+        """Evaluation sampler: the config's eval integrator, step count and noise start."""
+        c = self.config
+        return flow.sample(
+            self.velocity_fn,
+            params,
+            obs,
+            key,
+            action_dim=self.action_size,
+            integrator=c.eval_integrator,
+            num_steps=c.eval_flow_steps,
+            noise=c.eval_noise,
+            sigma=c.eval_sigma,
+        )
+
+
+@dataclass(frozen=True)
+class FPOAgent(FlowPolicy):
+    """Flow policy: integrate ``v_theta(obs, x_t, t)`` from noise to action; train with FPO.
+
+    At rollout time every action gets ``num_pairs`` (t, eps) pairs and their CFM losses under the
+    rollout parameters; the objective recomputes the losses on the same pairs (see
+    :func:`fpo_jax.loss.fpo_objective`).
+    """
+
+    name: str = "fpo"
 
     def act(self, params: Params, obs: Array, key: Array) -> tuple[Array, Extras]:
         """obs (*B, obs_dim) -> raw_action (*B, A), extras {eps (*B, N, A), t (*B, N, 1),
@@ -109,28 +130,3 @@ class FPOAgent:
             cfm_loss_clamp=c.cfm_loss_clamp,
             log_ratio_clamp=c.log_ratio_clamp,
         )
-
-    def eval_act(self, params: Params, obs: Array, key: Array) -> Array:
-        return flow_eval_sample(self.config, self.velocity_fn, params, obs, key, self.action_size)
-
-
-def flow_eval_sample(
-    config: TrainConfig,
-    velocity_fn: flow.VelocityFn,
-    params: Params,
-    obs: Array,
-    key: Array,
-    action_size: int,
-) -> Array:
-    """Evaluation sampler of flow policies (FPO and DPPO): any integrator, steps and noise start."""
-    return flow.sample(
-        velocity_fn,
-        params,
-        obs,
-        key,
-        action_dim=action_size,
-        integrator=config.eval_integrator,
-        num_steps=config.eval_flow_steps,
-        noise=config.eval_noise,
-        sigma=config.eval_sigma,
-    )
