@@ -41,7 +41,6 @@ PAPER_DM_CONTROL_TASKS = (
 class TrainConfig:
     """Everything that defines a training run. Field names are the CLI flags."""
 
-    # --- What to train -------------------------------------------------------------------
     env: str = "ant"
     """Environment name: a Brax env (ant, hopper...), a MuJoCo Playground env (CartpoleBalance,
     CheetahRun...) or a built-in toy env (gridworld, bandit, bandit2d)."""
@@ -52,6 +51,7 @@ class TrainConfig:
     impl: str = "jax"
     """MuJoCo Playground implementation; 'jax' (MJX) is much faster than 'warp' on CPU."""
     seed: int = 0
+    """Seed of the first (or only) run."""
     num_seeds: int = 1
     """Train this many seeds (seed, seed+1, ...) as one vmapped program."""
     num_devices: int | None = None
@@ -60,82 +60,106 @@ class TrainConfig:
     """Call jax.distributed.initialize first (multi-host; reads JAX_COORDINATOR_ADDRESS,
     JAX_NUM_PROCESSES, JAX_PROCESS_ID, or auto-detects SLURM / TPU / ... clusters)."""
 
-    # --- Budget and batch layout --------------------------------------------------------
     num_timesteps: int = 1_000_000
     """Environment steps to train for (rounded up to whole calls of the compiled step)."""
     num_envs: int = 256
+    """Environments stepped in parallel during rollouts."""
     episode_length: int = 1000
+    """Time limit of an episode, in env steps (truncation, not termination)."""
     action_repeat: int = 1
+    """Each policy action is applied this many simulator steps."""
     unroll_length: int = 30
+    """Steps per trajectory; GAE bootstraps from the critic after the last one."""
     batch_size: int = 256
     """Trajectories (of unroll_length steps) per minibatch."""
     num_minibatches: int = 8
+    """Gradient steps per epoch (each on batch_size trajectories)."""
     num_epochs: int = 4
     """Passes over each iteration's data (Brax: num_updates_per_batch)."""
     iterations_per_call: int = 1
     """Training iterations scanned inside one call of the compiled step (between log points)."""
 
-    # --- Optimisation -------------------------------------------------------------------
     learning_rate: float = 3e-4
+    """Adam step size (paper: 3e-4)."""
     lr_schedule: Literal["constant", "linear"] = "constant"
+    """'linear' decays the step size to 0 over the run."""
     max_grad_norm: float | None = None
     """Clip gradients to this global norm; None: no clipping (the paper's setting)."""
     discount: float = 0.99
+    """Discount factor gamma."""
     gae_lambda: float = 0.95
+    """GAE lambda."""
     reward_scaling: float = 1.0
+    """Rewards are multiplied by this before GAE (paper: 10 on DM Control)."""
     normalize_observations: bool = True
+    """Normalise observations with running mean and std."""
     normalize_advantages: bool = True
+    """Normalise advantages per minibatch."""
     value_loss_coef: float = 0.25
+    """Weight of the critic's squared error in the loss."""
     entropy_cost: float = 0.0
     """Entropy bonus (Gaussian PPO only)."""
     clip_epsilon: float = 0.05
+    """Trust-region size e of the clipped surrogate (paper FPO: 0.05)."""
 
-    # --- Networks -----------------------------------------------------------------------
     policy_hidden: tuple[int, ...] = (32, 32, 32, 32)
+    """Hidden sizes of the velocity MLP (FPO, DPPO) or Gaussian policy MLP (PPO)."""
     value_hidden: tuple[int, ...] = (256, 256, 256, 256, 256)
+    """Hidden sizes of the critic MLP."""
     velocity_output_scale: float = 0.25
+    """The velocity MLP's output is multiplied by this (paper: 0.25)."""
 
-    # --- FPO ----------------------------------------------------------------------------
     num_pairs: int = 8
     """N: Monte-Carlo (t, eps) pairs per action for the CFM loss."""
     t_sampler: Literal["grid", "uniform"] = "grid"
+    """Flow times of the pairs: 'grid' = {0.1, ..., 1.0} (paper code), 'uniform' = U(0, 1)."""
     cfm_weighting: Literal["eps", "velocity"] = "eps"
+    """CFM loss: 'eps' (paper's eps-MSE) or 'velocity' (u-MSE)."""
     ratio: Literal["mean", "per_sample"] = "mean"
+    """'mean': one ratio from the pair-averaged losses (paper); 'per_sample': one per pair (FPO++)."""
     trust_region: Literal["ppo", "aspo"] = "ppo"
+    """'ppo': clipped surrogate; 'aspo': FPO++'s asymmetric trust region."""
     cfm_loss_clamp: float | None = None
+    """FPO++: clamp each CFM loss to at most this before the ratio (None: off)."""
     log_ratio_clamp: float | None = None
+    """FPO++: clamp the log-ratio to [-c, c] before exp (None: off)."""
     pair_storage: Literal["stored", "key"] = "stored"
     """'stored': keep each action's N (t, eps) pairs in the rollout buffer; 'key': keep one PRNG
     key per action and regenerate the pairs in the loss (less memory, a little more compute)."""
 
-    # --- Sampling for rollouts ----------------------------------------------------------
     integrator: Literal["euler", "midpoint", "rk4"] = "euler"
+    """Integrator used to sample actions during rollouts."""
     flow_steps: int = 10
+    """Integration steps per action during rollouts (and DPPO's chain length)."""
     dppo_sigma: float = 0.05
     """Per-step noise std of the DPPO baseline's stochastic sampler."""
 
-    # --- Evaluation ---------------------------------------------------------------------
     num_evals: int = 10
     """Evaluations (and checkpoints) over the run, plus one before training."""
     num_eval_envs: int = 128
+    """Episodes per evaluation."""
     eval_integrator: Literal["euler", "midpoint", "rk4", "stochastic"] = "euler"
+    """Integrator used at evaluation (flow policies)."""
     eval_flow_steps: int = 10
+    """Integration steps at evaluation."""
     eval_noise: Literal["random", "zero"] = "random"
     """Initial noise of evaluation samples: 'zero' is FPO++'s zero-noise sampling."""
     eval_sigma: float = 0.0
     """Per-step noise of the 'stochastic' eval integrator."""
 
-    # --- Output -------------------------------------------------------------------------
     run_dir: str | None = None
     """Where config.json, metrics.jsonl, checkpoints/ and plots go; None: nothing written."""
     resume: str | None = None
     """Resume from the latest checkpoint in this run directory."""
     checkpoint: bool = True
+    """Save orbax checkpoints of the whole train state at each evaluation."""
     progress: bool = True
+    """Show a progress bar."""
     tensorboard: bool = False
+    """Also write TensorBoard scalars to run_dir/tensorboard."""
     wandb_project: str | None = None
+    """Also log to this Weights & Biases project."""
 
-    # --- Bookkeeping --------------------------------------------------------------------
     preset_source: str = field(default="TrainConfig defaults", compare=False)
     """Where the defaults came from (set by presets)."""
 
