@@ -82,6 +82,13 @@ def _check_resume_config(saved: TrainConfig, config: TrainConfig) -> None:
         raise ConfigError(f"Cannot resume with a config that changes what is computed ({details}).")
 
 
+def _nanmean(x: Any) -> float:
+    """Mean over seeds ignoring NaN (e.g. no episode ended in a call); NaN if all are NaN."""
+    x = np.asarray(x, dtype=np.float64)
+    finite = ~np.isnan(x)
+    return float(x[finite].mean()) if finite.any() else float("nan")
+
+
 def _format_seconds(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s"
@@ -244,7 +251,7 @@ def train(
             "wall_time": time.perf_counter() - t_start,
             "env_steps_per_second": config.env_steps_per_call * k / call_seconds,
         }
-        record.update({n: np.nanmean(v) for n, v in metrics.items() if n != "finite"})
+        record.update({n: _nanmean(v) for n, v in metrics.items() if n != "finite"})
         if call in eval_calls:
             record.update(run_eval(state, call))
             if ckpt is not None:
