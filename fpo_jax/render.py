@@ -180,7 +180,7 @@ def rollout(
       env: a raw, unbatched env (``make_env(...)``, ``TrainResult.trainer.env``).
       policy: ``policy(obs (obs_dim,), key) -> action (A,)`` in [-1, 1], e.g.
         ``TrainResult.policy`` or ``Trainer.policy_fn(params, obs_stats)``.
-      key: PRNG key for the reset and the policy's noise.
+      key: PRNG key (raw or typed) for the reset and the policy's noise.
       num_steps: env steps to run (at most).
       action_repeat: env steps per policy action.
       stop_at_done: drop the states after the first ``done`` (it is kept).
@@ -195,6 +195,8 @@ def rollout(
         )
     num_actions = -(-num_steps // action_repeat)
     k_reset, k_act = jax.random.split(key)
+    if jax.dtypes.issubdtype(k_reset.dtype, jax.dtypes.prng_key):
+        k_reset = jax.random.key_data(k_reset)  # the envs' reset expects a raw uint32[2] key
 
     @jax.jit
     def run(k_reset, k_act):
@@ -423,12 +425,15 @@ def load_run(run_dir: str | Path, *, step: int | None = None, seed_index: int = 
         ) from e
     trainer = Trainer(env, config)
     # The checkpoint's structure, exactly as train.py builds it (vmapped over seeds if several);
-    # abstract shapes are enough for orbax.
+    # abstract shapes are enough for orbax. Everything is restored onto one device, also when the
+    # run was sharded over several.
     if config.num_seeds > 1:
         seeds = jnp.arange(config.seed, config.seed + config.num_seeds)
         like = jax.eval_shape(jax.vmap(trainer.init), jax.vmap(jax.random.PRNGKey)(seeds))
     else:
         like = jax.eval_shape(trainer.init, jax.random.PRNGKey(config.seed))
+    one_device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one_device), like)
     ckpt_dir = run_dir / "checkpoints"
     if not ckpt_dir.is_dir():
         raise FileNotFoundError(

@@ -4,10 +4,15 @@ Each notebook is executed with nbclient and ``FPO_NOTEBOOK_SMOKE=1`` in the kern
 environment, which forces its small budget; any cell error fails the test. The kernel runs in a
 temporary directory so nothing is written into the repository, and the saved notebook is not
 modified.
+
+Smoke runs are almost all XLA compilation (each notebook compiles several training steps, most
+of them over MuJoCo physics), so the kernels get XLA's CPU backend optimisation turned down:
+that halves compile times here, and the tiny smoke runs do not notice the slower code.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nbformat
@@ -16,6 +21,9 @@ from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 CELL_TIMEOUT_S = 300
+FAST_COMPILE_XLA_FLAGS = (
+    "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+)
 # Outputs are stripped from the saved notebooks, except where the figures are the point.
 KEEP_OUTPUTS = {"multimodality"}
 
@@ -37,7 +45,10 @@ def test_notebook_layout(path):
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs(path, tmp_path, monkeypatch):
-    monkeypatch.setenv("FPO_NOTEBOOK_SMOKE", "1")  # the kernel inherits this process's environment
+    # The kernel inherits this process's environment.
+    monkeypatch.setenv("FPO_NOTEBOOK_SMOKE", "1")
+    xla_flags = os.environ.get("XLA_FLAGS", "")
+    monkeypatch.setenv("XLA_FLAGS", f"{xla_flags} {FAST_COMPILE_XLA_FLAGS}".strip())
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
         nb,

@@ -1,0 +1,461 @@
+"""Multimodality: does FPO learn multimodal action distributions where Gaussian PPO cannot?
+
+Trains FPO and Gaussian PPO (``algo="ppo"``) with the toy-env presets (``preset(env, algo)``) on
+
+* ``bandit`` / ``bandit2d``: one-step tasks with two equally good, separated reward modes
+  (``toy_envs.BANDIT_MODES``). We sample 2000 actions from each trained policy and measure the
+  mass within +-0.2 (per coordinate) of each mode;
+* ``gridworld`` (the paper's Figure 1): from start cells equidistant to both goal rows (y = 12,
+  several x) we roll out many episodes and count which goal each reaches.
+
+Policies are sampled the way they act during training: FPO from random initial noise (10 Euler
+steps), Gaussian PPO from its Gaussian. Deterministic samplers are reported too: FPO from zero
+noise (FPO++'s evaluation) and PPO's mean action (its evaluation sampler).
+
+Run from the repository root::
+
+    python experiments/multimodality.py                 # 0.3 x preset steps, 3 seeds (~10 min)
+    python experiments/multimodality.py --budget quick  # smoke run
+
+Writes ``experiments/results/multimodality.md`` and ``multimodality_{bandit,gridworld}.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402  (also puts the repository on sys.path)
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from fpo_jax import envs, flow, normalization  # noqa: E402
+from fpo_jax.config import preset  # noqa: E402
+from fpo_jax.toy_envs import BANDIT_MODES, discretize_action  # noqa: E402
+from fpo_jax.train import train  # noqa: E402
+from fpo_jax.trainer import Trainer  # noqa: E402
+
+ALGOS = ("fpo", "ppo")
+ALGO_LABEL = {"fpo": "FPO", "ppo": "Gaussian PPO"}
+# budget -> ({env: fraction of the preset's num_timesteps}, seeds, bandit samples per seed,
+# gridworld episodes per start cell and seed)
+BUDGETS = {
+    "quick": ({"bandit": 0.05, "bandit2d": 0.05, "gridworld": 0.02}, 2, 500, 32),
+    "default": ({"bandit": 0.3, "bandit2d": 0.3, "gridworld": 0.3}, 3, 2000, 500),
+    "full": ({"bandit": 1.0, "bandit2d": 1.0, "gridworld": 1.0}, 5, 2000, 1000),
+}
+MODE_RADIUS = 0.2
+GRID_STARTS = ((0, 12), (6, 12), (12, 12), (18, 12), (24, 12))
+SADDLE = (12, 12)
+
+
+# ----------------------------------------------------------------------------------------------
+# Samplers: (params, obs_stats, raw obs (..., obs_dim), key) -> squashed action (..., A)
+
+
+def make_sampler(trainer: Trainer, mode: str):
+    """mode: 'random' / 'zero' (flow policy from random / zero initial noise, the config's
+    training integrator and steps), 'sample' / 'mean' (Gaussian policy sample / mean)."""
+    agent, c = trainer.agent, trainer.config
+
+    def act(params, stats, obs, key):
+        obs = normalization.normalize(stats, envs.flat_obs(obs), c.normalize_observations)
+        if c.algo == "ppo":
+            loc, scale = agent.network.apply(params["policy"], obs)
+            raw = loc if mode == "mean" else loc + scale * jax.random.normal(key, loc.shape)
+        else:
+            raw = flow.sample(
+                agent.velocity_fn,
+                params["policy"],
+                obs,
+                key,
+                action_dim=trainer.action_size,
+                integrator=c.integrator,
+                num_steps=c.flow_steps,
+                noise=mode,
+            )
+        return jnp.tanh(raw)
+
+    return act
+
+
+def samplers_for(algo: str) -> tuple[tuple[str, str], ...]:
+    """(sampler mode, label) pairs reported for an algorithm; the first is the stochastic one."""
+    if algo == "fpo":
+        return (("random", "FPO, random noise (training sampler)"), ("zero", "FPO, zero noise"))
+    return (("sample", "Gaussian PPO, sampled"), ("mean", "Gaussian PPO, mean action (eval)"))
+
+
+def per_seed(tree, k: int):
+    """The k seeds of a (possibly unbatched, num_seeds = 1) state as a list of trees."""
+    return [jax.tree.map(lambda x, i=i: x[i], tree) for i in range(k)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Bandits
+
+
+# The two empty corners of bandit2d: a per-axis (factorised) distribution that covers both
+# diagonal modes must put as much mass here as on the modes.
+BANDIT2D_CORNERS = np.array([[0.6, -0.6], [-0.6, 0.6]], dtype=np.float32)
+
+
+def mass_near(a: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Share of actions a (n, d) within MODE_RADIUS of each point (every coordinate)."""
+    return np.all(np.abs(a[:, None, :] - points[None]) <= MODE_RADIUS, axis=-1).mean(axis=0)
+
+
+def bandit_analysis(results, env_name: str, num_samples: int, seeds: int):
+    modes = BANDIT_MODES[env_name]
+    rows, samples_first_seed = [], {}
+    for algo in ALGOS:
+        res = results[(env_name, algo)]
+        states = per_seed(res.state, seeds) if seeds > 1 else [res.state]
+        obs = jnp.ones((num_samples, 1))
+        for mode, label in samplers_for(algo):
+            act = jax.jit(make_sampler(res.trainer, mode))
+            mass, corners, reward = np.zeros((seeds, len(modes))), np.zeros(seeds), np.zeros(seeds)
+            for i, st in enumerate(states):
+                a = np.asarray(act(st.params, st.obs_stats, obs, jax.random.PRNGKey(100 + i)))
+                mass[i] = mass_near(a, modes)
+                if env_name == "bandit2d":
+                    corners[i] = mass_near(a, BANDIT2D_CORNERS).sum()
+                reward[i] = float(jnp.mean(res.trainer.env.reward_fn(jnp.asarray(a))))
+                if i == 0:
+                    samples_first_seed[(algo, mode)] = a
+            both = int(np.sum(np.min(mass, axis=1) >= 0.1))
+            rows.append(
+                [f"`{env_name}`", label]
+                + [common.fmt_pm(100 * mass[:, m]) for m in range(len(modes))]
+                + [common.fmt_pm(100 * corners) if env_name == "bandit2d" else "-"]
+                + [common.fmt_pm(100 * (1 - mass.sum(axis=1))), f"{both} / {seeds}"]
+                + [common.fmt_pm(reward, 3)]
+            )
+    return rows, samples_first_seed
+
+
+def plot_bandits(samples: dict, envs_done: list[str], num_samples: int):
+    plt = common.pyplot()
+    fig, axes = plt.subplots(1, 1 + 2 * ("bandit2d" in envs_done), figsize=(13, 3.6), squeeze=False)
+    axes = axes[0]
+    ax = axes[0]
+    bins = np.linspace(-1, 1, 81)
+    s = samples["bandit"]
+    ax.hist(s[("fpo", "random")][:, 0], bins=bins, alpha=0.6, label="FPO", color="C0")
+    ax.hist(s[("ppo", "sample")][:, 0], bins=bins, alpha=0.6, label="Gaussian PPO", color="C1")
+    for m in BANDIT_MODES["bandit"][:, 0]:
+        ax.axvspan(m - MODE_RADIUS, m + MODE_RADIUS, color="grey", alpha=0.15)
+    ax.set_title(f"bandit: {num_samples} sampled actions (seed 0)")
+    ax.set_xlabel("action (after tanh); grey: +-0.2 around each reward mode")
+    ax.legend()
+    if "bandit2d" in envs_done:
+        s = samples["bandit2d"]
+        for ax, (algo, mode), name in zip(
+            axes[1:], [("fpo", "random"), ("ppo", "sample")], ["FPO", "Gaussian PPO"], strict=True
+        ):
+            a = s[(algo, mode)]
+            ax.scatter(a[:, 0], a[:, 1], s=3, alpha=0.3, color="C0" if algo == "fpo" else "C1")
+            for m in BANDIT_MODES["bandit2d"]:
+                ax.add_patch(
+                    plt.Rectangle(m - MODE_RADIUS, 2 * MODE_RADIUS, 2 * MODE_RADIUS, fill=False)
+                )
+            ax.set_xlim(-1, 1)
+            ax.set_ylim(-1, 1)
+            ax.set_aspect("equal")
+            ax.set_title(f"bandit2d: {name} samples (seed 0)")
+    return common.save_figure(fig, "multimodality_bandit.png")
+
+
+# ----------------------------------------------------------------------------------------------
+# GridWorld
+
+
+def goal_shares(trainer: Trainer, act, state, key, num_episodes: int):
+    """Roll out num_episodes episodes from each cell of GRID_STARTS, all in one batch.
+
+    Resets trainer.eval_env (built on the plain gridworld) and then places each episode on its
+    start cell: GridWorld keeps the cell in ``pipeline_state`` and observes
+    ``(cell - 12) / 12`` (see ``fpo_jax.toy_envs.GridWorld``), exactly what
+    ``make_env("gridworld", start=cell)`` does at reset. One compiled program serves all starts
+    (a start passed to the env's constructor is a compile-time constant).
+
+    Returns (top, bottom): (len(GRID_STARTS),) shares of episodes reaching each goal.
+    """
+    eval_env, n_starts = trainer.eval_env, len(GRID_STARTS)
+    cells = jnp.repeat(jnp.asarray(GRID_STARTS, jnp.int32), num_episodes, axis=0)
+    k_reset, k_act = jax.random.split(key)
+    s = eval_env.reset(jax.random.split(k_reset, cells.shape[0]))
+    s = s.replace(pipeline_state=cells, obs=(cells.astype(jnp.float32) - 12.0) / 12.0)
+    zeros = jnp.zeros((cells.shape[0],))
+
+    def step(carry, k):
+        s, alive, top, bottom = carry
+        s = eval_env.step(s, act(state.params, state.obs_stats, s.obs, k))
+        top = top + alive * s.metrics["reached_top"]
+        bottom = bottom + alive * s.metrics["reached_bottom"]
+        return (s, alive * (1.0 - s.done), top, bottom), None
+
+    steps = trainer.config.episode_length
+    init = (s, jnp.ones_like(zeros), zeros, zeros)
+    (_, _, top, bottom), _ = jax.lax.scan(step, init, jax.random.split(k_act, steps))
+    return top.reshape(n_starts, -1).mean(-1), bottom.reshape(n_starts, -1).mean(-1)
+
+
+def gridworld_analysis(res, algo: str, num_episodes: int, seeds: int):
+    """Rows per (sampler, start): shares of episodes reaching the top / bottom goal rows."""
+    rows, shares = [], {}
+    keys = jax.random.split(jax.random.PRNGKey(7), seeds)
+    for mode, label in samplers_for(algo):
+        act = make_sampler(res.trainer, mode)
+        fn = lambda st, k, act=act: goal_shares(res.trainer, act, st, k, num_episodes)
+        if seeds > 1:
+            top, bottom = jax.device_get(jax.jit(jax.vmap(fn))(res.state, keys))
+        else:
+            top, bottom = jax.device_get(jax.jit(fn)(res.state, keys[0]))
+        top, bottom = np.asarray(top).reshape(seeds, -1), np.asarray(bottom).reshape(seeds, -1)
+        for i, start in enumerate(GRID_STARTS):
+            t, b = top[:, i], bottom[:, i]
+            minority = np.minimum(t, b) / np.maximum(t + b, 1e-9)
+            shares[(mode, start)] = (t, b)
+            rows.append(
+                [
+                    label,
+                    f"({start[0]}, {start[1]})",
+                    common.fmt_pm(100 * t),
+                    common.fmt_pm(100 * b),
+                    common.fmt_pm(100 * (1 - t - b)),
+                    common.fmt_pm(100 * minority),
+                    f"{np.sum(np.minimum(t, b) >= 0.05)} / {seeds}",
+                ]
+            )
+    return rows, shares
+
+
+def saddle_check(res, num_episodes: int, seeds: int) -> str:
+    """The saddle start through the documented API: ``Trainer(make_env("gridworld",
+    start=SADDLE), config).evaluate`` (the trainer's eval sampler), reached_top / reached_bottom."""
+    config = dataclasses.replace(res.config, num_eval_envs=num_episodes)
+    trainer = Trainer(envs.make_env("gridworld", start=SADDLE), config)
+    keys = jax.random.split(jax.random.PRNGKey(11), seeds)
+    ev = jax.jit(jax.vmap(trainer.evaluate)) if seeds > 1 else jax.jit(trainer.evaluate)
+    out = jax.device_get(ev(res.state, keys if seeds > 1 else keys[0]))
+    top = np.atleast_1d(out["eval/reached_top"])
+    bottom = np.atleast_1d(out["eval/reached_bottom"])
+    return f"top {common.fmt_pm(100 * top)} %, bottom {common.fmt_pm(100 * bottom)} %"
+
+
+def plot_gridworld(results, shares: dict):
+    """Saddle-state action samples (FPO / PPO), FPO's flow paths there, and goal shares."""
+    plt = common.pyplot()
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4.2))
+    obs = jnp.zeros((1000, 2))  # the env's observation of cell (12, 12) is (0, 0)
+    for ax, algo, mode in [(axes[0], "fpo", "random"), (axes[2], "ppo", "sample")]:
+        res = results[("gridworld", algo)]
+        st = jax.tree.map(lambda x: x[0], res.state) if res.config.num_seeds > 1 else res.state
+        sampler = jax.jit(make_sampler(res.trainer, mode))
+        a = np.asarray(sampler(st.params, st.obs_stats, obs, jax.random.PRNGKey(3)))
+        moves = np.asarray(discretize_action(jnp.asarray(a)))
+        up, down = moves[:, 1] > 0, moves[:, 1] < 0
+        ax.scatter(a[up, 0], a[up, 1], s=3, alpha=0.4, color="C2", label=f"up {up.mean():.0%}")
+        ax.scatter(
+            a[down, 0], a[down, 1], s=3, alpha=0.4, color="C3", label=f"down {down.mean():.0%}"
+        )
+        rest = ~(up | down)
+        ax.scatter(
+            a[rest, 0],
+            a[rest, 1],
+            s=3,
+            alpha=0.4,
+            color="grey",
+            label=f"no y move {rest.mean():.0%}",
+        )
+        for v in (-1 / 3, 1 / 3):
+            ax.axhline(v, color="k", lw=0.5)
+            ax.axvline(v, color="k", lw=0.5)
+        ax.set_xlim(-1.05, 1.05)
+        ax.set_ylim(-1.05, 1.05)
+        ax.set_aspect("equal")
+        ax.set_xlabel("action x (after tanh)")
+        ax.set_ylabel("action y")
+        ax.set_title(f"{ALGO_LABEL[algo]}: 1000 actions at cell {SADDLE}")
+        ax.legend(loc="lower right", fontsize=7, markerscale=3)
+    # FPO flow paths at the saddle state.
+    res = results[("gridworld", "fpo")]
+    st = jax.tree.map(lambda x: x[0], res.state) if res.config.num_seeds > 1 else res.state
+    c = res.config
+    o = normalization.normalize(st.obs_stats, obs[:150], c.normalize_observations)
+    _, path = flow.sample(
+        res.trainer.agent.velocity_fn, st.params["policy"], o, jax.random.PRNGKey(4),
+        action_dim=2, num_steps=c.flow_steps, return_path=True,
+    )  # fmt: skip
+    path = np.tanh(np.asarray(path))  # (150, K+1, 2)
+    ax = axes[1]
+    end_up = path[:, -1, 1] > 1 / 3
+    for p, u in zip(path, end_up, strict=True):
+        ax.plot(p[:, 0], p[:, 1], color="C2" if u else "C3", lw=0.5, alpha=0.5)
+    ax.scatter(path[:, 0, 0], path[:, 0, 1], s=4, color="k", label="t = 1 (noise)")
+    ax.scatter(path[:, -1, 0], path[:, -1, 1], s=4, color="C0", label="t = 0 (action)")
+    ax.set_xlim(-1.05, 1.05)
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_aspect("equal")
+    ax.set_title(f"FPO flow paths at {SADDLE} (tanh of x_t)")
+    ax.legend(loc="lower right", fontsize=7)
+    # Goal shares per start, stochastic samplers, mean over seeds.
+    ax = axes[3]
+    width = 0.38
+    x = np.arange(len(GRID_STARTS))
+    for j, (algo, mode) in enumerate([("fpo", "random"), ("ppo", "sample")]):
+        top = [shares[algo][(mode, s)][0].mean() for s in GRID_STARTS]
+        bottom = [shares[algo][(mode, s)][1].mean() for s in GRID_STARTS]
+        ax.bar(x + (j - 0.5) * width, top, width, color=f"C{j}", label=f"{ALGO_LABEL[algo]}: top")
+        ax.bar(
+            x + (j - 0.5) * width, bottom, width, bottom=top, color=f"C{j}", alpha=0.45,
+            hatch="//", label=f"{ALGO_LABEL[algo]}: bottom",
+        )  # fmt: skip
+    ax.set_xticks(x, [f"x={s[0]}" for s in GRID_STARTS])
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("share of episodes (mean over seeds)")
+    ax.set_title("goal reached from (x, 12), stochastic policy")
+    ax.legend(fontsize=7)
+    return common.save_figure(fig, "multimodality_gridworld.png")
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--budget", choices=sorted(BUDGETS), default="default")
+    p.add_argument(
+        "--envs", nargs="+", default=["bandit", "bandit2d", "gridworld"],
+        choices=["bandit", "bandit2d", "gridworld"],
+    )  # fmt: skip
+    args = p.parse_args(argv)
+    clock = common.Stopwatch()
+    common.enable_compilation_cache()
+    fractions, seeds, num_samples, num_episodes = BUDGETS[args.budget]
+
+    results, train_rows, budget_lines = {}, [], []
+    for env_name in args.envs:
+        for algo in ALGOS:
+            cfg = preset(env_name, algo)
+            steps = int(cfg.num_timesteps * fractions[env_name])
+            common.log(f"training {algo} on {env_name}: {steps:,} steps x {seeds} seeds")
+            res = train(env_name, cfg, num_timesteps=steps, num_seeds=seeds, progress=False)
+            results[(env_name, algo)] = res
+            _, curve = common.eval_curve(res.history, seeds)
+            final, _ = common.final_and_best(curve)
+            train_rows.append(
+                [f"`{env_name}`", ALGO_LABEL[algo], f"{res.history[-1]['env_steps']:,}",
+                 common.fmt_pm(curve[0], 2), common.fmt_pm(final, 2)]
+            )  # fmt: skip
+        budget_lines.append(
+            f"`{env_name}`: preset(env, algo) ({preset(env_name).preset_source}), "
+            f"num_timesteps x {fractions[env_name]} = "
+            f"{int(preset(env_name).num_timesteps * fractions[env_name]):,}, "
+            f"num_envs {preset(env_name).num_envs}, {seeds} seeds (num_seeds={seeds}, vmapped)"
+        )
+
+    md = [
+        common.results_header(
+            "Multimodality: FPO vs Gaussian PPO on the bandits and GridWorld",
+            args.budget,
+            budget_lines
+            + [
+                f"{num_samples} action samples per seed (bandits); "
+                f"{num_episodes} episodes per start cell and seed (gridworld)"
+            ],
+        ),  # fmt: skip
+        "Evaluation return of the runs (the trainer's eval sampler: FPO from random noise, "
+        "PPO at the mean action; mean ± standard error over seeds):\n",
+        common.markdown_table(
+            ["env", "algo", "env steps", "eval return before training", "final eval return"],
+            train_rows,
+            "llrrr",
+        ),
+    ]
+
+    bandit_envs = [e for e in args.envs if e.startswith("bandit")]
+    if bandit_envs:
+        rows, samples = [], {}
+        for env_name in bandit_envs:
+            r, samples[env_name] = bandit_analysis(results, env_name, num_samples, seeds)
+            rows += r
+        md += [
+            "\n## Bandits: action mass near each reward mode\n",
+            f"Share (%) of {num_samples} sampled actions per seed within ±{MODE_RADIUS} of each "
+            "reward mode (every coordinate): `bandit` modes A = -0.6, B = +0.6; `bandit2d` modes "
+            "A = (0.6, 0.6), B = (-0.6, -0.6), and its empty corners (0.6, -0.6), (-0.6, 0.6), "
+            "where a per-axis distribution covering both modes must put as much mass as on them. "
+            "Mean ± standard error over seeds; 'both modes' counts seeds with at least 10 % on "
+            "each mode; elsewhere = near no mode (corners included); reward is the samples' mean "
+            "reward (1 at a mode).\n",
+            common.markdown_table(
+                [
+                    "env",
+                    "sampler",
+                    "mode A %",
+                    "mode B %",
+                    "empty corners %",
+                    "elsewhere %",
+                    "seeds with both modes >= 10 %",
+                    "mean reward",
+                ],
+                rows,
+                "llrrrrrr",
+            ),  # fmt: skip
+        ]
+        if "bandit" in bandit_envs:
+            plot_bandits(samples, bandit_envs, num_samples)
+            md.append("\n![bandit samples](multimodality_bandit.png)\n")
+
+    if "gridworld" in args.envs:
+        rows, shares = [], {}
+        for algo in ALGOS:
+            common.log(f"gridworld rollouts from the equidistant starts: {algo}")
+            r, shares[algo] = gridworld_analysis(
+                results[("gridworld", algo)], algo, num_episodes, seeds
+            )
+            rows += r
+        checks = []
+        for algo in ALGOS:
+            check = saddle_check(results[("gridworld", algo)], num_episodes, seeds)
+            checks.append(f"{ALGO_LABEL[algo]} (its eval sampler): {check}")
+        md += [
+            "\n## GridWorld: which goal is reached from cells equidistant to both goal rows\n",
+            f"{num_episodes} episodes per start cell and seed (100-step limit); shares in % of "
+            "episodes, mean ± standard error over seeds. 'minority share' = min(top, bottom) / "
+            "(top + bottom): 50 % is an even split, 0 % means one goal only. 'seeds that split' "
+            "counts seeds sending at least 5 % of the episodes to each goal.\n",
+            common.markdown_table(
+                [
+                    "sampler",
+                    "start (x, y)",
+                    "top goal %",
+                    "bottom goal %",
+                    "no goal %",
+                    "minority share %",
+                    "seeds that split",
+                ],
+                rows,
+                "llrrrrr",
+            ),  # fmt: skip
+        ]
+        md.append(
+            f"\nCross-check of the start cell {SADDLE} through the documented API "
+            f"(`Trainer(make_env('gridworld', start={SADDLE}), config).evaluate`, "
+            f"{num_episodes} episodes per seed, other keys): " + "; ".join(checks) + ".\n"
+        )
+        plot_gridworld(results, shares)
+        md.append("\n![gridworld](multimodality_gridworld.png)\n")
+
+    md.append("\n" + clock.line())
+    common.write_result("multimodality.md", "\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
