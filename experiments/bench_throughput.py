@@ -563,7 +563,7 @@ def main(argv: list[str] | None = None) -> None:
     runners += [m.update for m in methods.values() if m.update is not None]
     for r in runners:
         r.warm_up()
-    log(f"warmed up {len(runners)} programs; timing {args.rounds} rounds")
+    log(f"warmed up {len(runners)} programs; timing them round-robin")
 
     def one_round() -> None:
         for r in runners:
@@ -627,8 +627,8 @@ def main(argv: list[str] | None = None) -> None:
     lines += [
         "",
         "How it was timed: every program was compiled and run once first; then each was timed "
-        f"for one blocking call per round, round-robin, {args.rounds} rounds; 'best' is the "
-        "fastest call (other processes can only slow a call down), 'median' the median. Ours: "
+        f"for one blocking call per round, round-robin, {len(runners[0].times)} rounds; 'best' is "
+        "the fastest call (other processes can only slow a call down), 'median' the median. Ours: "
         "`jax.jit(trainer.train_step, donate_argnums=0).lower(state).compile()`, one iteration "
         "per call; compile s = trace + XLA compile; the step includes the per-iteration refresh of "
         "the auto-reset cache (a batched env reset), so it compiles reset and step. Brax PPO: one "
@@ -652,6 +652,11 @@ def main(argv: list[str] | None = None) -> None:
             "buffer = the rollout buffer (trajectories + bootstrap obs); extras = its per-action "
             "policy data (FPO stored: N (t, eps) pairs + N old CFM losses; key: one PRNG key + N "
             "losses; PPO: one log-prob). peak from `compiled.memory_analysis()` of the full step.",
+            "",
+            "The rollout column is a difference of two timings, each with the run's noise: a "
+            "rollout near 0, or below 0, means the rollout is within that noise. The simulator "
+            f"alone needs {fmt_s(per_it / raw if raw else None, 2)} s per iteration (raw "
+            "stepping).",
             "",
             "| method | flow steps | N | env steps/s | s / iteration | rollout s | update s | "
             "buffer MiB | extras MiB | peak MiB | compile s | update compile s |",
