@@ -1,8 +1,9 @@
 """Rendering: the ``python -m fpo_jax.render`` CLI on a real Brax env, and the Python helpers.
 
 Run directories are written the way ``fpo_jax.train`` writes them (``config.json`` plus an orbax
-checkpoint of the whole train state) but from a freshly initialised state: compiling a training
-step would cost a minute here and adds nothing to what rendering reads.
+checkpoint of the whole train state) but hold a synthetic state of the right structure: compiling
+a training step (or even ``init``) costs a minute or more on a small CPU and adds nothing to what
+rendering reads.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 from fpo_jax import envs, render
 from fpo_jax.checkpoint import Checkpointer
 from fpo_jax.config import TrainConfig
-from fpo_jax.trainer import Trainer
+from fpo_jax.trainer import Trainer, TrainState
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,19 +40,29 @@ SMALL = dict(
 )
 
 
-def write_run(run_dir: Path, config: TrainConfig, shift: float = 0.0):
-    """A run directory as train.py writes it; policy params shifted by ``shift`` (to recognise).
+def write_run(run_dir: Path, config: TrainConfig) -> TrainState:
+    """A run directory as train.py writes it, holding a synthetic train state; returns the state.
 
-    Returns the saved state.
+    The state has the exact structure of ``train``'s (a leading seed axis when ``num_seeds > 1``)
+    but is filled without running ``init``, which would cost a compile: random floats (scaled
+    down, so the policy stays tame), zero integers, and empty observation statistics.
     """
     trainer = Trainer(envs.make_env(config.env, backend=config.backend, impl=config.impl), config)
     if config.num_seeds > 1:
         seeds = jnp.arange(config.seed, config.seed + config.num_seeds)
-        state = jax.jit(jax.vmap(trainer.init))(jax.vmap(jax.random.PRNGKey)(seeds))
+        abstract = jax.eval_shape(jax.vmap(trainer.init), jax.vmap(jax.random.PRNGKey)(seeds))
     else:
-        state = jax.jit(trainer.init)(jax.random.PRNGKey(config.seed))
-    params = {**state.params, "policy": jax.tree.map(lambda x: x + shift, state.params["policy"])}
-    state = state.replace(params=params, iteration=state.iteration + 3)
+        abstract = jax.eval_shape(trainer.init, jax.random.PRNGKey(config.seed))
+    rng = np.random.default_rng(config.seed)
+
+    def fill(x):
+        if jnp.issubdtype(x.dtype, jnp.floating):
+            return jnp.asarray(0.1 * rng.standard_normal(x.shape), x.dtype)
+        return jnp.zeros(x.shape, x.dtype)
+
+    state = jax.tree.map(fill, abstract)
+    stats = jax.tree.map(jnp.zeros_like, state.obs_stats)  # count 0: no normalisation
+    state = state.replace(obs_stats=stats, iteration=jnp.full_like(state.iteration, 3))
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(config.to_json())
     ckpt = Checkpointer(run_dir / "checkpoints")
@@ -93,13 +104,11 @@ def test_cli_reports_missing_run(tmp_path):
 
 def test_load_run_multi_seed_and_gridworld_frames(tmp_path):
     config = TrainConfig(env="gridworld", episode_length=30, num_seeds=2, seed=5, **SMALL)
-    saved = write_run(tmp_path, config, shift=0.5)
+    saved = write_run(tmp_path, config)
     run = render.load_run(tmp_path, seed_index=1)
     assert run.step == 3
     want = jax.tree.map(lambda x: x[1], saved.params["policy"])
     jax.tree.map(np.testing.assert_array_equal, run.state.params["policy"], want)
-    seed0 = jax.tree.map(lambda x: x[0], saved.params["policy"])
-    assert not all(jax.tree.leaves(jax.tree.map(np.array_equal, run.state.params["policy"], seed0)))
 
     states = render.rollout(run.env, run.policy, jax.random.PRNGKey(0), 30)
     frames = render.render_states(run.env, states)
