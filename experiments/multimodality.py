@@ -227,7 +227,7 @@ def gridworld_analysis(res, algo: str, num_episodes: int, seeds: int):
                     f"({start[0]}, {start[1]})",
                     common.fmt_pm(100 * t),
                     common.fmt_pm(100 * b),
-                    common.fmt_pm(100 * (1 - t - b)),
+                    common.fmt_pm(100 * np.clip(1 - t - b, 0, 1)),
                     common.fmt_pm(100 * minority),
                     f"{np.sum(np.minimum(t, b) >= 0.05)} / {seeds}",
                 ]
