@@ -14,7 +14,8 @@ objective that PPO maximises.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import numbers
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import jax
@@ -31,6 +32,66 @@ TRUST_REGIONS = ("ppo", "aspo")
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{name}={value!r} is not one of {choices}.")
+
+
+# Input checks. Shapes are static under jit/vmap, so these run once at trace time and cost
+# nothing in the compiled program; they turn silent broadcasting bugs (e.g. advantages (B, 1)
+# against ratios (B,) giving a (B, B) objective) into one clear sentence.
+
+
+def _fmt_shape(dims: Sequence[int | str]) -> str:
+    """(5, 'N', 2) -> "(5, N, 2)"; (5,) -> "(5,)"."""
+    inner = ", ".join(str(d) for d in dims)
+    return f"({inner},)" if len(dims) == 1 else f"({inner})"
+
+
+def _check_shape(
+    fn: str, name: str, x: Array, expected: Sequence[int | str], meaning: str, reference: str
+) -> None:
+    """Raise a ValueError unless ``x.shape`` equals ``expected`` (strings are free dims)."""
+    shape = tuple(jnp.shape(x))
+    ok = len(shape) == len(expected) and all(
+        isinstance(e, str) or s == e for s, e in zip(shape, expected, strict=True)
+    )
+    if not ok:
+        raise ValueError(
+            f"{fn}: {name} has shape {_fmt_shape(shape)}, expected {_fmt_shape(expected)} = "
+            f"{meaning} ({reference})."
+        )
+
+
+def _check_min_ndim(fn: str, name: str, x: Array, ndim: int, meaning: str) -> None:
+    if jnp.ndim(x) < ndim:
+        raise ValueError(
+            f"{fn}: {name} has shape {_fmt_shape(jnp.shape(x))}, expected {meaning} "
+            f"(at least {ndim} dims)."
+        )
+
+
+def _check_positive(fn: str, name: str, value: Any) -> None:
+    """Reject ``value <= 0`` when it is a concrete Python/NumPy number.
+
+    A traced value (a hyperparameter carried in the training state) cannot be inspected at trace
+    time and is left alone.
+    """
+    if isinstance(value, numbers.Real) and not value > 0:  # `not >` also catches NaN
+        raise ValueError(f"{fn}: {name} must be > 0, got {value!r}.")
+
+
+def _check_pairs(fn: str, obs: Array, actions: Array, eps: Array, t: Array) -> tuple[int, ...]:
+    """Check obs (*B, obs_dim), actions (*B, A), eps (*B, N, A), t (*B, N, 1); return B.
+
+    ``actions`` fixes the batch shape B and A, ``eps`` the number of pairs N.
+    """
+    _check_min_ndim(fn, "actions", actions, 1, "(..., A)")
+    batch, act_dim = tuple(jnp.shape(actions)[:-1]), jnp.shape(actions)[-1]
+    ref = f"batch shape and A from actions {_fmt_shape(jnp.shape(actions))}"
+    _check_shape(fn, "eps", eps, (*batch, "N", act_dim), "(*batch, N, A)", ref)
+    num_pairs = jnp.shape(eps)[-2]
+    ref_n = f"{ref}, N from eps {_fmt_shape(jnp.shape(eps))}"
+    _check_shape(fn, "t", t, (*batch, num_pairs, 1), "(*batch, N, 1)", ref_n)
+    _check_shape(fn, "obs", obs, (*batch, "obs_dim"), "(*batch, obs_dim)", ref)
+    return batch
 
 
 # --------------------------------------------------------------------------------------------
@@ -63,21 +124,37 @@ def cfm_loss(
       velocity_fn: ``(params, obs (..., N, obs_dim), x_t (..., N, act_dim), t (..., N, 1))
         -> (..., N, act_dim)``.
       params: parameters passed through to ``velocity_fn``.
-      obs: ``(..., obs_dim)``; broadcast over the pair axis before calling ``velocity_fn``.
-      actions: ``(..., act_dim)``, the (pre-squash) actions the losses are about.
+      obs: ``(..., obs_dim)``, same leading dims as ``actions``; broadcast over the pair axis
+        before calling ``velocity_fn``.
+      actions: ``(..., act_dim)``, the (pre-squash) actions the losses are about; their leading
+        dims ``...`` are the batch shape every other argument must share.
       eps: ``(..., N, act_dim)`` noise of each pair.
-      t: ``(..., N, 1)`` flow time of each pair.
+      t: ``(..., N, 1)`` flow time of each pair (note the trailing 1).
       weighting: ``"eps"`` or ``"velocity"``.
 
     Returns:
       ``(..., N)`` loss of each pair.
+
+    Raises:
+      ValueError: if the shapes of ``obs``, ``eps``, ``t`` or of the velocity disagree with
+        ``actions`` (checked at trace time; free under ``jit``).
     """
     _check_choice("weighting", weighting, WEIGHTINGS)
+    _check_pairs("cfm_loss", obs, actions, eps, t)
     num_pairs = eps.shape[-2]
     a = actions[..., None, :]  # (..., 1, act_dim), broadcast against the pair axis
     x_t = t * eps + (1.0 - t) * a
     obs_b = jnp.broadcast_to(obs[..., None, :], (*eps.shape[:-2], num_pairs, obs.shape[-1]))
     v = velocity_fn(params, obs_b, x_t, t)
+    # A network returning (..., N, 1) for A > 1 would otherwise broadcast silently.
+    _check_shape(
+        "cfm_loss",
+        "the output of velocity_fn",
+        v,
+        eps.shape,
+        "(*batch, N, A)",
+        f"the shape of eps {_fmt_shape(eps.shape)}",
+    )
     if weighting == "velocity":
         err = v - (eps - a)
     else:
@@ -103,6 +180,7 @@ def ppo_clip_objective(ratio: Array, advantages: Array, clip_epsilon: float) -> 
     Returns:
       ``(...)`` the per-element surrogate.
     """
+    _check_positive("ppo_clip_objective", "clip_epsilon", clip_epsilon)
     clipped = jnp.clip(ratio, 1.0 - clip_epsilon, 1.0 + clip_epsilon)
     return jnp.minimum(ratio * advantages, clipped * advantages)
 
@@ -122,6 +200,8 @@ def aspo_objective(ratio: Array, advantages: Array, clip_epsilon: float) -> Arra
     Returns:
       ``(...)`` the per-element surrogate.
     """
+    # e = 0 would divide by zero in the penalty (inf/nan losses).
+    _check_positive("aspo_objective", "clip_epsilon", clip_epsilon)
     advantages = jnp.broadcast_to(
         advantages, jnp.broadcast_shapes(jnp.shape(ratio), jnp.shape(advantages))
     )
@@ -184,6 +264,20 @@ def fpo_log_ratio(
       ``(...)`` for ``"mean"``, ``(..., N)`` for ``"per_sample"``.
     """
     _check_choice("ratio", ratio, RATIOS)
+    fn = "fpo_log_ratio"
+    _check_min_ndim(fn, "new_cfm_loss", new_cfm_loss, 1, "(..., N)")
+    _check_shape(
+        fn,
+        "old_cfm_loss",
+        old_cfm_loss,
+        jnp.shape(new_cfm_loss),
+        "(*batch, N)",
+        f"the shape of new_cfm_loss {_fmt_shape(jnp.shape(new_cfm_loss))}",
+    )
+    if cfm_loss_clamp is not None:
+        _check_positive(fn, "cfm_loss_clamp", cfm_loss_clamp)
+    if log_ratio_clamp is not None:
+        _check_positive(fn, "log_ratio_clamp", log_ratio_clamp)
     old = jax.lax.stop_gradient(old_cfm_loss)
     new = new_cfm_loss
     if cfm_loss_clamp is not None:
@@ -230,12 +324,14 @@ def fpo_objective(
         -> (..., N, A)``; bring your own network.
       params: current parameters (differentiated).
       obs: ``(..., obs_dim)`` observations (already normalised if the policy expects it).
-      actions: ``(..., A)`` pre-squash actions taken at rollout time.
+      actions: ``(..., A)`` pre-squash actions taken at rollout time; their leading dims ``...``
+        are the batch shape every other argument must share.
       eps: ``(..., N, A)`` noise of the pairs drawn at rollout time.
       t: ``(..., N, 1)`` flow times of the pairs drawn at rollout time.
       old_cfm_loss: ``(..., N)`` CFM losses of those pairs under the rollout parameters.
-      advantages: ``(...)`` advantages, already normalised by the caller if desired.
-      clip_epsilon: trust-region size ``e`` (paper: 0.05).
+      advantages: ``(...)`` one advantage per action (not ``(..., 1)``), already normalised by
+        the caller if desired.
+      clip_epsilon: trust-region size ``e > 0`` (paper: 0.05); may be a traced value.
       ratio: ``"mean"`` (paper) or ``"per_sample"`` (FPO++).
       trust_region: ``"ppo"`` or ``"aspo"``.
       weighting: CFM loss weighting, see :func:`cfm_loss`.
@@ -245,7 +341,29 @@ def fpo_objective(
     Returns:
       ``(loss, metrics)``: scalar loss; metrics ``ratio_mean/min/max``, ``clip_fraction``,
       ``approx_kl``, ``cfm_loss_new``, ``cfm_loss_old`` (scalars).
+
+    Raises:
+      ValueError: naming the argument and the shape it should have, if the shapes disagree
+        (``actions`` fixes the batch shape and A, ``eps`` fixes N), or if ``clip_epsilon`` is a
+        number ``<= 0``. Shapes are static, so the checks cost nothing under ``jit``.
     """
+    fn = "fpo_objective"
+    _check_positive(fn, "clip_epsilon", clip_epsilon)
+    batch = _check_pairs(fn, obs, actions, eps, t)
+    num_pairs = jnp.shape(eps)[-2]
+    ref = (
+        f"batch shape from actions {_fmt_shape(jnp.shape(actions))}, "
+        f"N from eps {_fmt_shape(jnp.shape(eps))}"
+    )
+    _check_shape(fn, "old_cfm_loss", old_cfm_loss, (*batch, num_pairs), "(*batch, N)", ref)
+    _check_shape(
+        fn,
+        "advantages",
+        advantages,
+        batch,
+        "(*batch,), one per action",
+        f"batch shape from actions {_fmt_shape(jnp.shape(actions))}",
+    )
     new_cfm_loss = cfm_loss(velocity_fn, params, obs, actions, eps, t, weighting=weighting)
     log_r = fpo_log_ratio(
         old_cfm_loss,
@@ -320,7 +438,16 @@ def ppo_objective(
 
     Returns:
       ``(loss, metrics)`` with ``ratio_mean/min/max``, ``clip_fraction``, ``approx_kl``.
+
+    Raises:
+      ValueError: if the three arrays do not have the same shape, or ``clip_epsilon <= 0``.
     """
+    fn = "ppo_objective"
+    _check_positive(fn, "clip_epsilon", clip_epsilon)
+    shape = jnp.shape(log_prob_new)
+    ref = f"the shape of log_prob_new {_fmt_shape(shape)}"
+    _check_shape(fn, "log_prob_old", log_prob_old, shape, "log_prob_new.shape", ref)
+    _check_shape(fn, "advantages", advantages, shape, "log_prob_new.shape", ref)
     log_r = log_prob_new - jax.lax.stop_gradient(log_prob_old)
     r = jnp.exp(log_r)
     objective = trust_region_objective(r, advantages, clip_epsilon, trust_region)
@@ -355,7 +482,17 @@ def dppo_objective(
 
     Returns:
       ``(loss, metrics)`` with ``ratio_mean/min/max``, ``clip_fraction``, ``approx_kl``.
+
+    Raises:
+      ValueError: if the shapes disagree, or ``clip_epsilon <= 0``.
     """
+    fn = "dppo_objective"
+    _check_positive(fn, "clip_epsilon", clip_epsilon)
+    _check_min_ndim(fn, "step_log_prob_new", step_log_prob_new, 1, "(..., K)")
+    shape = jnp.shape(step_log_prob_new)
+    ref = f"the shape of step_log_prob_new {_fmt_shape(shape)}"
+    _check_shape(fn, "step_log_prob_old", step_log_prob_old, shape, "(*batch, K)", ref)
+    _check_shape(fn, "advantages", advantages, shape[:-1], "(*batch,), one per action", ref)
     log_r = step_log_prob_new - jax.lax.stop_gradient(step_log_prob_old)
     r = jnp.exp(log_r)
     objective = ppo_clip_objective(r, advantages[..., None], clip_epsilon)
@@ -414,7 +551,18 @@ def compute_gae(
 
     Returns:
       ``(value_targets vs, advantages)``, both ``(T, ...)``, without gradients.
+
+    Raises:
+      ValueError: if the per-step arrays differ in shape or ``bootstrap_value`` is not
+        ``rewards.shape[1:]``.
     """
+    fn = "compute_gae"
+    _check_min_ndim(fn, "rewards", rewards, 1, "(T, ...)")
+    shape = jnp.shape(rewards)
+    ref = f"the shape of rewards {_fmt_shape(shape)}"
+    for name, x in (("values", values), ("termination", termination), ("truncation", truncation)):
+        _check_shape(fn, name, x, shape, "rewards.shape", ref)
+    _check_shape(fn, "bootstrap_value", bootstrap_value, shape[1:], "rewards.shape[1:]", ref)
     not_term = 1.0 - termination
     not_trunc = 1.0 - truncation
     next_values = jnp.concatenate([values[1:], bootstrap_value[None]], axis=0)

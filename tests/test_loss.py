@@ -1,5 +1,7 @@
 """The objectives in fpo_jax.loss against hand computations and their defining properties."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -163,6 +165,130 @@ def test_arbitrary_leading_dims_and_jit():
     )
     np.testing.assert_allclose(value, value_flat, rtol=1e-5)
     assert metrics["ratio_mean"].shape == ()
+
+
+# ----------------------------------------------------------------------------- input checks
+
+B = 5  # batch of the `setup` fixture
+
+# (argument, bad shape, the expected shape the message must name)
+BAD_FPO_INPUTS = [
+    ("advantages", (B, 1), "(5,)"),  # would broadcast against (B,) ratios to (B, B)
+    ("old_cfm_loss", (B, N + 1), f"(5, {N})"),  # wrong N
+    ("old_cfm_loss", (B,), f"(5, {N})"),  # one loss per action instead of per pair
+    ("eps", (B + 1, N, ACT_DIM), f"(5, N, {ACT_DIM})"),  # batch disagrees with actions
+    ("eps", (B, N, ACT_DIM + 1), f"(5, N, {ACT_DIM})"),  # A disagrees with actions
+    ("t", (B, N), f"(5, {N}, 1)"),  # missing trailing 1
+    ("t", (B, N + 1, 1), f"(5, {N}, 1)"),  # N disagrees with eps
+    ("obs", (B, 1, OBS_DIM), "(5, obs_dim)"),
+]
+
+
+@pytest.mark.parametrize(("name", "shape", "expected"), BAD_FPO_INPUTS)
+def test_fpo_objective_rejects_bad_shapes(setup, name, shape, expected):
+    params, obs, actions, eps, t, adv = setup
+    args = dict(obs=obs, actions=actions, eps=eps, t=t, old_cfm_loss=jnp.zeros((B, N)))
+    args["advantages"] = adv
+    args[name] = jnp.zeros(shape)
+    with pytest.raises(
+        ValueError, match=rf"fpo_objective: {name} has shape .*expected {re.escape(expected)}"
+    ):
+        loss.fpo_objective(linear_velocity, params, **args)
+
+
+@pytest.mark.parametrize(("name", "shape", "expected"), BAD_FPO_INPUTS[3:])
+def test_cfm_loss_rejects_bad_shapes(setup, name, shape, expected):
+    params, obs, actions, eps, t, _ = setup
+    args = dict(obs=obs, actions=actions, eps=eps, t=t)
+    args[name] = jnp.zeros(shape)
+    with pytest.raises(
+        ValueError, match=rf"cfm_loss: {name} has shape .*expected {re.escape(expected)}"
+    ):
+        loss.cfm_loss(linear_velocity, params, **args)
+
+
+def test_cfm_loss_rejects_a_velocity_of_the_wrong_shape(setup):
+    params, obs, actions, eps, t, _ = setup
+    one_dim = lambda p, o, x, t: linear_velocity(p, o, x, t)[..., :1]  # (B, N, 1) for A = 2
+    with pytest.raises(
+        ValueError, match=rf"output of velocity_fn .*expected \(5, {N}, {ACT_DIM}\)"
+    ):
+        loss.cfm_loss(one_dim, params, obs, actions, eps, t)
+
+
+@pytest.mark.parametrize("clip_epsilon", [0.0, -0.1, float("nan")])
+def test_non_positive_clip_epsilon_is_rejected(setup, clip_epsilon):
+    params, *batch = setup
+    old = jnp.zeros((B, N))
+    with pytest.raises(ValueError, match="fpo_objective: clip_epsilon must be > 0"):
+        _objective(params, batch, old, clip_epsilon=clip_epsilon, trust_region="aspo")
+    lp, adv = jnp.zeros(3), jnp.ones(3)
+    with pytest.raises(ValueError, match="ppo_objective: clip_epsilon"):
+        loss.ppo_objective(lp, lp, adv, clip_epsilon=clip_epsilon)
+    with pytest.raises(ValueError, match="dppo_objective: clip_epsilon"):
+        loss.dppo_objective(lp[:, None], lp[:, None], adv, clip_epsilon=clip_epsilon)
+    with pytest.raises(ValueError, match="aspo_objective: clip_epsilon"):
+        loss.aspo_objective(lp, adv, clip_epsilon)
+
+
+def test_traced_clip_epsilon_is_accepted_and_valid_leading_dims_work_under_jit():
+    """A traced clip_epsilon (a hyperparameter in the state) cannot be checked and passes; the
+    shape checks accept any consistent leading dims, under jit and vmap."""
+    params = make_params(jax.random.PRNGKey(2))
+    batch = make_batch(jax.random.PRNGKey(3), lead=(2, 3))
+    old = loss.cfm_loss(linear_velocity, params, *batch[:4]) + 0.01
+    f = jax.jit(lambda p, b, o, e: _objective(p, b, o, clip_epsilon=e, trust_region="aspo")[0])
+    value = f(params, batch, old, jnp.float32(0.05))
+    np.testing.assert_allclose(
+        value, _objective(params, batch, old, trust_region="aspo")[0], rtol=1e-6
+    )
+    # vmap over the leading axis: each call sees (3, ...) and the checks still pass.
+    per_row = jax.vmap(lambda b, o: _objective(params, b, o)[0])(batch, old)
+    assert per_row.shape == (2,)
+
+
+def test_ppo_dppo_and_gae_reject_bad_shapes():
+    lp, adv = jnp.zeros(4), jnp.ones(4)
+    with pytest.raises(
+        ValueError, match=r"ppo_objective: advantages has shape \(4, 1\), expected \(4,\)"
+    ):
+        loss.ppo_objective(lp, lp, adv[:, None])
+    with pytest.raises(
+        ValueError, match=r"ppo_objective: log_prob_old has shape \(3,\), expected \(4,\)"
+    ):
+        loss.ppo_objective(lp, lp[:3], adv)
+    steps = jnp.zeros((4, 10))
+    with pytest.raises(
+        ValueError, match=r"dppo_objective: advantages has shape \(4, 10\), expected \(4,\)"
+    ):
+        loss.dppo_objective(steps, steps, steps)
+    with pytest.raises(
+        ValueError,
+        match=r"dppo_objective: step_log_prob_old has shape \(4, 9\), expected \(4, 10\)",
+    ):
+        loss.dppo_objective(steps, steps[:, 1:], adv)
+    rollout = jnp.zeros((6, 4))
+    kw = dict(discount=0.99, gae_lambda=0.95)
+    with pytest.raises(
+        ValueError, match=r"compute_gae: bootstrap_value has shape \(4, 1\), expected \(4,\)"
+    ):
+        loss.compute_gae(rollout, rollout, jnp.zeros((4, 1)), rollout, rollout, **kw)
+    with pytest.raises(
+        ValueError, match=r"compute_gae: truncation has shape \(6,\), expected \(6, 4\)"
+    ):
+        loss.compute_gae(rollout, rollout, jnp.zeros(4), rollout, rollout[:, 0], **kw)
+
+
+def test_log_ratio_rejects_mismatched_losses_and_bad_clamps():
+    new = jnp.zeros((3, 4))
+    with pytest.raises(
+        ValueError, match=r"fpo_log_ratio: old_cfm_loss has shape \(3, 5\), expected \(3, 4\)"
+    ):
+        loss.fpo_log_ratio(jnp.zeros((3, 5)), new)
+    with pytest.raises(ValueError, match="log_ratio_clamp must be > 0"):
+        loss.fpo_log_ratio(new, new, log_ratio_clamp=0.0)
+    with pytest.raises(ValueError, match="cfm_loss_clamp must be > 0"):
+        loss.fpo_log_ratio(new, new, cfm_loss_clamp=-1.0)
 
 
 def test_clamps_bound_the_ratio():
