@@ -19,6 +19,7 @@ Everything here is pure, free of Flax, and works under ``jit`` and ``vmap`` with
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -236,7 +237,8 @@ def rk4_step(
     return x - (dt / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
 
 
-# The DPPO baseline's step is x_{t-dt} = euler_step(...) + sigma * z, so its mean is the Euler step.
+# The DPPO baseline's step is x_{t-dt} = euler_step(...) + sigma * z, so its mean is the Euler
+# step and its log-density is fpo_jax.loss.gaussian_log_prob(x_next, mean, sigma).
 stochastic_step_mean = euler_step
 
 _MEAN_STEPS: dict[str, StepFn] = {
@@ -245,25 +247,6 @@ _MEAN_STEPS: dict[str, StepFn] = {
     "rk4": rk4_step,
     "stochastic": stochastic_step_mean,
 }
-
-
-def gaussian_step_log_prob(x_next: Array, mean: Array, sigma: Array | float) -> Array:
-    """Log-density of one stochastic step, summed over action dims.
-
-    log N(x'; m, sigma^2 I) = sum_j [ -(x'_j - m_j)^2 / (2 sigma^2) - log sigma - log(2 pi) / 2 ]
-
-    Args:
-      x_next: (..., A) the sampled next state.
-      mean: (..., A) the step mean (``stochastic_step_mean``).
-      sigma: scalar or array broadcastable to (..., A); must be > 0.
-
-    Returns:
-      (...,) log-probabilities.
-    """
-    sigma = jnp.broadcast_to(jnp.asarray(sigma, dtype=x_next.dtype), x_next.shape)
-    z = (x_next - mean) / sigma
-    log_p = -0.5 * jnp.square(z) - jnp.log(sigma) - 0.5 * jnp.log(2.0 * jnp.pi)
-    return jnp.sum(log_p, axis=-1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -365,3 +348,18 @@ def sample(
         return action
     path = jnp.concatenate([x1[None], xs], axis=0)  # (num_steps + 1, *B, A)
     return action, jnp.moveaxis(path, 0, -2)
+
+
+def __getattr__(name: str) -> Any:
+    # Deprecated name, kept so existing callers work: the one Gaussian log-density is
+    # fpo_jax.loss.gaussian_log_prob (imported lazily, since loss imports this module).
+    if name == "gaussian_step_log_prob":
+        from fpo_jax.loss import gaussian_log_prob
+
+        warnings.warn(
+            "fpo_jax.flow.gaussian_step_log_prob is deprecated; use fpo_jax.loss.gaussian_log_prob.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return gaussian_log_prob
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

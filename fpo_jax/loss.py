@@ -4,8 +4,11 @@ Everything here is a pure function of arrays (plus, for the CFM loss, a velocity
 parameters), so it can be jitted, vmapped and differentiated freely. Leading batch dims ``...``
 are free unless a docstring says otherwise.
 
-Flow convention (see DESIGN.md): flow time ``t`` in [0, 1], **t = 1 is noise, t = 0 is the
-action**; interpolant ``x_t = t * eps + (1 - t) * a`` and target velocity ``u = eps - a``.
+Flow convention (that of the FPO paper's code: "Flow Matching Policy Gradients", McAllister et
+al. 2025, arXiv 2507.21053): flow time ``t`` in [0, 1], **t = 1 is noise, t = 0 is the action**;
+interpolant ``x_t = t * eps + (1 - t) * a`` and target velocity ``u = eps - a``. FPO++ options
+(per-sample ratio, ASPO, clamps) follow "Flow Policy Gradients for Robot Control" (Yi et al.
+2026, arXiv 2602.02481).
 
 The trust-region objectives are written as *losses* (to minimise): the negative of the surrogate
 objective that PPO maximises.
@@ -15,14 +18,15 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
 
+from fpo_jax.flow import VelocityFn
+
 Array = jax.Array
-VelocityFn = Callable[[Any, Array, Array, Array], Array]
 
 WEIGHTINGS = ("eps", "velocity")
 RATIOS = ("mean", "per_sample")
@@ -388,18 +392,23 @@ def fpo_objective(
 _LOG_2PI = math.log(2.0 * math.pi)  # a Python float: no JAX work at import time
 
 
-def gaussian_log_prob(x: Array, loc: Array, scale: Array) -> Array:
+def gaussian_log_prob(x: Array, loc: Array, scale: Array | float) -> Array:
     """Log-density of a diagonal Gaussian, summed over the last axis.
 
     ``log N(x; mu, diag(s^2)) = sum_d [-(x_d - mu_d)^2 / (2 s_d^2) - log s_d - log(2 pi) / 2]``
 
+    Used for the Gaussian PPO policy and for each step of DPPO's stochastic sampler
+    (``loc`` = the Euler step mean, ``scale`` = its fixed sigma).
+
     Args:
-      x, loc, scale: ``(..., D)``.
+      x, loc: ``(..., D)``.
+      scale: ``(..., D)`` or anything broadcastable to it, e.g. a scalar sigma; > 0.
 
     Returns:
       ``(...)``.
     """
     z = (x - loc) / scale
+    # Every term is broadcast to z's (..., D) before the sum, so a scalar scale counts D times.
     return jnp.sum(-0.5 * jnp.square(z) - jnp.log(scale) - 0.5 * _LOG_2PI, axis=-1)
 
 

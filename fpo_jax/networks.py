@@ -17,7 +17,6 @@ import jax.numpy as jnp
 from fpo_jax.flow import VelocityFn, timestep_embedding
 
 Array = jax.Array
-Initializer = Callable[..., Any]
 
 
 class MLP(nn.Module):
@@ -31,20 +30,13 @@ class MLP(nn.Module):
     hidden_sizes: Sequence[int]
     out_dim: int
     activation: Callable[[Array], Array] = nn.silu
-    kernel_init: Initializer = nn.initializers.lecun_normal()
-    # None: same as kernel_init. A small final init (e.g. variance_scaling(0.01, ...)) is a common
-    # choice for policy heads.
-    final_kernel_init: Initializer | None = None
-    activate_final: bool = False
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
+        # Flax's default init (LeCun normal kernels, zero biases) for every layer.
         for i, size in enumerate(self.hidden_sizes):
-            x = nn.Dense(size, kernel_init=self.kernel_init, name=f"hidden_{i}")(x)
-            x = self.activation(x)
-        final_init = self.final_kernel_init or self.kernel_init
-        x = nn.Dense(self.out_dim, kernel_init=final_init, name="output")(x)
-        return self.activation(x) if self.activate_final else x
+            x = self.activation(nn.Dense(size, name=f"hidden_{i}")(x))
+        return nn.Dense(self.out_dim, name="output")(x)
 
 
 def _broadcast_leading(*arrays: Array) -> list[Array]:

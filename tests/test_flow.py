@@ -259,28 +259,11 @@ def test_stochastic_step_spread():
     assert abs(corr) < 0.03
 
 
-def test_gaussian_step_log_prob_hand_computation():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(4, 3))
-    m = rng.normal(size=(4, 3))
-    sigma = 0.3
-    expected = np.sum(
-        -((x - m) ** 2) / (2 * sigma**2) - np.log(sigma) - 0.5 * np.log(2 * np.pi), axis=-1
-    )
-    got = flow.gaussian_step_log_prob(jnp.asarray(x), jnp.asarray(m), sigma)
-    assert got.shape == (4,)
-    np.testing.assert_allclose(got, expected, rtol=1e-5)
-    # Per-dimension sigma.
-    sig = np.array([0.1, 0.5, 2.0])
-    expected = np.sum(
-        -((x - m) ** 2) / (2 * sig**2) - np.log(sig) - 0.5 * np.log(2 * np.pi), axis=-1
-    )
-    got = flow.gaussian_step_log_prob(jnp.asarray(x), jnp.asarray(m), jnp.asarray(sig))
-    np.testing.assert_allclose(got, expected, rtol=1e-5)
+def test_deprecated_gaussian_step_log_prob_is_the_one_density():
+    from fpo_jax import loss
 
-
-def test_stochastic_step_mean_is_euler():
-    assert flow.stochastic_step_mean is flow.euler_step
+    with pytest.warns(DeprecationWarning, match="loss.gaussian_log_prob"):
+        assert flow.gaussian_step_log_prob is loss.gaussian_log_prob
 
 
 @pytest.mark.parametrize(

@@ -320,6 +320,26 @@ def test_gaussian_log_prob_entropy_and_tanh_jacobian():
     )
 
 
+def test_gaussian_log_prob_with_a_scalar_sigma():
+    """DPPO's per-step density: a scalar sigma counts once per action dim."""
+    rng = np.random.default_rng(0)
+    x, m = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    sigma = 0.3
+    expected = np.sum(
+        -((x - m) ** 2) / (2 * sigma**2) - np.log(sigma) - 0.5 * np.log(2 * np.pi), axis=-1
+    )
+    got = loss.gaussian_log_prob(jnp.asarray(x), jnp.asarray(m), sigma)
+    assert got.shape == (4,)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    # A per-dimension sigma, broadcast over the batch.
+    sig = np.array([0.1, 0.5, 2.0])
+    expected = np.sum(
+        -((x - m) ** 2) / (2 * sig**2) - np.log(sig) - 0.5 * np.log(2 * np.pi), axis=-1
+    )
+    got = loss.gaussian_log_prob(jnp.asarray(x), jnp.asarray(m), jnp.asarray(sig))
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
 def test_ppo_and_dppo_objectives_on_policy():
     adv = jnp.array([1.0, -2.0, 0.5])
     lp = jnp.array([-1.0, -0.3, -2.0])
