@@ -65,7 +65,7 @@ def make_sampler(trainer: Trainer, mode: str):
     def act(params, stats, obs, key):
         obs = normalization.normalize(stats, envs.flat_obs(obs), c.normalize_observations)
         if c.algo == "ppo":
-            loc, scale = agent.network.apply(params["policy"], obs)
+            loc, scale = agent.policy_net.apply(params["policy"], obs)
             raw = loc if mode == "mean" else loc + scale * jax.random.normal(key, loc.shape)
         else:
             raw = flow.sample(

@@ -20,7 +20,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-ALGOS = ("fpo", "ppo", "dppo")
+import tyro
 
 # The ten DeepMind Control tasks of the FPO paper's Table 1.
 PAPER_DM_CONTROL_TASKS = (
@@ -44,8 +44,9 @@ class TrainConfig:
     env: str = "ant"
     """Environment name: a Brax env (ant, hopper...), a MuJoCo Playground env (CartpoleBalance,
     CheetahRun...) or a built-in toy env (gridworld, bandit, bandit2d)."""
-    algo: Literal["fpo", "ppo", "dppo"] = "fpo"
-    """fpo: flow policy (FPO); ppo: tanh-Gaussian PPO baseline; dppo: denoising-MDP baseline."""
+    algo: str = "fpo"
+    """Algorithm, a name in fpo_jax.agents.ALGORITHMS: fpo (flow policy, FPO), ppo (tanh-Gaussian
+    PPO baseline), dppo (denoising-MDP baseline), or one you registered."""
     backend: str | None = None
     """Brax physics backend (generalized, positional, spring, mjx); None: Brax's default."""
     impl: str = "jax"
@@ -148,19 +149,25 @@ class TrainConfig:
     """Per-step noise of the 'stochastic' eval integrator."""
 
     run_dir: str | None = None
-    """Where config.json, metrics.jsonl, checkpoints/ and plots go; None: nothing written."""
+    """Where config.json, metrics.jsonl, checkpoints/ and plots go; None: nothing written. A
+    directory that already holds a run is refused unless --resume or --overwrite is given."""
     resume: str | None = None
-    """Resume from the latest checkpoint in this run directory."""
+    """Resume from the latest readable checkpoint in this run directory (any working directory;
+    the run may have been moved or copied)."""
+    overwrite: bool = False
+    """Delete the run already in --run-dir (config, metrics, checkpoints, plots) and start anew."""
     checkpoint: bool = True
     """Save orbax checkpoints of the whole train state at each evaluation."""
     progress: bool = True
-    """Show a progress bar."""
+    """Show a progress bar on a terminal; otherwise (or with --no-progress) print one plain line
+    per evaluation."""
     tensorboard: bool = False
     """Also write TensorBoard scalars to run_dir/tensorboard."""
     wandb_project: str | None = None
     """Also log to this Weights & Biases project."""
 
-    preset_source: str = field(default="TrainConfig defaults", compare=False)
+    # Bookkeeping, not a setting: no CLI flag.
+    preset_source: tyro.conf.Suppress[str] = field(default="TrainConfig defaults", compare=False)
     """Where the defaults came from (set by presets)."""
 
     # Derived sizes --------------------------------------------------------------------------
@@ -199,6 +206,22 @@ class ConfigError(ValueError):
     """An invalid configuration, reported before anything is compiled."""
 
 
+def literal_choices() -> dict[str, tuple[Any, ...]]:
+    """Each field typed ``Literal[...]`` -> its allowed values (the one place they are listed)."""
+    hints = typing.get_type_hints(TrainConfig, include_extras=True)
+    return {
+        f.name: typing.get_args(hints[f.name])
+        for f in dataclasses.fields(TrainConfig)
+        if typing.get_origin(hints[f.name]) is Literal
+    }
+
+
+def _algorithm_names() -> tuple[str, ...]:
+    from fpo_jax.agents import ALGORITHMS  # local import: agents import this module
+
+    return tuple(ALGORITHMS)
+
+
 def validate(config: TrainConfig) -> TrainConfig:
     """Check a config; raise ConfigError with one sentence naming the offending field."""
     c = config
@@ -206,12 +229,12 @@ def validate(config: TrainConfig) -> TrainConfig:
     def fail(msg: str) -> None:
         raise ConfigError(msg)
 
-    hints = typing.get_type_hints(TrainConfig)
-    for f in dataclasses.fields(TrainConfig):
-        if typing.get_origin(hints[f.name]) is Literal:
-            choices = typing.get_args(hints[f.name])
-            if getattr(c, f.name) not in choices:
-                fail(f"{f.name}={getattr(c, f.name)!r} is not one of {choices}.")
+    for name, choices in literal_choices().items():
+        if getattr(c, name) not in choices:
+            fail(f"{name}={getattr(c, name)!r} is not one of {choices}.")
+    algorithms = _algorithm_names()
+    if c.algo not in algorithms:
+        fail(f"algo={c.algo!r} is not one of {algorithms}.")
     positive_ints = [
         "num_timesteps", "num_envs", "episode_length", "action_repeat", "unroll_length",
         "batch_size", "num_minibatches", "num_epochs", "iterations_per_call", "num_pairs",
@@ -247,8 +270,6 @@ def validate(config: TrainConfig) -> TrainConfig:
         fail("policy_hidden and value_hidden must be non-empty tuples of positive sizes.")
     if c.num_devices is not None and c.num_devices <= 0:
         fail(f"num_devices must be a positive integer or None, got {c.num_devices!r}.")
-    if c.resume is not None and c.run_dir is not None and c.resume != c.run_dir:
-        fail(f"resume ({c.resume}) and run_dir ({c.run_dir}) name different directories.")
     return c
 
 
@@ -256,7 +277,7 @@ def validate(config: TrainConfig) -> TrainConfig:
 # Presets
 # ----------------------------------------------------------------------------------------------
 
-# FPO paper, Playground DM Control experiments (PAPER.md: 2048 envs, unroll 30, 1024 x 32
+# FPO paper (McAllister et al., arXiv 2507.21053), Playground DM Control experiments (2048 envs, unroll 30, 1024 x 32
 # minibatches, 16 epochs, lr 3e-4, clip 0.05, N = 8, 10 Euler steps, discount 0.995, GAE 0.95,
 # reward scale 10, value coefficient 0.25, no entropy term).
 _DM_CONTROL_FPO = dict(
@@ -278,12 +299,8 @@ _DM_CONTROL_FPO = dict(
     entropy_cost=0.0,
     num_evals=10,
 )
-# The paper's tuned Gaussian PPO (lr 3e-4, clip 0.1, entropy 0.01) and DPPO (clip 0.2, sigma 0.05).
-_DM_CONTROL_ALGO = {
-    "fpo": {},
-    "ppo": dict(clip_epsilon=0.1, entropy_cost=0.01),
-    "dppo": dict(clip_epsilon=0.2, dppo_sigma=0.05),
-}
+# Per-algorithm changes to every preset (the paper's tuned PPO and DPPO baselines, Brax's PPO
+# clip, ...) live with each algorithm's registry entry: fpo_jax.agents.ALGORITHMS.
 # The paper says discount 0.95 for these two.
 _DM_CONTROL_DISCOUNT = {"BallInCup": 0.95, "FingerSpin": 0.95}
 
@@ -337,9 +354,6 @@ _BRAX_PPO = {
     ),
 }  # fmt: skip
 
-# Brax PPO's entropy bonus is meaningless for flow policies (no tractable entropy): drop it.
-_FLOW_ON_BRAX = dict(entropy_cost=0.0)
-
 # Small, CPU-friendly settings measured to learn here (see tests/test_learning.py).
 _TOY = {
     "gridworld": dict(
@@ -356,6 +370,28 @@ _TOY = {
 _TOY["bandit2d"] = _TOY["bandit"]
 
 
+def preset_family(env: str) -> str:
+    """Which preset table applies to ``env``: "builtin", "brax" (a published Brax PPO config),
+    "dm_control" (FPO paper), or "default" (TrainConfig defaults)."""
+    from fpo_jax import envs  # local import: config must stay importable without simulators
+
+    if env in _TOY:
+        return "builtin"
+    if env in _BRAX_PPO:
+        return "brax"
+    if envs.is_dm_control_name(env):
+        return "dm_control"
+    return "default"
+
+
+_FAMILY_SOURCE = {
+    "builtin": "fpo_jax toy-env preset (measured on a 2-core CPU)",
+    "brax": "Brax PPO published settings (Brax training notebook)",
+    "dm_control": "FPO paper, Playground DM Control hyperparameters",
+    "default": "TrainConfig defaults",
+}
+
+
 def preset(env: str, algo: str = "fpo") -> TrainConfig:
     """Default config for an env and algorithm, with ``preset_source`` saying where it came from.
 
@@ -363,32 +399,25 @@ def preset(env: str, algo: str = "fpo") -> TrainConfig:
     * Brax envs with a published Brax PPO config: that config (entropy bonus only for PPO).
     * Built-in toy envs: small settings measured to learn on a CPU.
     * Anything else: ``TrainConfig`` defaults (a mid-sized layout, FPO paper optimiser).
-    """
-    from fpo_jax import envs  # local import: config must stay importable without simulators
 
-    overrides: dict[str, Any] = {}
-    source = "TrainConfig defaults"
+    Then the algorithm's own overrides for that family (``fpo_jax.agents.ALGORITHMS``).
+    Raises ConfigError for an unknown algorithm and ValueError for an unknown env name.
+    """
+    from fpo_jax import envs
+    from fpo_jax.agents import ALGORITHMS
+
+    if algo not in ALGORITHMS:
+        raise ConfigError(f"algo={algo!r} is not one of {tuple(ALGORITHMS)}.")
     canonical = envs.canonical_name(env) if env else env
-    if canonical in _TOY:
-        overrides.update(_TOY[canonical])
-        source = "fpo_jax toy-env preset (measured on a 2-core CPU)"
-    elif canonical in _BRAX_PPO:
-        overrides.update(_BRAX_PPO[canonical])
-        # Brax PPO's clip is its train() default (0.3); flow policies keep the FPO paper's 0.05
-        # and DPPO the paper's 0.2.
-        overrides["clip_epsilon"] = {"ppo": 0.3, "dppo": 0.2}.get(algo, 0.05)
-        if algo != "ppo":
-            overrides.update(_FLOW_ON_BRAX)
-        source = "Brax PPO published settings (Brax training notebook)"
-    elif envs.is_dm_control_name(canonical):
-        overrides.update(_DM_CONTROL_FPO)
-        overrides.update(_DM_CONTROL_ALGO[algo])
-        if canonical in _DM_CONTROL_DISCOUNT:
-            overrides["discount"] = _DM_CONTROL_DISCOUNT[canonical]
-        source = "FPO paper, Playground DM Control hyperparameters"
-    if algo == "ppo" and canonical not in _BRAX_PPO and not envs.is_dm_control_name(canonical):
-        overrides.setdefault("entropy_cost", 0.01)
-    return TrainConfig(env=canonical, algo=algo, preset_source=source, **overrides)
+    family = preset_family(canonical)
+    overrides: dict[str, Any] = dict(
+        {"builtin": _TOY.get(canonical, {}), "brax": _BRAX_PPO.get(canonical, {}),
+         "dm_control": _DM_CONTROL_FPO, "default": {}}[family]
+    )  # fmt: skip
+    if family == "dm_control" and canonical in _DM_CONTROL_DISCOUNT:
+        overrides["discount"] = _DM_CONTROL_DISCOUNT[canonical]
+    overrides.update(ALGORITHMS[algo].preset_overrides.get(family, {}))
+    return TrainConfig(env=canonical, algo=algo, preset_source=_FAMILY_SOURCE[family], **overrides)
 
 
 def replace(config: TrainConfig, **changes: Any) -> TrainConfig:

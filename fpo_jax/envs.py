@@ -45,6 +45,7 @@ from mujoco_playground import registry as pg_registry
 from mujoco_playground import wrapper as pg_wrapper
 from mujoco_playground._src import mjx_env as pg_mjx_env
 
+from fpo_jax.config import ConfigError
 from fpo_jax.toy_envs import DEFAULT_EPISODE_LENGTH, TOY_ENVS
 
 __all__ = [
@@ -105,11 +106,12 @@ def _resolve(name: str) -> tuple[str, str]:
         by_lower[n] for n in difflib.get_close_matches(name.lower(), by_lower, n=5, cutoff=0.6)
     ]
     hint = f"closest valid names: {', '.join(close)}" if close else "no close match"
-    raise ValueError(f"Unknown environment {name!r} ({hint}; see fpo_jax.envs.list_envs()).")
+    raise ConfigError(f"Unknown environment {name!r} ({hint}; see fpo_jax.envs.list_envs()).")
 
 
 def canonical_name(name: str) -> str:
-    """The registered spelling of an env name (case-insensitive match); ValueError if unknown."""
+    """The registered spelling of an env name (case-insensitive match); ConfigError if unknown
+    (a ValueError, naming the closest valid names)."""
     return _resolve(name)[1]
 
 
@@ -137,14 +139,14 @@ def make_env(name: str, *, backend: str | None = None, impl: str = "jax", **kwar
     if source == "brax":
         if backend is not None:
             if backend not in BRAX_BACKENDS:
-                raise ValueError(
+                raise ConfigError(
                     f"Unknown Brax backend {backend!r} for {name!r}; choose one of {', '.join(BRAX_BACKENDS)}."
                 )
             kwargs["backend"] = backend
         return brax_envs.get_environment(name, **kwargs)
     if backend is not None:
         hint = " (pick its MuJoCo implementation with impl=...)" if source == "playground" else ""
-        raise ValueError(
+        raise ConfigError(
             f"backend={backend!r} applies only to Brax envs and {name!r} is a {source} env{hint}."
         )
     if source == "builtin":
@@ -154,7 +156,7 @@ def make_env(name: str, *, backend: str | None = None, impl: str = "jax", **kwar
 
 def _load_playground(name: str, impl: str, overrides: dict[str, Any]) -> MjxEnv:
     if impl not in PLAYGROUND_IMPLS:
-        raise ValueError(
+        raise ConfigError(
             f"Unknown Playground impl {impl!r} for {name!r}; choose one of {', '.join(PLAYGROUND_IMPLS)}."
         )
     overrides = dict(overrides)
@@ -171,7 +173,7 @@ def _load_playground(name: str, impl: str, overrides: dict[str, Any]) -> MjxEnv:
             isinstance(e, ValueError) and "Error opening file" not in str(e)
         ):
             raise
-        raise FileNotFoundError(
+        raise ConfigError(
             f"Playground env {name!r} needs the MuJoCo Menagerie robot assets, which are missing "
             f"or incomplete at {pg_mjx_env.MENAGERIE_PATH}: load it once with internet access "
             "(Playground then clones them itself), or git clone "
@@ -197,7 +199,7 @@ def flat_obs(obs: Any) -> Any:
     """
     if isinstance(obs, Mapping):
         if "state" not in obs:
-            raise ValueError(
+            raise ConfigError(
                 f"The observation is a dict with keys {sorted(obs)} and no 'state' entry, but the "
                 "trainer needs a flat observation array."
             )
@@ -212,7 +214,7 @@ def env_sizes(env: AnyEnv) -> tuple[int, int]:
     """
     obs = flat_obs(jax.eval_shape(env.unwrapped.reset, jax.random.PRNGKey(0)).obs)
     if len(obs.shape) != 1:
-        raise ValueError(f"The trainer needs flat (1-D) observations, got shape {obs.shape}.")
+        raise ConfigError(f"The trainer needs flat (1-D) observations, got shape {obs.shape}.")
     return int(obs.shape[0]), int(env.action_size)
 
 

@@ -2,14 +2,25 @@
 
 The Python loop here only calls the compiled training step, evaluates, logs and checkpoints;
 all the training math is inside :class:`fpo_jax.trainer.Trainer`'s compiled step.
+
+Order of work, so that a mistake costs one sentence and no files: (1) every check that needs no
+simulator (:func:`preflight`: config, env name, run directory, loggers, devices), (2) build the
+env, the trainer and the initial state (and restore the checkpoint when resuming), (3) only then
+create or clean the run directory, (4) compile, (5) train.
+
+Several seeds always train as one program: the state has a leading seed axis (of size 1 for one
+seed) and the trainer's pure functions are ``vmap``-ed over it.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import math
+import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -22,14 +33,21 @@ import jax.numpy as jnp
 import numpy as np
 
 from fpo_jax import envs, parallel
-from fpo_jax.checkpoint import Checkpointer
+from fpo_jax.checkpoint import Checkpointer, CheckpointError
 from fpo_jax.config import ConfigError, TrainConfig, preset, replace, validate
 from fpo_jax.run_log import MetricsWriter, plot_learning_curve
 from fpo_jax.trainer import Trainer, TrainState
 
 # Fields that may differ between a run and its resumption without changing what is computed.
-_RESUMABLE_CHANGES = {"run_dir", "resume", "progress", "num_timesteps", "tensorboard",
-                      "wandb_project", "preset_source", "num_devices", "distributed"}  # fmt: skip
+_RESUMABLE_CHANGES = {"run_dir", "resume", "overwrite", "progress", "num_timesteps",
+                      "tensorboard", "wandb_project", "preset_source", "num_devices",
+                      "distributed"}  # fmt: skip
+# What a run writes into its directory (what --overwrite removes; other files are left alone).
+RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints", "learning_curve.png", "tensorboard")
+_DISTRIBUTED_VARS = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+
+# progress_fn(record, state) -> False to stop; see train().
+ProgressFn = Callable[[dict[str, Any], TrainState], Any]
 
 
 class TrainingDiverged(RuntimeError):
@@ -41,14 +59,16 @@ class TrainResult:
     """What :func:`train` returns.
 
     Attributes:
-      state: final :class:`TrainState` (with a leading seed axis when ``num_seeds > 1``).
-      policy: ``policy(obs (..., obs_dim), key) -> action (..., A)`` in [-1, 1], jit-able; uses
-        the evaluation sampler. With several seeds, the first seed's policy.
+      state: final :class:`TrainState` of every seed, with a leading seed axis (size
+        ``num_seeds``, also when it is 1); :meth:`seed` picks one.
+      policy: the first seed's ``policy(obs (..., obs_dim), key) -> action (..., A)`` in
+        [-1, 1], jit-able, with the evaluation sampler; :meth:`policy_of` gives another seed's.
       history: one dict per call of the compiled step (env steps, losses, ratio statistics,
         eval returns when evaluated).
       config: the validated config that ran.
       trainer: the :class:`Trainer` (its pure functions, e.g. ``trainer.evaluate``).
       compile_seconds: time to compile the training step.
+      stopped_early: True when ``progress_fn`` stopped the run.
     """
 
     state: TrainState
@@ -57,18 +77,52 @@ class TrainResult:
     config: TrainConfig
     trainer: Trainer
     compile_seconds: float
+    stopped_early: bool = False
+
+    def seed(self, i: int) -> TrainState:
+        """The final state of seed ``config.seed + i`` (no seed axis)."""
+        if not 0 <= i < self.config.num_seeds:
+            raise IndexError(f"seed index {i} out of range for {self.config.num_seeds} seed(s).")
+        return jax.tree.map(lambda x: x[i], self.state)
+
+    def policy_of(self, i: int) -> Callable[[jax.Array, jax.Array], jax.Array]:
+        """Seed ``i``'s policy (see ``policy``)."""
+        state = self.seed(i)
+        return self.trainer.policy_fn(state.params, state.obs_stats)
 
     @property
     def final_eval_return(self) -> float:
         evals = [r["eval/episode_return"] for r in self.history if "eval/episode_return" in r]
-        return float(evals[-1]) if evals else float("nan")
+        return float(evals[-1]) if evals and evals[-1] is not None else float("nan")
 
 
-def _eval_calls(num_calls: int, num_evals: int) -> set[int]:
-    """Calls after which to evaluate and checkpoint: ``num_evals`` evenly spaced, last included."""
-    if num_evals == 0:
-        return {num_calls}
-    return {math.ceil(i * num_calls / num_evals) for i in range(1, num_evals + 1)}
+# ----------------------------------------------------------------------------------------------
+# Checks before anything is built or written
+
+
+def read_run_config(run_dir: str | Path) -> TrainConfig:
+    """The config of the run in ``run_dir``; ConfigError naming the file if it is missing or bad."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: no config.json there, so no fpo_jax run to use.")
+    try:
+        return TrainConfig.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError, ValueError) as e:
+        raise ConfigError(f"{path} is not a valid fpo_jax config ({e}).") from e
+
+
+def _holds_run(directory: Path) -> list[str]:
+    return [name for name in RUN_FILES if (directory / name).exists()]
+
+
+def _check_writable(directory: Path) -> None:
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"--run-dir {directory} exists and is not a directory.")
+    existing = directory
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--run-dir {directory}: {existing} is not writable.")
 
 
 def _check_resume_config(saved: TrainConfig, config: TrainConfig) -> None:
@@ -80,6 +134,92 @@ def _check_resume_config(saved: TrainConfig, config: TrainConfig) -> None:
     if diffs:
         details = ", ".join(f"{n}: {getattr(saved, n)!r} -> {getattr(config, n)!r}" for n in diffs)
         raise ConfigError(f"Cannot resume with a config that changes what is computed ({details}).")
+
+
+def _check_distributed_vars() -> None:
+    present = [v for v in _DISTRIBUTED_VARS if v in os.environ]
+    if present and len(present) < len(_DISTRIBUTED_VARS):
+        missing = [v for v in _DISTRIBUTED_VARS if v not in os.environ]
+        raise ConfigError(
+            f"--distributed: {', '.join(present)} set but {', '.join(missing)} missing (set all "
+            "three, or none to let JAX detect a SLURM / TPU cluster)."
+        )
+    for name in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+        if name in os.environ and not os.environ[name].strip().isdigit():
+            raise ConfigError(f"--distributed: {name}={os.environ[name]!r} is not an integer.")
+
+
+def preflight(config: TrainConfig, *, env_is_name: bool = True) -> TrainConfig:
+    """Every check that needs no simulator, no compilation and no writes; raises ConfigError.
+
+    Returns the config to run: validated, with the env's canonical name, and with ``run_dir``
+    and ``resume`` as resolved absolute paths (the run directory is where ``--resume`` points,
+    whatever path its config.json recorded).
+    """
+    config = validate(config)
+    if env_is_name:
+        config = replace(config, env=envs.canonical_name(config.env))
+    if config.distributed:
+        _check_distributed_vars()
+    for enabled, module, extra, flag in [
+        (config.tensorboard, "tensorboardX", "tensorboard", "--tensorboard"),
+        (config.wandb_project is not None, "wandb", "wandb", "--wandb-project"),
+    ]:
+        if enabled and importlib.util.find_spec(module) is None:
+            raise ConfigError(f"{flag} needs {module}: pip install 'fpo_jax[{extra}]'.")
+    if config.resume is not None:
+        if config.overwrite:
+            raise ConfigError("--resume and --overwrite contradict each other: pick one.")
+        resume = Path(config.resume).expanduser().resolve()
+        saved = read_run_config(resume)
+        # The run_dir recorded in a moved or copied run's config.json is stale, not a conflict.
+        if (
+            config.run_dir is not None
+            and config.run_dir != saved.run_dir
+            and Path(config.run_dir).expanduser().resolve() != resume
+        ):
+            raise ConfigError(
+                f"--resume {config.resume} and --run-dir {config.run_dir} name different "
+                "directories."
+            )
+        _check_resume_config(saved, config)
+        if not (resume / "checkpoints").is_dir():
+            raise ConfigError(f"--resume {config.resume}: the run has no checkpoints to resume.")
+        _check_writable(resume)
+        config = replace(config, resume=str(resume), run_dir=str(resume))
+    elif config.run_dir is not None:
+        run_dir = Path(config.run_dir).expanduser().resolve()
+        _check_writable(run_dir)
+        found = _holds_run(run_dir) if run_dir.is_dir() else []
+        if found and not config.overwrite:
+            raise ConfigError(
+                f"--run-dir {config.run_dir} already holds a run ({', '.join(found)}): pass "
+                f"--resume {config.run_dir} to continue it or --overwrite to replace it."
+            )
+        config = replace(config, run_dir=str(run_dir))
+    if not config.distributed:
+        available = jax.device_count()
+        devices = config.num_devices or available
+        if devices > available:
+            raise ConfigError(f"num_devices={devices} but JAX sees {available} device(s).")
+        for name in ("num_envs", "batch_size"):
+            if getattr(config, name) % devices:
+                raise ConfigError(
+                    f"{name}={getattr(config, name)} must be a multiple of the {devices} "
+                    "devices the env batch is sharded over (set --num-devices)."
+                )
+    return config
+
+
+# ----------------------------------------------------------------------------------------------
+# Host-side helpers
+
+
+def _eval_calls(num_calls: int, num_evals: int) -> set[int]:
+    """Calls after which to evaluate and checkpoint: ``num_evals`` evenly spaced, last included."""
+    if num_evals == 0:
+        return {num_calls}
+    return {math.ceil(i * num_calls / num_evals) for i in range(1, num_evals + 1)}
 
 
 def _nanmean(x: Any) -> float:
@@ -102,6 +242,11 @@ def _log(msg: str) -> None:
         print(f"[fpo_jax] {msg}", file=sys.stderr, flush=True)
 
 
+def _interactive() -> bool:
+    """A progress bar helps on a terminal or in a notebook; a log file wants plain lines."""
+    return sys.stderr.isatty() or "ipykernel" in sys.modules
+
+
 _distributed_initialized = False
 
 
@@ -112,125 +257,172 @@ def _initialize_distributed_once() -> None:
         _distributed_initialized = True
 
 
+def _prepare_run_dir(config: TrainConfig) -> Path | None:
+    """Create the run directory (removing the old run's files with --overwrite); write config."""
+    if config.run_dir is None or not parallel.is_main_process():
+        return Path(config.run_dir) if config.run_dir else None
+    run_dir = Path(config.run_dir)
+    if config.overwrite and config.resume is None:
+        for name in _holds_run(run_dir) if run_dir.is_dir() else []:
+            path = run_dir / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(config.to_json())
+    return run_dir
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+
+
 def train(
     env: str | Any,
     config: TrainConfig | None = None,
+    *,
+    agent: Any | None = None,
+    value_network: Any | None = None,
+    progress_fn: ProgressFn | None = None,
     **overrides: Any,
 ) -> TrainResult:
     """Train with FPO (or the PPO / DPPO baselines) and return the state, policy and metrics.
 
     Args:
-      env: an env name for :func:`fpo_jax.envs.make_env`, or an env object (a Brax ``Env``,
-        a MuJoCo Playground ``MjxEnv`` or a built-in toy env).
+      env: an env name for :func:`fpo_jax.envs.make_env` (any case), or an env object (a Brax
+        ``Env``, a MuJoCo Playground ``MjxEnv`` or a built-in toy env).
       config: the full config; default: the preset for ``env`` and ``overrides.get("algo")``.
+      agent: the algorithm, any :class:`fpo_jax.agents.Agent` (e.g.
+        ``FPOAgent(config, action_size, network=MyVelocityNet())``); default: ``config.algo``'s.
+      value_network: the critic, a Flax module ``obs (..., obs_dim) -> (...,)``; default: the
+        paper's MLP. A run with an injected agent or critic resumes when given the same again.
+      progress_fn: called on the host after each call of the compiled step as
+        ``progress_fn(record, state)``: ``record`` is that call's metrics dict (the line written
+        to metrics.jsonl), ``state`` the current :class:`TrainState` (leading seed axis).
+        Returning ``False`` (not merely falsy ``None``) stops the run cleanly: it is evaluated
+        and checkpointed at that point, and can be resumed later.
       **overrides: config fields to change, e.g. ``num_timesteps=200_000, algo="ppo"``.
 
     Returns:
       a :class:`TrainResult`.
 
     Raises:
-      ConfigError: invalid config (before anything is compiled).
+      ConfigError: a user error (bad config, run directory, missing logger package...), raised
+        before anything is built, compiled or written.
+      CheckpointError: resuming, and no checkpoint of the run is readable.
       TrainingDiverged: a non-finite loss or parameter; the last good checkpoint is kept.
     """
+    env_is_name = isinstance(env, str)
     if config is None:
-        name = env if isinstance(env, str) else type(env).__name__
-        config = preset(name, overrides.get("algo", "fpo")) if isinstance(env, str) else (
-            TrainConfig(env=name))  # fmt: skip
-    config = validate(replace(config, **overrides) if overrides else config)
+        algo = overrides.get("algo", "fpo")
+        config = preset(env, algo) if env_is_name else TrainConfig(env=type(env).__name__)
+    elif env_is_name and envs.canonical_name(env) != envs.canonical_name(config.env):
+        raise ConfigError(f"train({env!r}, config) but config.env is {config.env!r}.")
+    config = replace(config, **overrides) if overrides else config
     if config.distributed:
+        _check_distributed_vars()
         _initialize_distributed_once()
-    main_process = parallel.is_main_process()
-    resume_dir = Path(config.resume) if config.resume else None
-    if resume_dir is not None:
-        saved_path = resume_dir / "config.json"
-        if not saved_path.exists():
-            raise ConfigError(f"--resume {resume_dir}: no config.json there, so no run to resume.")
-        _check_resume_config(TrainConfig.from_dict(json.loads(saved_path.read_text())), config)
-        config = replace(config, run_dir=str(resume_dir))
-    run_dir = Path(config.run_dir) if config.run_dir else None
-
-    env_obj = (
-        envs.make_env(config.env, backend=config.backend, impl=config.impl)
-        if isinstance(env, str)
-        else env
+    config = preflight(config, env_is_name=env_is_name)
+    k = config.num_seeds
+    _log(
+        f"{config.algo} on {config.env}, {config.num_timesteps:,} env steps x {k} "
+        f"seed{'s' if k > 1 else ''} ({config.num_calls} calls of "
+        f"{config.env_steps_per_call:,}); defaults: {config.preset_source}. Building the env..."
     )
+
+    env_obj = envs.make_env(config.env, backend=config.backend, impl=config.impl) if (
+        env_is_name) else env  # fmt: skip
     use_mesh = (config.num_devices or jax.device_count()) > 1
     mesh = parallel.make_mesh(config.num_devices) if use_mesh else None
-    trainer = Trainer(env_obj, config, mesh=mesh)
-    k = config.num_seeds
-    seeds = jnp.arange(config.seed, config.seed + k)
-    keys = jax.vmap(jax.random.PRNGKey)(seeds)
-    multi = k > 1
-    batched = (lambda f: jax.vmap(f)) if multi else (lambda f: f)
-    first = (lambda x: x[0]) if multi else (lambda x: x)
+    trainer = Trainer(env_obj, config, agent=agent, value_network=value_network, mesh=mesh)
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(config.seed, config.seed + k))
+    state = jax.jit(jax.vmap(trainer.init))(keys)
 
-    state = jax.jit(batched(trainer.init))(keys if multi else keys[0])
     ckpt = None
     start_call = 0
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if main_process:
-            (run_dir / "config.json").write_text(config.to_json())
-        if config.checkpoint:
-            ckpt = Checkpointer(run_dir / "checkpoints")
-    if resume_dir is not None:
-        if ckpt is None or ckpt.latest_step() is None:
-            raise ConfigError(f"--resume {resume_dir}: no checkpoint to resume from.")
-        state = ckpt.restore(like=state)
-        start_call = int(np.asarray(first(state.iteration))) // config.iterations_per_call
-        _log(
-            f"resumed from {ckpt.directory} at iteration {start_call * config.iterations_per_call}"
-        )
-
+    if config.resume is not None:
+        ckpt = Checkpointer(Path(config.resume) / "checkpoints", log=_log)
+        state, step = ckpt.restore(like=state)
+        start_call = int(np.asarray(state.iteration)[0]) // config.iterations_per_call
+        _log(f"resumed from {ckpt.directory} at iteration {step}")
+    run_dir = _prepare_run_dir(config)
+    if run_dir is not None and config.checkpoint and ckpt is None:
+        ckpt = Checkpointer(run_dir / "checkpoints", log=_log)
+    main_process = parallel.is_main_process()
     writer = MetricsWriter(
         run_dir if main_process else None,
         tensorboard=config.tensorboard and main_process,
         wandb_project=config.wandb_project if main_process else None,
         config=dataclasses.asdict(config),
     )
-    if resume_dir is not None:
-        writer.load_existing(start_call * config.env_steps_per_call)
+    try:
+        return _train_loop(
+            config, trainer, state, start_call, ckpt, writer, run_dir, progress_fn, mesh
+        )
+    finally:
+        writer.close()
+        if ckpt is not None:
+            ckpt.close()
 
+
+def _train_loop(
+    config: TrainConfig,
+    trainer: Trainer,
+    state: TrainState,
+    start_call: int,
+    ckpt: Checkpointer | None,
+    writer: MetricsWriter,
+    run_dir: Path | None,
+    progress_fn: ProgressFn | None,
+    mesh: Any,
+) -> TrainResult:
+    k = config.num_seeds
+    main_process = parallel.is_main_process()
+    wall_offset = 0.0
+    if config.resume is not None:
+        writer.load_existing(start_call * config.env_steps_per_call)
+        wall_offset = max((r.get("wall_time") or 0.0 for r in writer.history), default=0.0)
+
+    _log("compiling the training step (rollout and update, one program)...")
     t0 = time.perf_counter()
-    step_fn = jax.jit(batched(trainer.train_step), donate_argnums=0).lower(state).compile()
+    step_fn = jax.jit(jax.vmap(trainer.train_step), donate_argnums=0).lower(state).compile()
     compile_seconds = time.perf_counter() - t0
-    eval_fn = jax.jit(batched(trainer.evaluate))
+    eval_fn = jax.jit(jax.vmap(trainer.evaluate))
     devices = f"{mesh.size} devices" if mesh is not None else "1 device"
-    _log(
-        f"{config.algo} on {config.env} ({devices}, {k} seed{'s' if multi else ''}): "
-        f"{config.num_calls} calls x "
-        f"{config.env_steps_per_call:,} env steps ({config.preset_source}); "
-        f"training step compiled in {compile_seconds:.1f} s on {jax.default_backend()}"
-    )
+    _log(f"compiled in {compile_seconds:.1f} s on {jax.default_backend()} ({devices})")
 
     eval_calls = _eval_calls(config.num_calls, config.num_evals)
     eval_base_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0x5EED)
+    total_steps = config.num_calls * config.env_steps_per_call
 
     def run_eval(state: TrainState, call: int) -> dict[str, Any]:
-        ekey = jax.random.fold_in(eval_base_key, call)
-        ekeys = jax.random.split(ekey, k) if multi else ekey
+        ekeys = jax.random.split(jax.random.fold_in(eval_base_key, call), k)
         out = jax.device_get(eval_fn(state, ekeys))
         record = {name: np.mean(v) for name, v in out.items()}
-        if multi:
+        if k > 1:
             record["per_seed/eval/episode_return"] = out["eval/episode_return"]
             record["eval/episode_return_stderr"] = np.std(out["eval/episode_return"]) / np.sqrt(k)
         return record
 
+    def save(state: TrainState) -> None:
+        if ckpt is not None:
+            ckpt.save(int(np.asarray(state.iteration)[0]), state)
+
     if start_call == 0 and config.num_evals > 0:
         writer.write({"call": 0, "env_steps": 0, "wall_time": 0.0, **run_eval(state, 0)})
 
+    show_bar = config.progress and main_process and _interactive()
     progress = None
-    if config.progress and main_process:
+    if show_bar:
         from tqdm.auto import tqdm
 
         progress = tqdm(
-            total=config.num_calls * config.env_steps_per_call * k,
+            total=total_steps * k,
             initial=start_call * config.env_steps_per_call * k,
             unit="step",
             unit_scale=True,
             dynamic_ncols=True,
             desc=f"{config.algo}/{config.env}",
         )
+    stopped_early = False
     t_start = time.perf_counter()
     for call in range(start_call + 1, config.num_calls + 1):
         t_call = time.perf_counter()
@@ -248,14 +440,20 @@ def train(
         record: dict[str, Any] = {
             "call": call,
             "env_steps": env_steps,
-            "wall_time": time.perf_counter() - t_start,
+            "wall_time": wall_offset + time.perf_counter() - t_start,
             "env_steps_per_second": config.env_steps_per_call * k / call_seconds,
         }
         record.update({n: _nanmean(v) for n, v in metrics.items() if n != "finite"})
-        if call in eval_calls:
+        evaluated = call in eval_calls
+        if evaluated:
             record.update(run_eval(state, call))
-            if ckpt is not None:
-                ckpt.save(int(np.asarray(first(state.iteration))), state)
+            save(state)
+        if progress_fn is not None and progress_fn(dict(record), state) is False:
+            stopped_early = True
+            if not evaluated:
+                record.update(run_eval(state, call))
+                save(state)
+                evaluated = True
         writer.write(record)
         if call == start_call + 1 and jax.default_backend() == "cpu" and main_process:
             remaining = call_seconds * (config.num_calls - call)
@@ -263,39 +461,51 @@ def train(
                 _log(
                     f"no accelerator: this run will take about {_format_seconds(remaining)} "
                     "more on this CPU; shorten it with --num-timesteps (or smaller --num-envs / "
-                    "--num-epochs), or install the GPU build: pip install 'fpo_jax[cuda]'."
+                    "--num-epochs), or install the GPU build (see the README)."
                 )
         if progress is not None:
             progress.update(config.env_steps_per_call * k)
             postfix = {"sps": f"{record['env_steps_per_second']:.0f}"}
-            last_eval = [r for r in writer.history if "eval/episode_return" in r]
+            last_eval = [r for r in writer.history if r.get("eval/episode_return") is not None]
             if last_eval:
                 postfix["eval"] = f"{last_eval[-1]['eval/episode_return']:.1f}"
             progress.set_postfix(postfix)
+        elif evaluated:
+            _log(
+                f"{env_steps:,}/{total_steps:,} env steps: eval return "
+                f"{record['eval/episode_return']:.2f}, {record['env_steps_per_second']:,.0f} "
+                f"env steps/s, {_format_seconds(record['wall_time'])} elapsed"
+            )
+        if stopped_early:
+            _log(f"progress_fn stopped the run after {env_steps:,} env steps")
+            break
     if progress is not None:
         progress.close()
-    writer.close()
     if run_dir is not None and main_process:
         plot_learning_curve(
             writer.history, run_dir / "learning_curve.png", f"{config.algo} on {config.env}"
         )
-    if ckpt is not None:
-        ckpt.close()
-    final_state = jax.tree.map(first, state) if multi else state
-    policy = trainer.policy_fn(final_state.params, final_state.obs_stats)
+    final = jax.tree.map(lambda x: x[0], state)
     return TrainResult(
         state=state,
-        policy=policy,
+        policy=trainer.policy_fn(final.params, final.obs_stats),
         history=writer.history,
         config=config,
         trainer=trainer,
         compile_seconds=compile_seconds,
+        stopped_early=stopped_early,
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
 
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
     """CLI flags -> config: the preset of ``--env``/``--algo`` (or of the resumed run), then flags."""
     import tyro
+
+    from fpo_jax.agents import ALGORITHMS
 
     argv = list(sys.argv[1:] if argv is None else argv)
     pre = argparse.ArgumentParser(add_help=False)
@@ -303,34 +513,38 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     pre.add_argument("--algo", default=TrainConfig.algo)
     pre.add_argument("--resume", default=None)
     known, _ = pre.parse_known_args(argv)
-    if known.resume and (Path(known.resume) / "config.json").exists():
-        default = TrainConfig.from_dict(
-            json.loads((Path(known.resume) / "config.json").read_text())
-        )
+    if known.resume:
+        default = read_run_config(known.resume)
     else:
         default = preset(known.env, known.algo)
+    algos = "; ".join(f"{name}: {a.description}" for name, a in ALGORITHMS.items())
     return tyro.cli(
         TrainConfig,
         default=default,
         args=argv,
         description="Train a flow policy with FPO (or the PPO / DPPO baselines). The defaults "
-        "shown are the preset for --env/--algo; every flag overrides it.",
+        "shown are the preset for --env/--algo; every flag overrides it. Algorithms: " + algos,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
+    config = None
     try:
         config = parse_config(argv)
         result = train(config.env, config)
-    except (ConfigError, ValueError) as e:
+    except (ConfigError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except TrainingDiverged as e:
         print(f"error: training diverged: {e}", file=sys.stderr)
         return 3
+    except KeyboardInterrupt:
+        where = f"; continue with --resume {config.run_dir}" if config and config.run_dir else ""
+        print(f"interrupted{where}", file=sys.stderr)
+        return 130
     _log(f"final eval return: {result.final_eval_return:.2f}")
-    if config.run_dir:
-        _log(f"run directory: {config.run_dir}")
+    if result.config.run_dir:
+        _log(f"run directory: {result.config.run_dir}")
     return 0
 
 

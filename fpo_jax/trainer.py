@@ -4,10 +4,17 @@
 functions over an explicit :class:`TrainState` pytree:
 
 * ``init(key) -> TrainState``
-* ``train_step(state) -> (state, metrics)``: ``config.iterations_per_call`` whole training
-  iterations in one ``lax.scan``; jit it (``compiled_train_step`` does, donating the state).
+* ``collect(state) -> (state, rollout)``: the rollout half of one iteration (steps 1-2 below);
+* ``update(state, rollout) -> (state, metrics)``: the learning half (step 3);
+* ``train_step(state) -> (state, metrics)``: ``config.iterations_per_call`` whole iterations
+  (``update(*collect(state))``) in one ``lax.scan``; :mod:`fpo_jax.train` jits it, donating the
+  state, so both halves compile into one program;
 * ``evaluate(state, key) -> metrics``: episodes on separate envs without auto-reset, with the
   configured evaluation sampler.
+
+The algorithm and the critic are injected (Brax's ``network_factory`` idea): ``agent`` is any
+object implementing :class:`fpo_jax.agents.Agent` (default: the one ``config.algo`` names, built
+with the paper's networks), ``value_network`` any Flax module ``obs (..., obs_dim) -> (...,)``.
 
 One training iteration (all inside one compiled program, no host round trip):
 
@@ -35,11 +42,27 @@ import optax
 from flax import struct
 
 from fpo_jax import envs, loss, networks, normalization, parallel
-from fpo_jax.agents import make_agent
+from fpo_jax.agents import Agent, make_agent
 from fpo_jax.config import TrainConfig, validate
 
 Array = jax.Array
 Metrics = dict[str, Array]
+
+
+@struct.dataclass
+class Rollout:
+    """One iteration's experience, as :meth:`Trainer.collect` hands it to :meth:`Trainer.update`.
+
+    ``traj``: dict of arrays with leading dims (num_trajectories, unroll_length), num_trajectories
+    = batch_size * num_minibatches: ``obs`` (normalised as when acting), ``raw_action``,
+    ``extras`` (the agent's), ``reward``, ``done``, ``truncation``. ``bootstrap_obs``:
+    (num_trajectories, obs_dim), the normalised observation after each trajectory's last step.
+    ``logs``: per-unroll episode counts and return sums (for the metrics).
+    """
+
+    traj: Any
+    bootstrap_obs: Array
+    logs: Any
 
 
 @struct.dataclass
@@ -90,21 +113,45 @@ class Trainer:
       env: a raw Brax ``Env``, MuJoCo Playground ``MjxEnv`` or built-in toy env
         (:func:`fpo_jax.envs.make_env` builds one by name).
       config: the run's configuration; validated here, before anything is compiled.
+      agent: the algorithm (any :class:`~fpo_jax.agents.Agent`, e.g.
+        ``FPOAgent(config, action_size, network=MyVelocityNet())``); default:
+        ``make_agent(config, action_size)``.
+      value_network: the critic, a Flax module ``obs (..., obs_dim) -> V (...,)``; default:
+        ``ValueMLP(config.value_hidden)``.
       mesh: optional ``jax.sharding.Mesh`` with a ``"data"`` axis (see :mod:`fpo_jax.parallel`):
         env states and trajectories are sharded over it along their env/trajectory axis,
         parameters and optimizer state replicated; the compiler inserts the gradient all-reduce.
         The math is the same as on one device, so curves agree up to float rounding.
     """
 
-    def __init__(self, env: Any, config: TrainConfig, mesh: jax.sharding.Mesh | None = None):
+    def __init__(
+        self,
+        env: Any,
+        config: TrainConfig,
+        *,
+        agent: Agent | None = None,
+        value_network: Any | None = None,
+        mesh: jax.sharding.Mesh | None = None,
+    ):
         self.config = validate(config)
         self.mesh = mesh
         if mesh is not None:
             parallel.check_divisible(config, mesh)
         self.env = env
         self.obs_size, self.action_size = envs.env_sizes(env)
-        self.agent = make_agent(config, self.action_size)
-        self.value_net = networks.ValueMLP(hidden_sizes=config.value_hidden)
+        if agent is None:
+            agent = make_agent(config, self.action_size)
+        elif getattr(agent, "action_size", self.action_size) != self.action_size:
+            raise ValueError(
+                f"The agent was built for {agent.action_size}-dim actions but the env "
+                f"{config.env!r} has {self.action_size}."
+            )
+        self.agent = agent
+        self.value_net = (
+            networks.ValueMLP(hidden_sizes=config.value_hidden)
+            if value_network is None
+            else value_network
+        )
         self.optimizer = make_optimizer(config)
         self.train_env = envs.wrap_for_training(
             env, episode_length=config.episode_length, action_repeat=config.action_repeat
@@ -221,9 +268,15 @@ class Trainer:
         return jax.lax.scan(self._sgd_step, carry, minibatches)
 
     # ------------------------------------------------------------------ iteration
-    def _iteration(self, state: TrainState, _=None) -> tuple[TrainState, Metrics]:
+    def collect(self, state: TrainState) -> tuple[TrainState, Rollout]:
+        """The rollout half of an iteration: ``num_unrolls`` unrolls of all ``num_envs`` envs.
+
+        Returns the state with env states, observation statistics and key advanced (the new
+        statistics take effect from the next iteration: the rollout's observations are
+        normalised with those of ``state``), and the :class:`Rollout`. Pure; jit-able.
+        """
         c = self.config
-        key, k_refresh, k_rollout, k_sgd = jax.random.split(state.key, 4)
+        key, k_refresh, k_rollout = jax.random.split(state.key, 3)
         env_state = envs.refresh_initial_states(
             self.train_env, state.env_state, jax.random.split(k_refresh, c.num_envs)
         )
@@ -238,28 +291,44 @@ class Trainer:
         )
         bootstrap_obs = bootstrap_obs.reshape(-1, bootstrap_obs.shape[-1])
         traj, bootstrap_obs = self._shard((traj, bootstrap_obs))
+        state = state.replace(
+            env_state=self._shard(env_state),
+            obs_stats=new_stats if c.normalize_observations else state.obs_stats,
+            key=key,
+        )
+        return state, Rollout(traj=traj, bootstrap_obs=bootstrap_obs, logs=logs)
 
-        epoch = lambda carry, k: self._epoch((traj, bootstrap_obs), carry, k)
+    def update(self, state: TrainState, rollout: Rollout) -> tuple[TrainState, Metrics]:
+        """The learning half: ``num_epochs`` x ``num_minibatches`` optax steps on ``rollout``.
+
+        Returns the state with params, optimizer state, key and iteration advanced, and the
+        iteration's metrics (means over its gradient steps, episode statistics, ``finite``).
+        Pure; jit-able.
+        """
+        c = self.config
+        key, k_sgd = jax.random.split(state.key)
+        data = (rollout.traj, rollout.bootstrap_obs)
+        epoch = lambda carry, k: self._epoch(data, carry, k)
         (params, opt_state), sgd_metrics = jax.lax.scan(
             epoch, (state.params, state.opt_state), jax.random.split(k_sgd, c.num_epochs)
         )
         metrics = jax.tree.map(jnp.mean, sgd_metrics)
-        episodes = jnp.sum(logs["episodes"])
+        episodes = jnp.sum(rollout.logs["episodes"])
         metrics["train/episodes"] = episodes
         metrics["train/episode_return"] = jnp.where(
-            episodes > 0, jnp.sum(logs["episode_return_sum"]) / jnp.maximum(episodes, 1), jnp.nan
+            episodes > 0,
+            jnp.sum(rollout.logs["episode_return_sum"]) / jnp.maximum(episodes, 1),
+            jnp.nan,
         )
-        metrics["train/reward_per_step"] = jnp.mean(traj["reward"])
+        metrics["train/reward_per_step"] = jnp.mean(rollout.traj["reward"])
         metrics["finite"] = _all_finite(params) & jnp.isfinite(metrics["total_loss"])
-        new_state = TrainState(
-            params=params,
-            opt_state=opt_state,
-            obs_stats=new_stats if c.normalize_observations else state.obs_stats,
-            env_state=self._shard(env_state),
-            key=key,
-            iteration=state.iteration + 1,
+        state = state.replace(
+            params=params, opt_state=opt_state, key=key, iteration=state.iteration + 1
         )
-        return new_state, metrics
+        return state, metrics
+
+    def _iteration(self, state: TrainState, _=None) -> tuple[TrainState, Metrics]:
+        return self.update(*self.collect(state))
 
     def train_step(self, state: TrainState) -> tuple[TrainState, Metrics]:
         """``iterations_per_call`` training iterations; metrics averaged over them.

@@ -13,6 +13,7 @@ import pytest
 from mujoco_playground._src import mjx_env as pg_mjx_env
 
 from fpo_jax import envs, toy_envs
+from fpo_jax.config import ConfigError
 
 NUM_ENVS = 4
 EPISODE_LENGTH = 5
@@ -123,7 +124,7 @@ def test_bad_backend_and_impl():
 def test_missing_menagerie_assets(monkeypatch, tmp_path):
     # An empty asset folder: Playground skips its download and MuJoCo fails to open the meshes.
     monkeypatch.setattr(pg_mjx_env, "MENAGERIE_PATH", tmp_path)
-    with pytest.raises(FileNotFoundError, match="Menagerie"):
+    with pytest.raises(ConfigError, match="Menagerie"):
         envs.make_env("Go1JoystickFlatTerrain")
 
 

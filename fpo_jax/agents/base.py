@@ -10,7 +10,11 @@ All methods are pure and work on any leading batch dims ``B``:
   CFM losses; PPO: the old log-probability; DPPO: the denoising chain and its old log-probs).
 * ``objective(params, obs, raw_action, extras, advantages) -> (loss, metrics)``: the policy loss
   (to minimise) on a batch, with scalar diagnostics.
-* ``deterministic_act`` / ``eval_act(params, obs, key) -> raw_action``: the evaluation sampler.
+* ``eval_act(params, obs, key) -> raw_action``: the evaluation sampler (flow policies: the
+  config's eval integrator and noise start; Gaussian PPO: the mean action).
+
+Agents are immutable dataclasses holding their config (and network); the trainer closes over
+them, so nothing in them is traced state.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 
 from fpo_jax import flow, loss
 from fpo_jax.agents.base import Array, Extras, Params
-from fpo_jax.agents.fpo import FlowPolicy
+from fpo_jax.agents.flow_policy import FlowPolicy
 
 
 @dataclass(frozen=True)

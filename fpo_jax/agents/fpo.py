@@ -6,52 +6,10 @@ import math
 from dataclasses import dataclass
 
 import jax
-import jax.numpy as jnp
 
-from fpo_jax import flow, loss, networks
+from fpo_jax import flow, loss
 from fpo_jax.agents.base import Array, Extras, Params
-from fpo_jax.config import TrainConfig
-
-
-@dataclass(frozen=True)
-class FlowPolicy:
-    """What every flow-policy agent shares: the velocity network, its init and eval sampler."""
-
-    config: TrainConfig
-    action_size: int
-
-    @property
-    def network(self) -> networks.VelocityMLP:
-        c = self.config
-        return networks.VelocityMLP(
-            action_dim=self.action_size,
-            hidden_sizes=c.policy_hidden,
-            output_scale=c.velocity_output_scale,
-        )
-
-    @property
-    def velocity_fn(self) -> flow.VelocityFn:
-        return networks.velocity_fn_from_module(self.network)
-
-    def init(self, key: Array, obs_size: int) -> Params:
-        return self.network.init(
-            key, jnp.zeros((1, obs_size)), jnp.zeros((1, self.action_size)), jnp.ones((1, 1))
-        )
-
-    def eval_act(self, params: Params, obs: Array, key: Array) -> Array:
-        """Evaluation sampler: the config's eval integrator, step count and noise start."""
-        c = self.config
-        return flow.sample(
-            self.velocity_fn,
-            params,
-            obs,
-            key,
-            action_dim=self.action_size,
-            integrator=c.eval_integrator,
-            num_steps=c.eval_flow_steps,
-            noise=c.eval_noise,
-            sigma=c.eval_sigma,
-        )
+from fpo_jax.agents.flow_policy import FlowPolicy
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -23,20 +24,25 @@ class GaussianPPOAgent:
 
     config: TrainConfig
     action_size: int
+    network: Any = None
+    """Policy module ``obs (..., obs_dim) -> (loc (..., A), scale (..., A))``; default:
+    :class:`~fpo_jax.networks.GaussianPolicyMLP` sized by ``config.policy_hidden``."""
     name: str = "ppo"
 
     @property
-    def network(self) -> networks.GaussianPolicyMLP:
+    def policy_net(self) -> Any:
+        if self.network is not None:
+            return self.network
         return networks.GaussianPolicyMLP(
             action_dim=self.action_size, hidden_sizes=self.config.policy_hidden
         )
 
     def init(self, key: Array, obs_size: int) -> Params:
-        return self.network.init(key, jnp.zeros((1, obs_size)))
+        return self.policy_net.init(key, jnp.zeros((1, obs_size)))
 
     def act(self, params: Params, obs: Array, key: Array) -> tuple[Array, Extras]:
         """obs (*B, obs_dim) -> raw_action (*B, A), extras {log_prob (*B,)}."""
-        loc, scale = self.network.apply(params, obs)
+        loc, scale = self.policy_net.apply(params, obs)
         raw_action = loc + scale * jax.random.normal(key, loc.shape, loc.dtype)
         return raw_action, {"log_prob": loss.gaussian_log_prob(raw_action, loc, scale)}
 
@@ -44,7 +50,7 @@ class GaussianPPOAgent:
         self, params: Params, obs: Array, raw_action: Array, extras: Extras, advantages: Array
     ) -> tuple[Array, dict[str, Array]]:
         c = self.config
-        loc, scale = self.network.apply(params, obs)
+        loc, scale = self.policy_net.apply(params, obs)
         log_prob = loss.gaussian_log_prob(raw_action, loc, scale)
         policy_loss, metrics = loss.ppo_objective(
             log_prob, extras["log_prob"], advantages, clip_epsilon=c.clip_epsilon,
@@ -59,5 +65,5 @@ class GaussianPPOAgent:
 
     def eval_act(self, params: Params, obs: Array, key: Array) -> Array:
         del key
-        loc, _ = self.network.apply(params, obs)
+        loc, _ = self.policy_net.apply(params, obs)
         return loc
