@@ -74,27 +74,24 @@ if "MUJOCO_GL" not in os.environ and "mujoco" not in sys.modules:
         os.environ["MUJOCO_GL"] = _backend
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import shutil  # noqa: E402
-from collections.abc import Callable, Sequence  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fpo_jax import envs  # noqa: E402
-from fpo_jax.config import TrainConfig  # noqa: E402
+from fpo_jax.artifacts import Policy, load_run  # noqa: E402
+from fpo_jax.checkpoint import CheckpointError  # noqa: E402
+from fpo_jax.config import ConfigError  # noqa: E402
 from fpo_jax.toy_envs import GridWorld  # noqa: E402
 
 __all__ = [
-    "LoadedRun",
     "RenderError",
     "frame_rate",
     "gl_available",
-    "load_run",
     "render_policy",
     "render_states",
     "rollout",
@@ -102,7 +99,6 @@ __all__ = [
     "write_video",
 ]
 
-Policy = Callable[[jax.Array, jax.Array], jax.Array]
 Frames = list[np.ndarray]
 
 # Frame rate of the gridworld drawings (it has no physical time step).
@@ -372,92 +368,6 @@ def show_video(
 
 
 # ----------------------------------------------------------------------------------------------
-# Run directories
-
-
-@dataclass
-class LoadedRun:
-    """A trained policy restored from a run directory (see :func:`load_run`).
-
-    Attributes:
-      env: the raw env rebuilt from the config.
-      policy: ``policy(obs, key) -> action`` of the checkpoint (evaluation sampler).
-      config: the run's config.
-      step: the checkpoint's training iteration.
-      trainer: the :class:`~fpo_jax.trainer.Trainer` built from the config.
-      state: the restored :class:`~fpo_jax.trainer.TrainState` of the chosen seed.
-    """
-
-    env: Any
-    policy: Policy
-    config: TrainConfig
-    step: int
-    trainer: Any
-    state: Any
-
-
-def load_run(run_dir: str | Path, *, step: int | None = None, seed_index: int = 0) -> LoadedRun:
-    """Restore the policy of a run directory written by ``fpo_jax.train`` (with checkpoints).
-
-    Args:
-      run_dir: the run directory (holds ``config.json`` and ``checkpoints/``).
-      step: the checkpoint's iteration; default: the latest.
-      seed_index: with ``num_seeds > 1``, which seed's policy to take.
-    """
-    from fpo_jax.checkpoint import Checkpointer
-    from fpo_jax.trainer import Trainer
-
-    run_dir = Path(run_dir)
-    config_path = run_dir / "config.json"
-    if not config_path.exists():
-        raise FileNotFoundError(f"{config_path} not found: is {run_dir} an fpo_jax run directory?")
-    config = TrainConfig.from_dict(json.loads(config_path.read_text()))
-    if not 0 <= seed_index < config.num_seeds:
-        raise ValueError(
-            f"seed_index {seed_index} is out of range: the run has {config.num_seeds} seed(s)."
-        )
-    try:
-        env = envs.make_env(config.env, backend=config.backend, impl=config.impl)
-    except ValueError as e:
-        raise ValueError(
-            f"Cannot rebuild the run's env {config.env!r} by name ({e}); runs trained on an env "
-            "object can be rendered from Python with render_policy."
-        ) from e
-    trainer = Trainer(env, config)
-    # The checkpoint's structure, exactly as train.py builds it (vmapped over seeds if several);
-    # abstract shapes are enough for orbax. Everything is restored onto one device, also when the
-    # run was sharded over several.
-    if config.num_seeds > 1:
-        seeds = jnp.arange(config.seed, config.seed + config.num_seeds)
-        like = jax.eval_shape(jax.vmap(trainer.init), jax.vmap(jax.random.PRNGKey)(seeds))
-    else:
-        like = jax.eval_shape(trainer.init, jax.random.PRNGKey(config.seed))
-    one_device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one_device), like)
-    ckpt_dir = run_dir / "checkpoints"
-    if not ckpt_dir.is_dir():
-        raise FileNotFoundError(
-            f"{ckpt_dir} not found: the run was trained without checkpoints (checkpoint=False)."
-        )
-    checkpointer = Checkpointer(ckpt_dir)
-    try:
-        step = checkpointer.latest_step() if step is None else step
-        state = checkpointer.restore(like=like, step=step)
-    finally:
-        checkpointer.close()
-    if config.num_seeds > 1:
-        state = jax.tree.map(lambda x: x[seed_index], state)
-    return LoadedRun(
-        env=env,
-        policy=trainer.policy_fn(state.params, state.obs_stats),
-        config=config,
-        step=int(step),
-        trainer=trainer,
-        state=state,
-    )
-
-
-# ----------------------------------------------------------------------------------------------
 # CLI
 
 
@@ -515,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
             camera=args.camera,
         )
         out = write_video(args.out or args.run_dir / "video.mp4", frames, fps=frame_rate(run.env))
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
+    except (ConfigError, CheckpointError, RenderError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(

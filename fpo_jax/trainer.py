@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from fpo_jax import envs, loss, networks, normalization, parallel
+from fpo_jax import artifacts, envs, loss, networks, normalization, parallel
 from fpo_jax.agents import Agent, make_agent
 from fpo_jax.config import TrainConfig, validate
 
@@ -347,14 +347,11 @@ class Trainer:
     def policy_fn(self, params: Any, obs_stats: normalization.RunningStats) -> Callable:
         """``policy(obs (..., obs_dim), key) -> action (..., A)`` in ``[-1, 1]``, jit-able.
 
-        Uses the evaluation sampler of the config (integrator, steps, noise start).
+        ``params`` are the whole ``state.params``; uses the evaluation sampler of the config
+        (integrator, steps, noise start). A dict observation is read through its "state" entry.
         """
-
-        def policy(obs: Array, key: Array) -> Array:
-            obs = self._normalize(obs_stats, envs.flat_obs(obs))
-            return jnp.tanh(self.agent.eval_act(params["policy"], obs, key))
-
-        return policy
+        act = artifacts.make_policy(self.agent, params["policy"], obs_stats, self.config)
+        return lambda obs, key: act(envs.flat_obs(obs), key)
 
     def evaluate(self, state: TrainState, key: Array) -> Metrics:
         """Mean undiscounted return of ``num_eval_envs`` episodes, no auto-reset.

@@ -1,0 +1,287 @@
+"""Trained policies as artifacts: load a run, export a params-only policy, load that policy.
+
+* :func:`load_run` restores a run directory written by ``fpo_jax.train`` (its checkpoint) and
+  returns the config, the policy parameters, the observation statistics and a jit-able
+  ``policy(obs, key)``; the sampler (integrator, steps, zero noise) can be chosen at load time.
+* :func:`export_policy` writes what acting needs and nothing else (policy parameters,
+  observation statistics, the config that rebuilds the network; no env state, optimizer or
+  critic) to one Flax msgpack file. msgpack holds only data, so loading a shared policy runs no
+  code (unlike pickle).
+* :func:`load_policy` restores such a file without any simulator installed (no Brax, MuJoCo or
+  Playground import).
+
+A run trained with an injected network (``train(..., agent=FPOAgent(..., network=Net()))``)
+is loaded by passing the same ``agent=`` (its parameters fit only that network).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization
+
+from fpo_jax import normalization
+from fpo_jax.agents import make_agent
+from fpo_jax.config import ConfigError, TrainConfig, replace
+
+Array = jax.Array
+Policy = Callable[[Array, Array], Array]
+
+FORMAT = "fpo_jax.policy"
+FORMAT_VERSION = 1
+
+
+def _sampler_config(
+    config: TrainConfig,
+    integrator: str | None,
+    flow_steps: int | None,
+    noise: str | None,
+    sigma: float | None,
+) -> TrainConfig:
+    changes = {
+        name: value
+        for name, value in [
+            ("eval_integrator", integrator),
+            ("eval_flow_steps", flow_steps),
+            ("eval_noise", noise),
+            ("eval_sigma", sigma),
+        ]
+        if value is not None
+    }
+    return replace(config, **changes) if changes else config
+
+
+def make_policy(agent: Any, params: Any, obs_stats: normalization.RunningStats, config) -> Policy:
+    """``policy(obs (..., obs_dim), key) -> action (..., A)`` in [-1, 1], jit-able.
+
+    Normalises ``obs`` with ``obs_stats`` (as in training) and samples with the agent's
+    evaluation sampler; ``params`` are the policy's own (``state.params["policy"]``).
+    """
+
+    def policy(obs: Array, key: Array) -> Array:
+        obs = normalization.normalize(obs_stats, obs, config.normalize_observations)
+        return jnp.tanh(agent.eval_act(params, obs, key))
+
+    return policy
+
+
+@dataclass
+class LoadedRun:
+    """A trained policy restored from a run directory (see :func:`load_run`).
+
+    Attributes:
+      config: the run's config (with the sampler chosen at load time).
+      params: the policy's parameters.
+      obs_stats: the observation normalisation statistics.
+      policy: ``policy(obs (..., obs_dim), key) -> action (..., A)`` in [-1, 1], jit-able.
+      step: the checkpoint's training iteration.
+      env: the raw env rebuilt from the config.
+      trainer: the :class:`~fpo_jax.trainer.Trainer` (e.g. ``trainer.evaluate``).
+      state: the restored :class:`~fpo_jax.trainer.TrainState` of the chosen seed.
+    """
+
+    config: TrainConfig
+    params: Any
+    obs_stats: normalization.RunningStats
+    policy: Policy
+    step: int
+    env: Any
+    trainer: Any
+    state: Any
+
+
+def load_run(
+    run_dir: str | Path,
+    step: int | None = None,
+    *,
+    seed_index: int = 0,
+    integrator: str | None = None,
+    flow_steps: int | None = None,
+    noise: str | None = None,
+    sigma: float | None = None,
+    env: Any | None = None,
+    agent: Any | None = None,
+    value_network: Any | None = None,
+) -> LoadedRun:
+    """Restore the policy of a run directory written by ``fpo_jax.train`` (with checkpoints).
+
+    Args:
+      run_dir: the run directory (holds ``config.json`` and ``checkpoints/``), from any working
+        directory, also after it was moved or copied.
+      step: the checkpoint's iteration; default: the latest readable one.
+      seed_index: with ``num_seeds > 1``, which seed's policy to take.
+      integrator, flow_steps, noise, sigma: the evaluation sampler to act with (default: the
+        run's ``eval_*`` settings), e.g. ``noise="zero"`` for FPO++'s zero-noise sampling.
+      env: the env object, for runs trained on an env object rather than a name.
+      agent, value_network: the injected agent / critic the run was trained with, if any.
+
+    Raises:
+      ConfigError: not a run directory, bad seed index, or an env that cannot be rebuilt.
+      CheckpointError: no readable checkpoint (or not the requested one).
+    """
+    from fpo_jax import envs
+    from fpo_jax.checkpoint import Checkpointer
+    from fpo_jax.train import read_run_config
+    from fpo_jax.trainer import Trainer
+
+    run_dir = Path(run_dir).expanduser().resolve()
+    config = read_run_config(run_dir)
+    if not 0 <= seed_index < config.num_seeds:
+        raise ConfigError(
+            f"seed_index {seed_index} is out of range: the run has {config.num_seeds} seed(s)."
+        )
+    config = _sampler_config(config, integrator, flow_steps, noise, sigma)
+    if env is None:
+        try:
+            env = envs.make_env(config.env, backend=config.backend, impl=config.impl)
+        except ConfigError as e:
+            raise ConfigError(
+                f"Cannot rebuild the run's env {config.env!r} by name ({e}); pass env=... ."
+            ) from e
+    ckpt_dir = run_dir / "checkpoints"
+    if not ckpt_dir.is_dir():
+        raise ConfigError(f"{run_dir} has no checkpoints/ (trained with checkpoint=False?).")
+    trainer = Trainer(env, config, agent=agent, value_network=value_network)
+    # The checkpoint's structure, as train.py builds it (a leading seed axis), restored onto
+    # one device even when the run was sharded over several.
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(config.seed, config.seed + config.num_seeds))
+    like = jax.eval_shape(jax.vmap(trainer.init), keys)
+    one_device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one_device), like)
+    checkpointer = Checkpointer(ckpt_dir)
+    try:
+        state, step = checkpointer.restore(like=like, step=step)
+    finally:
+        checkpointer.close()
+    state = jax.tree.map(lambda x: x[seed_index], state)
+    params = state.params["policy"]
+    return LoadedRun(
+        config=config,
+        params=params,
+        obs_stats=state.obs_stats,
+        policy=make_policy(trainer.agent, params, state.obs_stats, config),
+        step=int(step),
+        env=env,
+        trainer=trainer,
+        state=state,
+    )
+
+
+def export_policy(run_dir: str | Path, path: str | Path, **load_kwargs: Any) -> Path:
+    """Write the run's policy (params, observation statistics, config) to one msgpack file.
+
+    ``load_kwargs`` go to :func:`load_run` (``step``, ``seed_index``, ``env``, ``agent``...).
+    Returns the written path. The file holds no env state, optimizer state or critic.
+    """
+    run = load_run(run_dir, **load_kwargs)
+    return save_policy(path, run.config, run.params, run.obs_stats, run.trainer.obs_size,
+                       run.trainer.action_size, custom_network=load_kwargs.get("agent") is not None)  # fmt: skip
+
+
+def save_policy(
+    path: str | Path,
+    config: TrainConfig,
+    params: Any,
+    obs_stats: normalization.RunningStats,
+    obs_size: int,
+    action_size: int,
+    *,
+    custom_network: bool = False,
+) -> Path:
+    """Write a policy artifact from its parts (see :func:`export_policy`)."""
+    path = Path(path)
+    payload = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "config": config.to_json(),
+        "obs_size": obs_size,
+        "action_size": action_size,
+        "custom_network": custom_network,
+        "params": jax.tree.map(np.asarray, params),
+        "obs_stats": jax.tree.map(np.asarray, dataclasses.asdict(obs_stats)),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(serialization.msgpack_serialize(payload))
+    return path
+
+
+@dataclass
+class LoadedPolicy:
+    """A policy restored by :func:`load_policy`; call it as ``policy(obs, key)``.
+
+    Attributes:
+      config: the training config (its ``eval_*`` fields are the sampler in use).
+      params: the policy's parameters.
+      obs_stats: the observation normalisation statistics.
+      obs_size, action_size: the sizes the policy was trained for.
+      policy: ``policy(obs (..., obs_size), key) -> action (..., action_size)`` in [-1, 1].
+    """
+
+    config: TrainConfig
+    params: Any
+    obs_stats: normalization.RunningStats
+    obs_size: int
+    action_size: int
+    policy: Policy
+
+    def __call__(self, obs: Array, key: Array) -> Array:
+        return self.policy(obs, key)
+
+
+def load_policy(
+    path: str | Path,
+    *,
+    integrator: str | None = None,
+    flow_steps: int | None = None,
+    noise: str | None = None,
+    sigma: float | None = None,
+    agent: Any | None = None,
+) -> LoadedPolicy:
+    """Restore a policy written by :func:`export_policy`; needs no simulator.
+
+    Args:
+      path: the msgpack file.
+      integrator, flow_steps, noise, sigma: the sampler to act with (default: the exported
+        run's evaluation sampler).
+      agent: for a policy trained with a custom network, the agent holding that network.
+    """
+    path = Path(path)
+    try:
+        payload = serialization.msgpack_restore(path.read_bytes())
+    except (OSError, ValueError, TypeError) as e:
+        raise ConfigError(f"{path} is not a readable fpo_jax policy file ({e}).") from e
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ConfigError(f"{path} is not an fpo_jax policy file.")
+    if payload["version"] > FORMAT_VERSION:
+        raise ConfigError(
+            f"{path} has format version {payload['version']}; this fpo_jax reads up to "
+            f"{FORMAT_VERSION}: upgrade fpo_jax."
+        )
+    if payload["custom_network"] and agent is None:
+        raise ConfigError(
+            f"{path} was trained with a custom network: pass agent=... holding that network."
+        )
+    config = TrainConfig.from_dict(json.loads(payload["config"]))
+    config = _sampler_config(config, integrator, flow_steps, noise, sigma)
+    action_size = int(payload["action_size"])
+    agent = agent if agent is not None else make_agent(config, action_size)
+    params = jax.tree.map(jnp.asarray, payload["params"])
+    obs_stats = normalization.RunningStats(
+        **{k: jnp.asarray(v) for k, v in payload["obs_stats"].items()}
+    )
+    return LoadedPolicy(
+        config=config,
+        params=params,
+        obs_stats=obs_stats,
+        obs_size=int(payload["obs_size"]),
+        action_size=action_size,
+        policy=make_policy(agent, params, obs_stats, config),
+    )
