@@ -13,6 +13,12 @@ A velocity function has the signature
     velocity_fn(params, obs, x_t, t) -> v,   obs: (..., obs_dim), x_t: (..., A), t: (..., 1),
                                              v: (..., A).
 
+By default all three inputs arrive with the same leading dims. A velocity function that sets the
+attribute ``broadcasts_obs = True`` (``fpo_jax.networks.velocity_fn_from_module`` does for
+``VelocityMLP``) promises to broadcast leading dims itself; it may then receive obs with size-1
+dims where x_t has N pairs, e.g. obs (B, 1, obs_dim) with x_t (B, N, A), so that work on the
+observation is done once per observation, not once per pair (see ``expand_obs``).
+
 Everything here is pure, free of Flax, and works under ``jit`` and ``vmap`` with any leading dims.
 """
 
@@ -177,6 +183,19 @@ def target_velocity(actions: Array, eps: Array) -> Array:
       u: (..., A).
     """
     return eps - actions
+
+
+def expand_obs(velocity_fn: VelocityFn, obs: Array, num: int) -> Array:
+    """Observations to evaluate ``num`` inputs per observation (N pairs, K chain steps) with.
+
+    obs (..., obs_dim) -> (..., 1, obs_dim) if ``velocity_fn.broadcasts_obs`` is true (the
+    function broadcasts it against x_t (..., num, A) itself, after its own per-observation work),
+    else the explicit broadcast (..., num, obs_dim) that any velocity function accepts.
+    """
+    obs = obs[..., None, :]
+    if getattr(velocity_fn, "broadcasts_obs", False):
+        return obs
+    return jnp.broadcast_to(obs, (*obs.shape[:-2], num, obs.shape[-1]))
 
 
 # ---------------------------------------------------------------------------------------------

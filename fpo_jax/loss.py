@@ -24,7 +24,7 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 
-from fpo_jax.flow import VelocityFn
+from fpo_jax.flow import VelocityFn, expand_obs
 
 Array = jax.Array
 
@@ -126,10 +126,12 @@ def cfm_loss(
 
     Args:
       velocity_fn: ``(params, obs (..., N, obs_dim), x_t (..., N, act_dim), t (..., N, 1))
-        -> (..., N, act_dim)``.
+        -> (..., N, act_dim)``. If ``velocity_fn.broadcasts_obs`` is true it receives obs as
+        ``(..., 1, obs_dim)`` instead and must broadcast it against ``x_t`` itself (see
+        :func:`fpo_jax.flow.expand_obs`).
       params: parameters passed through to ``velocity_fn``.
-      obs: ``(..., obs_dim)``, same leading dims as ``actions``; broadcast over the pair axis
-        before calling ``velocity_fn``.
+      obs: ``(..., obs_dim)``, same leading dims as ``actions``; given one pair axis (of size 1
+        or N, see ``velocity_fn``) before calling ``velocity_fn``.
       actions: ``(..., act_dim)``, the (pre-squash) actions the losses are about; their leading
         dims ``...`` are the batch shape every other argument must share.
       eps: ``(..., N, act_dim)`` noise of each pair.
@@ -145,11 +147,11 @@ def cfm_loss(
     """
     _check_choice("weighting", weighting, WEIGHTINGS)
     _check_pairs("cfm_loss", obs, actions, eps, t)
-    num_pairs = eps.shape[-2]
     a = actions[..., None, :]  # (..., 1, act_dim), broadcast against the pair axis
     x_t = t * eps + (1.0 - t) * a
-    obs_b = jnp.broadcast_to(obs[..., None, :], (*eps.shape[:-2], num_pairs, obs.shape[-1]))
-    v = velocity_fn(params, obs_b, x_t, t)
+    # (..., 1, obs_dim) for a network that broadcasts it itself (VelocityMLP projects each obs
+    # once for its N pairs), else (..., N, obs_dim).
+    v = velocity_fn(params, expand_obs(velocity_fn, obs, eps.shape[-2]), x_t, t)
     # A network returning (..., N, 1) for A > 1 would otherwise broadcast silently.
     _check_shape(
         "cfm_loss",
@@ -325,7 +327,8 @@ def fpo_objective(
 
     Args:
       velocity_fn: ``(params, obs (..., N, obs_dim), x_t (..., N, A), t (..., N, 1))
-        -> (..., N, A)``; bring your own network.
+        -> (..., N, A)``; bring your own network. With ``velocity_fn.broadcasts_obs`` true, obs
+        arrives as ``(..., 1, obs_dim)`` (see :func:`cfm_loss`).
       params: current parameters (differentiated).
       obs: ``(..., obs_dim)`` observations (already normalised if the policy expects it).
       actions: ``(..., A)`` pre-squash actions taken at rollout time; their leading dims ``...``

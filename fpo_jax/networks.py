@@ -19,12 +19,46 @@ from fpo_jax.flow import VelocityFn, timestep_embedding
 Array = jax.Array
 
 
+class SplitInputDense(nn.Module):
+    """``nn.Dense`` applied to ``concat(x_1, ..., x_k)`` without forming the concatenation.
+
+    y = concat(x_1, ..., x_k) W + b = sum_i x_i W_i + b,   W = [W_1; ...; W_k] (rows split by d_i)
+
+    Each x_i is projected on its own leading dims and the projections are broadcast only when
+    summed, so an input with size-1 leading dims (obs (B, 1, obs_dim) shared by N pairs
+    x_t (B, N, A)) costs B, not B * N, products. The parameters are exactly ``nn.Dense``'s
+    (``kernel (sum_i d_i, features)``, ``bias (features,)``, same initialisers, same RNG use),
+    so the two are interchangeable in a parameter tree and in checkpoints.
+
+    x_i: (..., d_i) with broadcast-compatible leading dims -> y: (broadcast ..., features).
+    """
+
+    features: int
+
+    @nn.compact
+    def __call__(self, *inputs: Array) -> Array:
+        dims = [x.shape[-1] for x in inputs]
+        kernel = self.param(
+            "kernel", nn.initializers.lecun_normal(), (sum(dims), self.features), jnp.float32
+        )
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+        y = bias
+        offset = 0
+        for x, d in zip(inputs, dims, strict=True):
+            y = y + x @ kernel[offset : offset + d]  # (..., features), broadcast only here
+            offset += d
+        return y
+
+
 class MLP(nn.Module):
     """Fully connected network: Dense -> activation, repeated, then a linear output layer.
 
     y = W_L act(... act(W_1 x + b_1) ...) + b_L
 
-    x: (..., in_dim) -> y: (..., out_dim).
+    x: (..., in_dim) -> y: (..., out_dim). Several inputs ``MLP(...)(x_1, ..., x_k)`` are read as
+    ``x = concat(x_1, ..., x_k)`` with broadcast leading dims; the first layer is then computed
+    per input (:class:`SplitInputDense`, same parameters as the single-input form), so an input
+    shared along an axis is projected once instead of once per element of that axis.
     """
 
     hidden_sizes: Sequence[int]
@@ -32,17 +66,17 @@ class MLP(nn.Module):
     activation: Callable[[Array], Array] = nn.silu
 
     @nn.compact
-    def __call__(self, x: Array) -> Array:
+    def __call__(self, *inputs: Array) -> Array:
         # Flax's default init (LeCun normal kernels, zero biases) for every layer.
-        for i, size in enumerate(self.hidden_sizes):
-            x = self.activation(nn.Dense(size, name=f"hidden_{i}")(x))
-        return nn.Dense(self.out_dim, name="output")(x)
-
-
-def _broadcast_leading(*arrays: Array) -> list[Array]:
-    """Broadcast the leading dims of arrays (..., d_i) to a common shape, keeping each last dim."""
-    lead = jnp.broadcast_shapes(*(a.shape[:-1] for a in arrays))
-    return [jnp.broadcast_to(a, (*lead, a.shape[-1])) for a in arrays]
+        sizes = [*self.hidden_sizes, self.out_dim]
+        names = [f"hidden_{i}" for i in range(len(self.hidden_sizes))] + ["output"]
+        if len(inputs) == 1:
+            x = nn.Dense(sizes[0], name=names[0])(inputs[0])
+        else:
+            x = SplitInputDense(sizes[0], name=names[0])(*inputs)
+        for size, name in zip(sizes[1:], names[1:], strict=True):
+            x = nn.Dense(size, name=name)(self.activation(x))
+        return x
 
 
 class VelocityMLP(nn.Module):
@@ -51,9 +85,20 @@ class VelocityMLP(nn.Module):
     v = output_scale * MLP(concat(obs, x_t, emb(t))),
     emb(t) = [cos(t 2^k), sin(t 2^k)]_{k < num_frequencies}.
 
+    The first layer is linear in the concatenation, so it is computed as
+    ``obs W_obs + x_t W_x + emb(t) W_emb + b`` on the inputs as given, broadcast only after the
+    projection: the observation part is computed once per observation, not once per (t, eps)
+    pair. The parameters are those of the plain concat-then-Dense network (one first-layer kernel
+    of ``obs_dim + A + 2F`` rows), so checkpoints are unaffected.
+
     obs: (..., obs_dim), x_t: (..., A), t: (..., 1) -> v: (..., A). Leading dims must be
-    broadcast-compatible (e.g. obs (B, 1, obs_dim) against x_t (B, N, A)); they are broadcast here.
+    broadcast-compatible (e.g. obs (B, 1, obs_dim) against x_t (B, N, A)); the output has their
+    broadcast shape. ``broadcasts_obs = True`` tells :func:`fpo_jax.loss.cfm_loss` (through
+    :func:`velocity_fn_from_module`) that it may pass obs with size-1 dims.
     """
+
+    # Not a dataclass field (no annotation): a declaration read by velocity_fn_from_module.
+    broadcasts_obs = True
 
     action_dim: int
     hidden_sizes: Sequence[int] = (32, 32, 32, 32)
@@ -64,9 +109,8 @@ class VelocityMLP(nn.Module):
     @nn.compact
     def __call__(self, obs: Array, x_t: Array, t: Array) -> Array:
         emb = timestep_embedding(t, self.num_frequencies)  # (..., 2F)
-        inputs = jnp.concatenate(_broadcast_leading(obs, x_t, emb), axis=-1)
         out = MLP(self.hidden_sizes, self.action_dim, activation=self.activation, name="mlp")(
-            inputs
+            obs, x_t, emb
         )
         # A small output scale keeps the initial flow close to the identity map on noise.
         return out * self.output_scale
@@ -117,9 +161,14 @@ def velocity_fn_from_module(module: nn.Module) -> VelocityFn:
 
     ``params`` is the variables dict returned by ``module.init`` (e.g. ``{"params": ...}``).
     obs: (..., obs_dim), x_t: (..., A), t: (..., 1) -> v: (..., A).
+
+    The function's ``broadcasts_obs`` attribute copies the module's (False if the module does
+    not declare it): only a module that broadcasts obs against x_t itself, like
+    :class:`VelocityMLP`, is handed obs with size-1 dims by :func:`fpo_jax.loss.cfm_loss`.
     """
 
     def velocity_fn(params: Any, obs: Array, x_t: Array, t: Array) -> Array:
         return module.apply(params, obs, x_t, t)
 
+    velocity_fn.broadcasts_obs = bool(getattr(module, "broadcasts_obs", False))
     return velocity_fn

@@ -64,6 +64,18 @@ def test_draw_cfm_pairs_shapes():
     assert t.shape == (5, 4, 1) and eps.shape == (5, 4, 3)
 
 
+def test_expand_obs_follows_the_velocity_functions_declaration():
+    obs = _randn(2, 3, 4)
+
+    def v(params, obs, x, t):
+        return x
+
+    assert flow.expand_obs(v, obs, 5).shape == (2, 3, 5, 4)
+    np.testing.assert_array_equal(flow.expand_obs(v, obs, 5)[:, :, 2], obs)
+    v.broadcasts_obs = True
+    assert flow.expand_obs(v, obs, 5).shape == (2, 3, 1, 4)
+
+
 def test_interpolant_endpoints_and_target():
     actions, eps = _randn(6, 2, seed=0), _randn(6, 4, 2, seed=1)
     t = jnp.asarray(np.random.default_rng(2).uniform(size=(6, 4, 1)), dtype=jnp.float32)

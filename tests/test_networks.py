@@ -8,10 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fpo_jax import flow
+from fpo_jax import flow, loss
 from fpo_jax.networks import (
     MLP,
     GaussianPolicyMLP,
+    SplitInputDense,
     ValueMLP,
     VelocityMLP,
     velocity_fn_from_module,
@@ -105,6 +106,101 @@ def test_velocity_broadcasts_obs_over_pairs(velocity_params):
     assert v.shape == (4, 8, ACT_DIM)
     v_explicit = _apply(model, velocity_params, jnp.broadcast_to(obs, (4, 8, OBS_DIM)), x_t, t)
     np.testing.assert_allclose(v, v_explicit, rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- factorized layer
+
+
+def _concat_reference(params, obs, x_t, t, hidden_sizes=(32,) * 4, output_scale=0.25):
+    """The plain network: broadcast, concat(obs, x_t, emb(t)), then the Dense stack."""
+    emb = flow.timestep_embedding(t)
+    lead = jnp.broadcast_shapes(obs.shape[:-1], x_t.shape[:-1], emb.shape[:-1])
+    inputs = jnp.concatenate(
+        [jnp.broadcast_to(a, (*lead, a.shape[-1])) for a in (obs, x_t, emb)], axis=-1
+    )
+    x = inputs
+    mlp = params["params"]["mlp"]
+    names = [f"hidden_{i}" for i in range(len(hidden_sizes))]
+    for name in names:
+        x = nn.silu(x @ mlp[name]["kernel"] + mlp[name]["bias"])
+    return output_scale * (x @ mlp["output"]["kernel"] + mlp["output"]["bias"])
+
+
+def test_velocity_param_tree_is_that_of_the_concat_network():
+    """Same names and shapes as MLP(hidden, A) on the concatenated input: checkpoints still load."""
+    model = VelocityMLP(action_dim=ACT_DIM)
+    shapes = _param_shapes(model, OBS_DIM, ACT_DIM, 1)
+    concat_mlp = _param_shapes(MLP((32,) * 4, ACT_DIM), OBS_DIM + ACT_DIM + 8)
+    as_shapes = lambda tree: jax.tree.map(lambda x: (x.shape, x.dtype), tree)
+    assert as_shapes(shapes) == as_shapes({"params": {"mlp": concat_mlp["params"]}})
+
+
+@pytest.mark.parametrize("hidden_sizes", [(32,) * 4, ()])
+def test_factorized_first_layer_equals_concat_then_dense(hidden_sizes):
+    """obs (B, 1, d) projected once and broadcast after the first layer == the plain network."""
+    model = VelocityMLP(action_dim=ACT_DIM, hidden_sizes=hidden_sizes)
+    params = _init(model, OBS_DIM, ACT_DIM, 1)
+    obs = _randn(6, 1, OBS_DIM, seed=1)
+    x_t = _randn(6, 8, ACT_DIM, seed=2)
+    t = jnp.asarray(np.random.default_rng(3).uniform(size=(6, 8, 1)), dtype=jnp.float32)
+    v = _apply(model, params, obs, x_t, t)
+    assert v.shape == (6, 8, ACT_DIM)
+    ref = _concat_reference(params, obs, x_t, t, hidden_sizes)
+    np.testing.assert_allclose(v, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_split_input_dense_is_dense_on_the_concatenation():
+    a, b = _randn(4, 1, 3, seed=1), _randn(4, 5, 2, seed=2)
+    split, dense = SplitInputDense(7), nn.Dense(7)
+    p_split = jax.jit(split.init)(jax.random.key(0), a, b)
+    concat = jnp.concatenate([jnp.broadcast_to(a, (4, 5, 3)), b], axis=-1)
+    p_dense = jax.jit(dense.init)(jax.random.key(0), concat)
+    # Same parameter names, shapes and initial values as nn.Dense.
+    jax.tree.map(np.testing.assert_array_equal, p_split, p_dense)
+    np.testing.assert_allclose(
+        _apply(split, p_split, a, b), _apply(dense, p_dense, concat), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_cfm_loss_passes_unbroadcast_obs_and_its_values_are_unchanged(velocity_params):
+    """cfm_loss hands VelocityMLP obs (B, 1, d) and gives the plain network's losses; a function
+    that does not declare broadcasts_obs still gets obs (B, N, d)."""
+    model = VelocityMLP(action_dim=ACT_DIM)
+    velocity_fn = velocity_fn_from_module(model)
+    assert velocity_fn.broadcasts_obs
+    seen = []
+
+    def plain(params, obs, x_t, t):  # e.g. a user network that concatenates its inputs
+        seen.append(obs.shape)
+        return _concat_reference(params, obs, x_t, t)
+
+    batch, num_pairs = 5, 8
+    obs, actions = _randn(batch, OBS_DIM, seed=1), _randn(batch, ACT_DIM, seed=2)
+    t, eps = flow.draw_cfm_pairs(jax.random.key(0), batch, num_pairs, ACT_DIM)
+    args = (obs, actions, eps, t)
+    factorized = jax.jit(lambda p: loss.cfm_loss(velocity_fn, p, *args))(velocity_params)
+    reference = loss.cfm_loss(plain, velocity_params, *args)
+    assert seen == [(batch, num_pairs, OBS_DIM)]
+    np.testing.assert_allclose(factorized, reference, rtol=1e-5, atol=1e-6)
+
+    seen.clear()
+    plain.broadcasts_obs = True
+    loss.cfm_loss(plain, velocity_params, *args)
+    assert seen == [(batch, 1, OBS_DIM)]
+
+
+def test_modules_without_the_declaration_get_broadcast_obs():
+    class Concat(nn.Module):  # concatenates, so it needs obs broadcast to x_t's leading dims
+        @nn.compact
+        def __call__(self, obs, x_t, t):
+            return nn.Dense(x_t.shape[-1])(jnp.concatenate([obs, x_t, t], axis=-1))
+
+    velocity_fn = velocity_fn_from_module(Concat())
+    assert not velocity_fn.broadcasts_obs
+    obs, actions = _randn(4, OBS_DIM, seed=1), _randn(4, ACT_DIM, seed=2)
+    t, eps = flow.draw_cfm_pairs(jax.random.key(0), 4, 3, ACT_DIM)
+    params = jax.jit(Concat().init)(jax.random.key(1), obs[:1], actions[:1], t[:1, 0])
+    assert loss.cfm_loss(velocity_fn, params, obs, actions, eps, t).shape == (4, 3)
 
 
 def test_velocity_fn_from_module_with_pair_axis(velocity_params):
