@@ -25,7 +25,6 @@ Everything here is pure, free of Flax, and works under ``jit`` and ``vmap`` with
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -367,18 +366,3 @@ def sample(
         return action
     path = jnp.concatenate([x1[None], xs], axis=0)  # (num_steps + 1, *B, A)
     return action, jnp.moveaxis(path, 0, -2)
-
-
-def __getattr__(name: str) -> Any:
-    # Deprecated name, kept so existing callers work: the one Gaussian log-density is
-    # fpo_jax.loss.gaussian_log_prob (imported lazily, since loss imports this module).
-    if name == "gaussian_step_log_prob":
-        from fpo_jax.loss import gaussian_log_prob
-
-        warnings.warn(
-            "fpo_jax.flow.gaussian_step_log_prob is deprecated; use fpo_jax.loss.gaussian_log_prob.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return gaussian_log_prob
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

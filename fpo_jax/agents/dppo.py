@@ -28,9 +28,11 @@ class DPPOAgent(FlowPolicy):
         x = path[..., :-1, :]  # (*B, K, A): state before each step
         x_next = path[..., 1:, :]
         t = jnp.broadcast_to(flow.step_times(k)[:, None], (*x.shape[:-1], 1))
-        obs_b = jnp.broadcast_to(obs[..., None, :], (*x.shape[:-1], obs.shape[-1]))
-        mean = flow.euler_step(self.velocity_fn, params, obs_b, x, t, 1.0 / k)
-        return flow.gaussian_step_log_prob(x_next, mean, self.config.dppo_sigma)
+        velocity_fn = self.velocity_fn
+        obs_k = flow.expand_obs(velocity_fn, obs, k)  # (*B, 1 or K, obs_dim)
+        mean = flow.euler_step(velocity_fn, params, obs_k, x, t, 1.0 / k)
+        # Each step's transition x_k -> x_{k+1} is N(mean, sigma^2 I): one density per step.
+        return loss.gaussian_log_prob(x_next, mean, self.config.dppo_sigma)
 
     def act(self, params: Params, obs: Array, key: Array) -> tuple[Array, Extras]:
         """obs (*B, obs_dim) -> raw_action (*B, A), extras {path (*B, K+1, A),
