@@ -271,13 +271,6 @@ def test_stochastic_step_spread():
     assert abs(corr) < 0.03
 
 
-def test_deprecated_gaussian_step_log_prob_is_the_one_density():
-    from fpo_jax import loss
-
-    with pytest.warns(DeprecationWarning, match="loss.gaussian_log_prob"):
-        assert flow.gaussian_step_log_prob is loss.gaussian_log_prob
-
-
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
