@@ -211,10 +211,14 @@ for task in $TASKS; do
     "${FPO_ARGS[@]}" --run-dir "$RESULTS/runs/fpo_$task" --no-checkpoint --no-progress
 done
 
-# 3. Throughput at that layout (compilation cache off: compile times are measured).
+# 3. Throughput at that layout (compilation cache off: compile times are measured). Only raw
+# stepping, Brax PPO, our PPO and FPO: the optional programs are skipped where the script has
+# a flag for that (--no-dppo only in newer versions of it).
+SKIP=(--no-grid --no-split --no-key)
+grep -q -- '"--no-dppo"' experiments/bench_throughput.py && SKIP+=(--no-dppo)
 step throughput "$T_BENCH" env JAX_ENABLE_COMPILATION_CACHE=false "$PY" \
-  experiments/bench_throughput.py --env CartpoleBalance "${BENCH_ARGS[@]}" \
-  --no-grid --no-split --no-key --out "$RESULTS/throughput_CartpoleBalance.md"
+  experiments/bench_throughput.py --env CartpoleBalance "${BENCH_ARGS[@]}" "${SKIP[@]}" \
+  --out "$RESULTS/throughput_CartpoleBalance.md"
 
 # 4. --num-seeds 5 vs 1 (same steps per seed).
 for k in 1 5; do

@@ -121,23 +121,21 @@ def train_run(results: Path, name: str) -> dict[str, Any]:
 
 
 def throughput_tables(results: Path) -> list[str]:
+    """The benchmark report's headings, tables and bold lines, up to its machine section."""
     path = results / "throughput_CartpoleBalance.md"
     if not path.exists():
         return ["(no throughput report)"]
-    lines = path.read_text().splitlines()
-    keep, in_table = [], False
-    for line in lines:
-        if line.startswith("Layout") or line.startswith("**FPO / our PPO"):
-            keep += [line, ""]
-        elif line.startswith("| method | env steps/s") or line.startswith("| method | argument"):
-            in_table = True
-            keep.append(line)
-        elif in_table and line.startswith("|"):
-            keep.append(line)
-        elif in_table:
-            in_table = False
+    keep: list[str] = []
+    for line in path.read_text().splitlines():
+        if line.startswith("## Machine"):
+            break
+        if line.startswith(("## ", "|", "**", "Layout")):
+            if line.startswith(("## ", "**", "Layout")) and keep and keep[-1] != "":
+                keep.append("")
+            keep.append(line.replace("## ", "### ", 1) if line.startswith("## ") else line)
+        elif keep and keep[-1] != "":
             keep.append("")
-    return keep
+    return keep or ["(the throughput report has no table)"]
 
 
 def plot(runs: dict[str, dict[str, Any]], out: Path) -> bool:
