@@ -447,14 +447,16 @@ def _train_loop(
         evaluated = call in eval_calls
         if evaluated:
             record.update(run_eval(state, call))
-            save(state)
         if progress_fn is not None and progress_fn(dict(record), state) is False:
             stopped_early = True
             if not evaluated:
                 record.update(run_eval(state, call))
-                save(state)
                 evaluated = True
+        # The record first: a run killed between the two resumes from the previous checkpoint
+        # and rewrites this record, so metrics.jsonl never misses a call.
         writer.write(record)
+        if evaluated:
+            save(state)
         if call == start_call + 1 and jax.default_backend() == "cpu" and main_process:
             remaining = call_seconds * (config.num_calls - call)
             if remaining > 120:

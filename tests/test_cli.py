@@ -43,8 +43,9 @@ def checkpoint_steps(run_dir: Path) -> list[int]:
 def final_state(run_dir: Path):
     config = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
     trainer = Trainer(envs.make_env(config.env), config)
-    like = jax.eval_shape(trainer.init, jax.random.PRNGKey(0))
-    return Checkpointer(run_dir / "checkpoints").restore(like=like)
+    keys = jax.vmap(jax.random.PRNGKey)(np.arange(config.num_seeds))
+    like = jax.eval_shape(jax.vmap(trainer.init), keys)
+    return Checkpointer(run_dir / "checkpoints").restore(like=like)[0]
 
 
 def test_kill_9_and_resume_ends_bit_for_bit_like_an_uninterrupted_run(tmp_path):

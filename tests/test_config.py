@@ -41,7 +41,6 @@ def test_brax_preset_keeps_entropy_only_for_ppo():
         (dict(max_grad_norm=0.0), "max_grad_norm"),
         (dict(ratio="median"), "ratio='median'"),
         (dict(integrator="leapfrog"), "integrator='leapfrog'"),
-        (dict(resume="a", run_dir="b"), "different directories"),
     ],
 )
 def test_invalid_configs_fail_in_one_sentence(changes, message):

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import fpo_jax
 from fpo_jax import envs, render
 from fpo_jax.checkpoint import Checkpointer
 from fpo_jax.config import TrainConfig
@@ -43,16 +44,13 @@ SMALL = dict(
 def write_run(run_dir: Path, config: TrainConfig) -> TrainState:
     """A run directory as train.py writes it, holding a synthetic train state; returns the state.
 
-    The state has the exact structure of ``train``'s (a leading seed axis when ``num_seeds > 1``)
-    but is filled without running ``init``, which would cost a compile: random floats (scaled
-    down, so the policy stays tame), zero integers, and empty observation statistics.
+    The state has the exact structure of ``train``'s (a leading seed axis) but is filled without
+    running ``init``, which would cost a compile: random floats (scaled down, so the policy stays
+    tame), zero integers, and empty observation statistics.
     """
     trainer = Trainer(envs.make_env(config.env, backend=config.backend, impl=config.impl), config)
-    if config.num_seeds > 1:
-        seeds = jnp.arange(config.seed, config.seed + config.num_seeds)
-        abstract = jax.eval_shape(jax.vmap(trainer.init), jax.vmap(jax.random.PRNGKey)(seeds))
-    else:
-        abstract = jax.eval_shape(trainer.init, jax.random.PRNGKey(config.seed))
+    seeds = jnp.arange(config.seed, config.seed + config.num_seeds)
+    abstract = jax.eval_shape(jax.vmap(trainer.init), jax.vmap(jax.random.PRNGKey)(seeds))
     rng = np.random.default_rng(config.seed)
 
     def fill(x):
@@ -105,7 +103,7 @@ def test_cli_reports_missing_run(tmp_path):
 def test_load_run_multi_seed_and_gridworld_frames(tmp_path):
     config = TrainConfig(env="gridworld", episode_length=30, num_seeds=2, seed=5, **SMALL)
     saved = write_run(tmp_path, config)
-    run = render.load_run(tmp_path, seed_index=1)
+    run = fpo_jax.load_run(tmp_path, seed_index=1)
     assert run.step == 3
     want = jax.tree.map(lambda x: x[1], saved.params["policy"])
     jax.tree.map(np.testing.assert_array_equal, run.state.params["policy"], want)

@@ -1,0 +1,166 @@
+"""The Python API a researcher extends: their own network, critic and algorithm in the real
+trainer (with checkpoints and resume), progress callbacks, and the public collect / update."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fpo_jax
+from fpo_jax import envs, loss
+from fpo_jax.agents import ALGORITHMS, FPOAgent, register_algorithm
+from fpo_jax.config import ConfigError, TrainConfig, preset
+from fpo_jax.train import train
+from fpo_jax.trainer import Trainer
+
+STEPS_PER_CALL = 8 * 2 * 8  # the tiny layout's batch_size * num_minibatches * unroll_length
+
+
+def _broadcast_concat(*arrays):
+    lead = jnp.broadcast_shapes(*(a.shape[:-1] for a in arrays))
+    return jnp.concatenate([jnp.broadcast_to(a, (*lead, a.shape[-1])) for a in arrays], -1)
+
+
+class TanhVelocity(nn.Module):
+    """A user's velocity network: one tanh layer on concat(obs, x_t, t)."""
+
+    action_dim: int
+
+    @nn.compact
+    def __call__(self, obs, x_t, t):
+        h = nn.tanh(nn.Dense(24)(_broadcast_concat(obs, x_t, t)))
+        return 0.1 * nn.Dense(self.action_dim)(h)
+
+
+class TinyCritic(nn.Module):
+    @nn.compact
+    def __call__(self, obs):
+        return jnp.squeeze(nn.Dense(1)(nn.relu(nn.Dense(12)(obs))), -1)
+
+
+@pytest.mark.slow
+def test_custom_velocity_network_and_critic_train_checkpoint_resume_and_load(tiny, tmp_path):
+    config = TrainConfig(env="gridworld", **tiny, num_timesteps=2 * STEPS_PER_CALL, num_evals=2,
+                         run_dir=str(tmp_path), progress=False)  # fmt: skip
+    _, action_size = envs.env_sizes(envs.make_env("gridworld"))
+    agent = FPOAgent(config, action_size, network=TanhVelocity(action_size))
+    first = train("gridworld", config, agent=agent, value_network=TinyCritic())
+    # The injected networks are the ones trained: their parameter trees.
+    assert set(first.seed(0).params["policy"]["params"]) == {"Dense_0", "Dense_1"}
+    assert first.seed(0).params["value"]["params"]["Dense_1"]["kernel"].shape == (2, 12)
+
+    longer = dict(num_timesteps=4 * STEPS_PER_CALL, resume=str(tmp_path), run_dir=None)
+    resumed = train("gridworld", config, agent=agent, value_network=TinyCritic(), **longer)
+    assert int(resumed.seed(0).iteration) == 4
+    assert [r["call"] for r in resumed.history] == [0, 1, 2, 3, 4]
+
+    run = fpo_jax.load_run(tmp_path, agent=agent, value_network=TinyCritic())
+    assert run.step == 4
+    obs = jnp.zeros((3, 2))
+    assert run.policy(obs, jax.random.PRNGKey(0)).shape == (3, 2)
+    with pytest.raises(ConfigError, match="custom network"):
+        fpo_jax.load_policy(fpo_jax.export_policy(
+            tmp_path, tmp_path / "p.msgpack", agent=agent, value_network=TinyCritic()))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FixedStdGaussianAgent:
+    """A user's algorithm: PPO with a state-independent, fixed exploration std."""
+
+    config: Any
+    action_size: int
+    std: float = 0.5
+    name: str = "fixed_std_ppo"
+
+    def _mean(self, params, obs):
+        return nn.Dense(self.action_size).apply(params, obs)
+
+    def init(self, key, obs_size):
+        return nn.Dense(self.action_size).init(key, jnp.zeros((1, obs_size)))
+
+    def act(self, params, obs, key):
+        mean = self._mean(params, obs)
+        raw = mean + self.std * jax.random.normal(key, mean.shape)
+        return raw, {"log_prob": loss.gaussian_log_prob(raw, mean, self.std)}
+
+    def objective(self, params, obs, raw_action, extras, advantages):
+        log_prob = loss.gaussian_log_prob(raw_action, self._mean(params, obs), self.std)
+        return loss.ppo_objective(
+            log_prob, extras["log_prob"], advantages, clip_epsilon=self.config.clip_epsilon
+        )
+
+    def eval_act(self, params, obs, key):
+        return self._mean(params, obs)
+
+
+@pytest.fixture
+def fixed_std_algorithm():
+    register_algorithm(
+        "fixed_std_ppo",
+        FixedStdGaussianAgent,
+        "PPO with a fixed exploration std",
+        {"builtin": dict(clip_epsilon=0.3)},
+    )
+    yield "fixed_std_ppo"
+    del ALGORITHMS["fixed_std_ppo"]
+
+
+@pytest.mark.slow
+def test_a_registered_algorithm_trains_by_name_with_resume(fixed_std_algorithm, tiny, tmp_path):
+    config = preset("gridworld", fixed_std_algorithm)
+    assert config.clip_epsilon == 0.3  # the registry's per-family override
+    first = train("gridworld", config, **tiny, num_timesteps=2 * STEPS_PER_CALL, num_evals=2,
+                  run_dir=str(tmp_path), progress=False)  # fmt: skip
+    assert isinstance(first.trainer.agent, FixedStdGaussianAgent)
+    assert np.isfinite(first.history[-1]["policy_loss"])
+    again = train("gridworld", first.config, resume=str(tmp_path), progress=False,
+                  num_timesteps=3 * STEPS_PER_CALL)  # fmt: skip
+    assert int(again.seed(0).iteration) == 3
+
+
+def test_unregistered_algorithm_is_one_sentence_everywhere():
+    with pytest.raises(ConfigError, match=r"algo='sac' is not one of \('fpo', 'ppo', 'dppo'"):
+        preset("CartpoleBalance", "sac")
+    with pytest.raises(ConfigError, match="algo='sac'"):
+        train("gridworld", algo="sac")
+
+
+@pytest.mark.slow
+def test_progress_fn_sees_each_call_and_can_stop_with_a_checkpoint(tiny, tmp_path):
+    seen = []
+
+    def progress(record, state):
+        seen.append((record["call"], int(state.iteration[0])))
+        return record["call"] < 2  # False after the second call: stop
+
+    result = train("gridworld", **tiny, num_timesteps=6 * STEPS_PER_CALL, num_evals=1,
+                   run_dir=str(tmp_path), progress=False, progress_fn=progress)  # fmt: skip
+    assert seen == [(1, 1), (2, 2)]
+    assert result.stopped_early
+    assert result.history[-1]["call"] == 2 and "eval/episode_return" in result.history[-1]
+    assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()) == [2]
+
+
+def test_collect_then_update_is_the_training_step(tiny):
+    trainer = Trainer(envs.make_env("gridworld"), TrainConfig(env="gridworld", **tiny))
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(0))
+    via_step, metrics_step = jax.jit(trainer.train_step)(state)
+    collected, rollout = jax.jit(trainer.collect)(state)
+    assert rollout.traj["obs"].shape == (16, 8, 2)  # (trajectories, unroll, obs)
+    assert rollout.traj["extras"]["old_cfm_loss"].shape == (16, 8, 4)  # N = 4 pairs
+    via_halves, metrics_halves = jax.jit(trainer.update)(collected, rollout)
+    for x, y in zip(jax.tree.leaves(via_step), jax.tree.leaves(via_halves), strict=True):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(metrics_step["total_loss"], metrics_halves["total_loss"])
+
+
+def test_an_agent_for_another_action_size_is_refused(tiny):
+    config = TrainConfig(env="gridworld", **tiny)
+    with pytest.raises(ValueError, match="built for 3-dim actions"):
+        Trainer(envs.make_env("gridworld"), config, agent=FPOAgent(config, 3))
