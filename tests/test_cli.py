@@ -1,29 +1,19 @@
-"""The CLI as a user runs it: a real subprocess, real checkpoints on disk, kill -9 and resume."""
+"""The CLI as a user runs it: a real subprocess (and, for the many bad-input cases, ``main``
+in-process, which is the same code path without the import cost). Every user error exits with
+status 2 and one sentence, before anything is built or written. Training, kill -9 and resume on
+each env family: tests/test_feature_matrix.py."""
 
+import importlib.util
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import jax
-import numpy as np
 import pytest
+from conftest import tiny_flags
 
-from fpo_jax import envs
-from fpo_jax.checkpoint import Checkpointer
+from fpo_jax import train as train_cli
 from fpo_jax.config import TrainConfig
-from fpo_jax.trainer import Trainer
-
-# A run of 40 short calls, evaluated and checkpointed after every one of them.
-FLAGS = (
-    "--env gridworld --num-envs 16 --batch-size 16 --num-minibatches 2 --num-epochs 1 "
-    "--unroll-length 8 --num-eval-envs 8 --policy-hidden 16 16 --value-hidden 32 32 "
-    "--num-pairs 4 --flow-steps 4 --eval-flow-steps 4 --num-timesteps 10240 --num-evals 40 "
-    "--no-progress"
-).split()
 
 
 def run_cli(*args, **kwargs):
@@ -33,57 +23,7 @@ def run_cli(*args, **kwargs):
     )  # fmt: skip
 
 
-def checkpoint_steps(run_dir: Path) -> list[int]:
-    ckpts = run_dir / "checkpoints"
-    if not ckpts.exists():
-        return []
-    return sorted(int(p.name) for p in ckpts.iterdir() if p.name.isdigit())
-
-
-def final_state(run_dir: Path):
-    config = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
-    trainer = Trainer(envs.make_env(config.env), config)
-    keys = jax.vmap(jax.random.PRNGKey)(np.arange(config.num_seeds))
-    like = jax.eval_shape(jax.vmap(trainer.init), keys)
-    return Checkpointer(run_dir / "checkpoints").restore(like=like)[0]
-
-
-def test_kill_9_and_resume_ends_bit_for_bit_like_an_uninterrupted_run(tmp_path):
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    done = run_cli(*FLAGS, "--run-dir", str(straight))
-    assert done.returncode == 0, done.stderr
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fpo_jax.train", *FLAGS, "--run-dir", str(killed)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if len(checkpoint_steps(killed)) >= 2:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    interrupted_at = checkpoint_steps(killed)[-1]
-    assert interrupted_at < 40
-
-    resumed = run_cli("--resume", str(killed))
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resumed from" in resumed.stderr
-
-    a, b = final_state(straight), final_state(killed)
-    assert int(a.iteration) == int(b.iteration) == 40
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_array_equal(x, y)
-    # The metrics file has each call once, in order, as if never interrupted.
-    calls = [
-        json.loads(line)["call"] for line in (killed / "metrics.jsonl").read_text().splitlines()
-    ]
-    assert calls == list(range(41))
-    assert (killed / "learning_curve.png").stat().st_size > 0
-
-
+@pytest.mark.slow
 def test_resume_with_a_conflicting_config_fails_before_compiling(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -94,6 +34,7 @@ def test_resume_with_a_conflicting_config_fails_before_compiling(tmp_path):
     assert "Cannot resume with a config that changes what is computed (num_epochs" in out.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -110,6 +51,7 @@ def test_bad_input_fails_at_once_with_one_clear_sentence(args, message):
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_help_lists_every_flag_with_the_preset_defaults():
     out = run_cli("--env", "CheetahRun", "--help")
     assert out.returncode == 0
@@ -117,3 +59,94 @@ def test_help_lists_every_flag_with_the_preset_defaults():
                  "--trust-region", "--eval-noise", "--seed"]:  # fmt: skip
         assert flag in out.stdout
     assert "60000000" in out.stdout  # the DM Control preset's budget is the default shown
+    assert "--preset-source" not in out.stdout  # bookkeeping, not a setting
+    assert "--overwrite" in out.stdout
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else b"<dir>"
+            for p in sorted(root.rglob("*"))}  # fmt: skip
+
+
+def a_finished_run(run_dir: Path) -> Path:
+    """A directory as a finished run leaves it (its checkpoint content is not needed here)."""
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(TrainConfig(env="gridworld").to_json())
+    (run_dir / "metrics.jsonl").write_text('{"call": 0, "env_steps": 0}\n')
+    (run_dir / "checkpoints").mkdir()
+    return run_dir
+
+
+BAD_INPUTS = {
+    "run dir holds a run": (["--env", "gridworld", "--run-dir", "{run}"],
+                            "already holds a run (config.json, metrics.jsonl, checkpoints)"),
+    "missing logger": (["--env", "gridworld", "--wandb-project", "p", "--run-dir", "{new}"],
+                       "--wandb-project needs wandb"),
+    "algo not in registry": (["--env", "CartpoleBalance", "--algo", "sac"], "algo='sac'"),
+    "misspelt env": (["--env", "cartpolebalanc"], "closest valid names: CartpoleBalance"),
+    "resume and overwrite": (["--resume", "{run}", "--overwrite"], "contradict"),
+    "resume without run": (["--resume", "{new}"], "no config.json there"),
+    "corrupt config.json": (["--resume", "{broken}"], "broken/config.json is not a valid"),
+    "run dir under a file": (["--env", "gridworld", "--run-dir", "{file}/run"], "not writable"),
+    "more devices than exist": (["--env", "gridworld", "--num-devices", "3"],
+                                "num_devices=3 but JAX sees 1"),
+    "resume elsewhere": (["--resume", "{run}", "--run-dir", "{new}"], "different directories"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_each_user_error_is_one_sentence_exit_2_and_touches_no_file(case, tmp_path, capsys):
+    if case == "missing logger" and importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    run = a_finished_run(tmp_path / "run")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    (tmp_path / "file").write_text("a file")
+    args, message = BAD_INPUTS[case]
+    paths = dict(run=run, new=tmp_path / "new", broken=broken, file=tmp_path / "file")
+    args = [a.format(**paths) for a in args]
+    before = snapshot(tmp_path)
+    assert train_cli.main(args) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if not line.startswith("[fpo_jax]")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert message in lines[0]
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    "env_vars, message",
+    [
+        ({"JAX_PROCESS_ID": "0"}, "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES missing"),
+        ({"JAX_COORDINATOR_ADDRESS": "h:1", "JAX_NUM_PROCESSES": "two", "JAX_PROCESS_ID": "0"},
+         "JAX_NUM_PROCESSES='two' is not an integer"),
+    ],
+)  # fmt: skip
+def test_distributed_without_its_variables_is_one_sentence(env_vars, message, monkeypatch, capsys):
+    for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env_vars.items():
+        monkeypatch.setenv(name, value)
+    assert train_cli.main(["--env", "gridworld", "--distributed"]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_overwrite_replaces_the_old_run_and_output_is_plain_lines_when_not_a_terminal(tmp_path):
+    run = a_finished_run(tmp_path / "run")
+    (run / "notes.txt").write_text("mine")  # not a run file: left alone
+    (run / "checkpoints" / "99").mkdir()
+    out = run_cli(*tiny_flags(num_timesteps=256, num_evals=2), "--env", "gridworld",
+                  "--run-dir", str(run), "--overwrite")  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["1", "2"]
+    assert (run / "notes.txt").read_text() == "mine"
+    calls = [json.loads(line)["call"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert calls == [0, 1, 2]
+    lines = out.stderr.splitlines()
+    assert lines[0].startswith("[fpo_jax] fpo on gridworld, 256 env steps")
+    assert "fpo_jax toy-env preset" in lines[0]
+    assert any("compiling the training step" in line for line in lines)
+    assert sum("eval return" in line for line in lines) == 2  # one plain line per evaluation
+    assert "\r" not in out.stderr  # no progress bar in a log file

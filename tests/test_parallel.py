@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
 from fpo_jax import envs
 from fpo_jax.config import TrainConfig
@@ -17,6 +18,7 @@ from fpo_jax.trainer import Trainer
 SCRIPTS = Path(__file__).parent / "scripts"
 
 
+@pytest.mark.slow
 def test_four_devices_train_like_one(tmp_path):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
     out = subprocess.run(
@@ -37,6 +39,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_on_localhost_hold_identical_parameters(tmp_path):
     port = _free_port()
     procs = []

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import TINY
 
 import fpo_jax
 from fpo_jax import envs, render
@@ -26,19 +27,9 @@ from fpo_jax.trainer import Trainer, TrainState
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Small networks and batch: only the state's structure matters for rendering.
-SMALL = dict(
-    num_envs=4,
-    batch_size=4,
-    num_minibatches=1,
-    num_epochs=1,
-    unroll_length=5,
-    num_eval_envs=4,
-    policy_hidden=(16, 16),
-    value_hidden=(16, 16),
-    flow_steps=4,
-    eval_flow_steps=4,
-)
+# The shared tiny layout (only the state's structure matters for rendering); each test sets
+# its own episode length.
+SMALL = {k: v for k, v in TINY.items() if k != "episode_length"}
 
 
 def write_run(run_dir: Path, config: TrainConfig) -> TrainState:
@@ -69,6 +60,7 @@ def write_run(run_dir: Path, config: TrainConfig) -> TrainState:
     return state
 
 
+@pytest.mark.slow
 def test_cli_writes_mp4_of_brax_episode(tmp_path):
     config = TrainConfig(
         env="inverted_pendulum", backend="spring", episode_length=50, run_dir=str(tmp_path), **SMALL

@@ -5,27 +5,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from brax.envs.base import Wrapper as BraxWrapper
+from conftest import TINY
 
 from fpo_jax import envs
 from fpo_jax.config import TrainConfig
 from fpo_jax.train import TrainingDiverged, train
 from fpo_jax.trainer import Trainer
 
-SMALL = dict(
-    env="gridworld",
-    num_envs=16,
-    batch_size=16,
-    num_minibatches=2,
-    num_epochs=1,
-    unroll_length=8,
-    episode_length=100,
-    num_eval_envs=8,
-    policy_hidden=(16, 16),
-    value_hidden=(32, 32),
-    num_pairs=4,
-    flow_steps=4,
-    eval_flow_steps=4,
-)
+# The shared tiny layout, with a few more envs and gridworld's own episode limit.
+SMALL = dict(TINY, env="gridworld", num_envs=16, batch_size=16, episode_length=100)
 
 
 def on_policy_metrics(**changes):
