@@ -161,6 +161,9 @@ class TrainConfig:
     progress: bool = True
     """Show a progress bar on a terminal; otherwise (or with --no-progress) print one plain line
     per evaluation."""
+    compile_cache: bool = True
+    """CLI only: keep compiled programs in a persistent cache (~/.cache/fpo_jax/xla, or
+    $JAX_COMPILATION_CACHE_DIR), so a second run of the same config skips compilation."""
     tensorboard: bool = False
     """Also write TensorBoard scalars to run_dir/tensorboard."""
     wandb_project: str | None = None

@@ -39,7 +39,7 @@ from fpo_jax.run_log import MetricsWriter, plot_learning_curve
 from fpo_jax.trainer import Trainer, TrainState
 
 # Fields that may differ between a run and its resumption without changing what is computed.
-_RESUMABLE_CHANGES = {"run_dir", "resume", "overwrite", "progress", "num_timesteps",
+_RESUMABLE_CHANGES = {"run_dir", "resume", "overwrite", "progress", "num_timesteps", "compile_cache",
                       "tensorboard", "wandb_project", "preset_source", "num_devices",
                       "distributed"}  # fmt: skip
 # What a run writes into its directory (what --overwrite removes; other files are left alone).
@@ -257,6 +257,28 @@ def _initialize_distributed_once() -> None:
         _distributed_initialized = True
 
 
+def enable_compilation_cache() -> Path:
+    """Turn on JAX's persistent compilation cache (what the CLI does unless --no-compile-cache).
+
+    The folder is ``$JAX_COMPILATION_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/fpo_jax/xla``
+    (default ``~/.cache/fpo_jax/xla``). Programs that compile in under a second are not kept.
+    """
+    folder = os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fpo_jax" / "xla"
+    )
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    return Path(folder)
+
+
+def _compilation_cache_entries() -> int | None:
+    folder = jax.config.jax_compilation_cache_dir
+    if not folder or not Path(folder).is_dir():
+        return None
+    return sum(1 for _ in Path(folder).iterdir())
+
+
 def _prepare_run_dir(config: TrainConfig) -> Path | None:
     """Create the run directory (removing the old run's files with --overwrite); write config."""
     if config.run_dir is None or not parallel.is_main_process():
@@ -382,12 +404,16 @@ def _train_loop(
         wall_offset = max((r.get("wall_time") or 0.0 for r in writer.history), default=0.0)
 
     _log("compiling the training step (rollout and update, one program)...")
+    cache_entries = _compilation_cache_entries()
     t0 = time.perf_counter()
     step_fn = jax.jit(jax.vmap(trainer.train_step), donate_argnums=0).lower(state).compile()
     compile_seconds = time.perf_counter() - t0
     eval_fn = jax.jit(jax.vmap(trainer.evaluate))
     devices = f"{mesh.size} devices" if mesh is not None else "1 device"
-    _log(f"compiled in {compile_seconds:.1f} s on {jax.default_backend()} ({devices})")
+    # A program found in the persistent cache is loaded, not written again.
+    cached = cache_entries is not None and _compilation_cache_entries() == cache_entries
+    how = "loaded from the compilation cache" if cached else "compiled"
+    _log(f"{how} in {compile_seconds:.1f} s on {jax.default_backend()} ({devices})")
 
     eval_calls = _eval_calls(config.num_calls, config.num_evals)
     eval_base_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0x5EED)
@@ -533,6 +559,8 @@ def main(argv: list[str] | None = None) -> int:
     config = None
     try:
         config = parse_config(argv)
+        if config.compile_cache:
+            enable_compilation_cache()
         result = train(config.env, config)
     except (ConfigError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
