@@ -42,6 +42,8 @@ REPO=$(pwd)
 SMOKE=${GPU_CHECK_SMOKE:-0}
 PY=${GPU_CHECK_PYTHON:-python3}
 RESULTS=${GPU_CHECK_OUT:-experiments/results/gpu_$(date -u +%Y%m%d_%H%M)}
+# fpo_jax.train refuses a run directory that already holds a run: never reuse a results folder.
+if [ -e "$RESULTS" ]; then RESULTS="${RESULTS}_$(date -u +%S%N | cut -c1-6)"; fi
 SITE=${GPU_CHECK_SITE:-/tmp/fpo_gpu_site}
 BUNDLE=${GPU_CHECK_BUNDLE:-$REPO/.whl}
 EXPORT=${GPU_CHECK_EXPORT:-${OUT:-}} # the device tool's $OUT: what is there comes back
