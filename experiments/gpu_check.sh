@@ -5,13 +5,15 @@
 #   bash experiments/gpu_check.sh                    # there (device call: carry .whl)
 #   GPU_CHECK_SMOKE=1 bash experiments/gpu_check.sh  # tiny sizes: the same steps in minutes on CPU
 #   bash experiments/gpu/rehearse.sh                 # the smoke run in a copy of the GPU image
+#   GPU_CHECK_PLAN_ONLY=1 bash experiments/gpu_check.sh  # imports + preflight only, any machine
 #
 # Steps, each under its own `timeout` (and all under one overall budget: a step that would start
 # with too little time left is skipped and marked so):
 #   0. machine and versions (nvidia-smi, jax.print_environment_info, pip list); installs .whl/*.whl
 #      when present (`pip install --no-index --no-deps --target $GPU_CHECK_SITE`, then
 #      PYTHONPATH), and checks the imports; it stops here (exit 2) if they fail, or if jax sees no
-#      GPU outside smoke mode.
+#      GPU outside smoke mode. Then a preflight parses every step's command line and validates
+#      its config (seconds, no compilation; GPU_CHECK_PLAN_ONLY=1 stops after it).
 #   1. main: the main job, `python -m fpo_jax.train --env ant` with its preset (Brax's published
 #      PPO layout for ant), --num-timesteps cut to fit.
 #   2. fpo_<task>: FPO at the paper's layout (the DM Control preset: 2048 envs, unroll 30,
@@ -34,7 +36,8 @@
 # checkpoints) is also packed to $OUT/gpu_results.tar.gz and summary.md copied to $OUT.
 #
 # Exit status: 0 when every step ran (on the GPU a training step stopped by its timeout counts as
-# ran: its streamed metrics are the result), 1 when a step failed, 2 when the imports failed.
+# ran: its streamed metrics are the result), 1 when a step failed, 2 when the bundle, the imports
+# or the preflight failed.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -61,7 +64,8 @@ if [ "$SMOKE" = "1" ]; then
   TINY=(--num-envs 16 --batch-size 16 --num-minibatches 2 --num-epochs 1 --episode-length 50
     --num-eval-envs 4)
   MAIN_ARGS=("${TINY[@]}" --unroll-length 5 --num-timesteps 320 --num-evals 1)
-  FPO_ARGS=("${TINY[@]}" --unroll-length 10 --num-timesteps 640 --num-evals 1)
+  FPO_ARGS=("${TINY[@]}" --unroll-length 10 --num-evals 1)
+  FPO_STEPS_OTHER=640
   SEEDS_ARGS=("${TINY[@]}" --unroll-length 10 --num-timesteps 640)
   BENCH_ARGS=(--num-envs 16 --unroll-length 10 --batch-size 16 --num-minibatches 2
     --num-epochs 1 --episode-length 50 --rounds 1 --raw-scan-length 20)
@@ -73,7 +77,9 @@ else
   T_MAIN=65 T_FPO_CartpoleBalance=65 T_FPO_CheetahRun=90 T_BENCH=130 T_SEEDS1=30 T_SEEDS5=60
   # ant preset: 4096 envs x 5 steps x 16 unrolls = 327,680 env steps per iteration; 10 of them.
   MAIN_ARGS=(--num-timesteps 3276800 --num-evals 2)
-  FPO_ARGS=(--num-timesteps $((15 * PAPER_IT)) --num-evals 5)
+  FPO_ARGS=(--num-evals 5)
+  FPO_STEPS_CartpoleBalance=$((15 * PAPER_IT)) FPO_STEPS_CheetahRun=$((10 * PAPER_IT))
+  FPO_STEPS_OTHER=$((10 * PAPER_IT))
   SEEDS_ARGS=(--num-timesteps $((2 * PAPER_IT)))
   BENCH_ARGS=(--num-envs 2048 --unroll-length 30 --batch-size 1024 --num-minibatches 32
     --num-epochs 16 --episode-length 1000 --rounds 2 --raw-scan-length 1000)
@@ -97,6 +103,10 @@ record() { # record NAME RC T0 T1 TIMEOUT NOTE
 step() {
   local name=$1 cap=$2
   shift 2
+  if [ "$PLANNING" = 1 ]; then # first pass: only write the command down for the preflight
+    { printf '%s\t' "$name" && printf '%q ' "$@" && echo; } >>"$RESULTS/plan.tsv"
+    return 0
+  fi
   local now left t t0 rc
   now=$(date +%s)
   left=$((BUDGET_S - (now - START) - RESERVE_S))
@@ -189,7 +199,8 @@ for dist in ["jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "bra
 print("mujoco.__file__", mujoco.__file__)
 print("fpo_jax.envs.__file__", fpo_jax.envs.__file__)
 print("devices", jax.devices(), "backend", jax.default_backend())
-if os.environ.get("GPU_CHECK_SMOKE") != "1" and jax.default_backend() != "gpu":
+cpu_ok = os.environ.get("GPU_CHECK_SMOKE") == "1" or os.environ.get("GPU_CHECK_PLAN_ONLY") == "1"
+if not cpu_ok and jax.default_backend() != "gpu":
     raise SystemExit("jax sees no GPU (set GPU_CHECK_SMOKE=1 for the CPU smoke run)")
 EOF
 rc=$?
@@ -202,15 +213,16 @@ fi
 grep -v "^Failed to import" "$RESULTS/imports.log" | tail -n 3
 
 # ---------------------------------------------------------------------------------------------
+run_steps() {
 # 1. The main job.
 step main "$T_MAIN" "$PY" -m fpo_jax.train --env ant "${MAIN_ARGS[@]}" \
   --run-dir "$RESULTS/runs/main" --no-progress
 
 # 2. FPO at the paper's layout, one task per process.
 for task in $TASKS; do
-  cap_var=T_FPO_$task
+  cap_var=T_FPO_$task steps_var=FPO_STEPS_$task
   step "fpo_$task" "${!cap_var:-$T_FPO_OTHER}" "$PY" -m fpo_jax.train --env "$task" --algo fpo \
-    "${FPO_ARGS[@]}" --run-dir "$RESULTS/runs/fpo_$task" --no-checkpoint --no-progress
+    "${FPO_ARGS[@]}" --num-timesteps "${!steps_var:-$FPO_STEPS_OTHER}" --run-dir "$RESULTS/runs/fpo_$task" --no-checkpoint --no-progress
 done
 
 # 3. Throughput at that layout (compilation cache off: compile times are measured). Only raw
@@ -230,6 +242,58 @@ for k in 1 5; do
     "${SEEDS_ARGS[@]}" --num-seeds "$k" --num-evals 0 --run-dir "$RESULTS/runs/seeds$k" \
     --no-checkpoint --no-progress
 done
+}
+
+# Preflight: every training / benchmark command line is parsed and its config validated (seconds,
+# no compilation), so that a bad flag or layout fails here rather than after minutes of GPU time.
+PLANNING=1
+: >"$RESULTS/plan.tsv"
+run_steps
+PLANNING=0
+t0=$(date +%s)
+timeout 120 "$PY" - "$RESULTS/plan.tsv" >"$RESULTS/preflight.log" 2>&1 <<'EOF'
+import importlib.util
+import os
+import shlex
+import sys
+
+from fpo_jax import config as config_lib
+from fpo_jax.train import parse_config
+
+bench = None
+for line in open(sys.argv[1]):
+    name, cmd = line.rstrip("\n").split("\t", 1)
+    argv = shlex.split(cmd)
+    if "fpo_jax.train" in argv:
+        cfg = config_lib.validate(parse_config(argv[argv.index("fpo_jax.train") + 1 :]))
+        print(f"{name}: {cfg.algo} on {cfg.env}, {cfg.num_envs} envs x {cfg.num_seeds} seeds, "
+              f"{cfg.env_steps_per_iteration:,} env steps / iteration, {cfg.num_timesteps:,} steps")
+    elif any(a.endswith("bench_throughput.py") for a in argv):
+        i = next(i for i, a in enumerate(argv) if a.endswith("bench_throughput.py"))
+        if bench is None:
+            spec = importlib.util.spec_from_file_location("bench_throughput", argv[i])
+            bench = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = bench
+            sys.path.insert(0, os.path.dirname(os.path.abspath(argv[i])))  # its `import common`
+            spec.loader.exec_module(bench)
+        args = bench.parse_args(argv[i + 1 :])
+        print(f"{name}: bench_throughput.py on {args.env}, {args.num_envs} envs")
+    else:
+        raise SystemExit(f"preflight: unknown step command: {cmd}")
+print("preflight ok")
+EOF
+rc=$?
+record preflight "$rc" "$t0" "$(date +%s)" 120 ""
+cat "$RESULTS/preflight.log"
+if [ "$rc" != 0 ]; then
+  echo "gpu_check: preflight failed (exit status $rc): a step's command line is wrong"
+  exit 2
+fi
+if [ "${GPU_CHECK_PLAN_ONLY:-0}" = 1 ]; then
+  echo "gpu_check: GPU_CHECK_PLAN_ONLY=1: the plan is valid; stopping before the steps"
+  exit 0
+fi
+run_steps
 
 # ---------------------------------------------------------------------------------------------
 # 5. Summary, and the copy that comes back from the device machine.

@@ -14,6 +14,8 @@
 # 4. `GPU_CHECK_SMOKE=1 bash experiments/gpu_check.sh` with that venv's python3, which installs
 #    the bundle exactly as on the GPU machine (pip install --no-index --no-deps --target
 #    .rehearsal/site .whl/*.whl; PYTHONPATH), into .rehearsal/results/gpu_smoke_<date>/.
+#    Before it, `GPU_CHECK_PLAN_ONLY=1 bash experiments/gpu_check.sh` at the GPU sizes: every
+#    command line of the real check is parsed and its config validated (no compilation).
 # 5. The fast unit tests in the same environment (REHEARSE_TESTS to change the list).
 #
 # The venv is reused when its package list is unchanged (REHEARSE_FRESH=1 rebuilds it).
@@ -91,11 +93,16 @@ fi
 "$VENV/bin/python3" -m pip install -q --no-deps -e "$REPO" >"$R/install_repo.log" 2>&1 \
   || { cat "$R/install_repo.log"; exit 1; }
 
-# 4. The check, as on the GPU machine.
+# 4. The check, as on the GPU machine: first its plan at the GPU sizes, then the smoke run.
 RESULTS=$R/results/gpu_smoke_$(date -u +%Y%m%d_%H%M%S)
 export PATH="$VENV/bin:$PATH"
-t0=$(date +%s)
 set +e
+GPU_CHECK_PLAN_ONLY=1 GPU_CHECK_PYTHON="$VENV/bin/python3" GPU_CHECK_SITE="$R/site" \
+  GPU_CHECK_OUT="$RESULTS.plan" GPU_CHECK_XLA_CACHE="$R/xla_cache" GPU_CHECK_EXPORT= \
+  bash experiments/gpu_check.sh >"$R/gpu_check_plan.log" 2>&1
+plan_rc=$?
+grep -v "^Failed to import" "$R/gpu_check_plan.log" | tail -n 9
+t0=$(date +%s)
 GPU_CHECK_SMOKE=1 GPU_CHECK_PYTHON="$VENV/bin/python3" GPU_CHECK_SITE="$R/site" \
   GPU_CHECK_OUT="$RESULTS" GPU_CHECK_XLA_CACHE="$R/xla_cache" GPU_CHECK_EXPORT= \
   bash experiments/gpu_check.sh 2>&1 | tee "$R/gpu_check_smoke.log"
@@ -112,11 +119,12 @@ tests_s=$(($(date +%s) - t0))
 set -e
 
 echo
+echo "rehearse: gpu_check plan at the GPU sizes: exit status $plan_rc"
 echo "rehearse: gpu_check smoke: exit status $check_rc in ${check_s}s (results: $RESULTS)"
 echo "rehearse: unit tests on jax $("$VENV/bin/python3" -c 'import jax; print(jax.__version__)'):" \
   "exit status $tests_rc in ${tests_s}s ($(tail -n 1 "$R/pytest.log"))"
 echo "rehearse: total $(($(date +%s) - T_START))s"
-if [ "$check_rc" = 0 ] && [ "$tests_rc" = 0 ]; then
+if [ "$plan_rc" = 0 ] && [ "$check_rc" = 0 ] && [ "$tests_rc" = 0 ]; then
   echo "rehearse: PASS"
 else
   echo "rehearse: FAIL"
