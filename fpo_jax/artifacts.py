@@ -67,7 +67,8 @@ def make_policy(agent: Any, params: Any, obs_stats: normalization.RunningStats, 
     """
 
     def policy(obs: Array, key: Array) -> Array:
-        obs = normalization.normalize(obs_stats, obs, config.normalize_observations)
+        clip = None if config.obs_norm == "reference" else 10.0
+        obs = normalization.normalize(obs_stats, obs, config.normalize_observations, clip=clip)
         return jnp.tanh(agent.eval_act(params, obs, key))
 
     return policy

@@ -29,6 +29,8 @@ One training iteration (all inside one compiled program, no host round trip):
 Observations are normalised with the running statistics *as they were at the start of the
 iteration* both when acting and when computing the loss, so the ratio is exactly 1 on the first
 minibatch; statistics gathered during the rollout take effect from the next iteration.
+(``obs_norm="reference"`` instead reproduces the FPO authors' order: statistics updated once
+after the rollout and used in the loss; see :mod:`fpo_jax.normalization`.)
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ class Rollout:
     """One iteration's experience, as :meth:`Trainer.collect` hands it to :meth:`Trainer.update`.
 
     ``traj``: dict of arrays with leading dims (num_trajectories, unroll_length), num_trajectories
-    = batch_size * num_minibatches: ``obs`` (normalised as when acting), ``raw_action``,
+    = batch_size * num_minibatches: ``obs`` (normalised as when acting; raw with
+    ``obs_norm="reference"``, which normalises in :meth:`Trainer.update`), ``raw_action``,
     ``extras`` (the agent's), ``reward``, ``done``, ``truncation``. ``bootstrap_obs``:
     (num_trajectories, obs_dim), the normalised observation after each trajectory's last step.
     ``logs``: per-unroll episode counts and return sums (for the metrics).
@@ -184,12 +187,16 @@ class Trainer:
         return parallel.shard_along(tree, self.mesh, axis)
 
     def _normalize(self, stats: normalization.RunningStats, obs: Array) -> Array:
-        return normalization.normalize(stats, obs, self.config.normalize_observations)
+        c = self.config
+        clip = None if c.obs_norm == "reference" else 10.0
+        return normalization.normalize(stats, obs, c.normalize_observations, clip=clip)
 
     # ------------------------------------------------------------------ rollout
     def _unroll(self, params, stats_for_acting, carry, key):
         """One unroll of ``unroll_length`` steps. Returns (carry, (traj (T, B, ...), bootstrap))."""
         env_state, new_stats = carry
+
+        reference = self.config.obs_norm == "reference"
 
         def env_step(carry, step_key):
             env_state, new_stats = carry
@@ -200,7 +207,9 @@ class Trainer:
             done = next_state.done
             episode_return = next_state.info["episode_metrics"]["sum_reward"]
             transition = {
-                "obs": obs,
+                # 'reference' normalises in the loss, with the statistics updated after the
+                # rollout (the FPO authors' order); 'welford' stores what the policy saw.
+                "obs": raw_obs if reference else obs,
                 "raw_action": raw_action,
                 "extras": extras,
                 "reward": next_state.reward,
@@ -211,12 +220,15 @@ class Trainer:
                 "episodes": jnp.sum(done),
                 "episode_return_sum": jnp.sum(jnp.where(done > 0, episode_return, 0.0)),
             }
-            new_stats = normalization.update(new_stats, raw_obs)
+            if not reference:
+                new_stats = normalization.update(new_stats, raw_obs)
             return (next_state, new_stats), (transition, logs)
 
         keys = jax.random.split(key, self.config.unroll_length)
         (env_state, new_stats), (traj, logs) = jax.lax.scan(env_step, (env_state, new_stats), keys)
-        bootstrap_obs = self._normalize(stats_for_acting, envs.flat_obs(env_state.obs))
+        bootstrap_obs = envs.flat_obs(env_state.obs)
+        if not reference:
+            bootstrap_obs = self._normalize(stats_for_acting, bootstrap_obs)
         return (env_state, new_stats), (traj, bootstrap_obs, logs)
 
     # ------------------------------------------------------------------ update
@@ -277,9 +289,11 @@ class Trainer:
         """
         c = self.config
         key, k_refresh, k_rollout = jax.random.split(state.key, 3)
-        env_state = envs.refresh_initial_states(
-            self.train_env, state.env_state, jax.random.split(k_refresh, c.num_envs)
-        )
+        env_state = state.env_state
+        if c.refresh_initial_states:
+            env_state = envs.refresh_initial_states(
+                self.train_env, env_state, jax.random.split(k_refresh, c.num_envs)
+            )
         env_state = self._shard(env_state)
         unroll = lambda carry, k: self._unroll(state.params, state.obs_stats, carry, k)
         (env_state, new_stats), (traj, bootstrap_obs, logs) = jax.lax.scan(
@@ -291,6 +305,9 @@ class Trainer:
         )
         bootstrap_obs = bootstrap_obs.reshape(-1, bootstrap_obs.shape[-1])
         traj, bootstrap_obs = self._shard((traj, bootstrap_obs))
+        if c.obs_norm == "reference" and c.normalize_observations:
+            # Once per iteration, from the rollout's observations, before the update epochs.
+            new_stats = normalization.update(new_stats, traj["obs"], mode="reference")
         state = state.replace(
             env_state=self._shard(env_state),
             obs_stats=new_stats if c.normalize_observations else state.obs_stats,
@@ -307,7 +324,11 @@ class Trainer:
         """
         c = self.config
         key, k_sgd = jax.random.split(state.key)
-        data = (rollout.traj, rollout.bootstrap_obs)
+        traj, bootstrap_obs = rollout.traj, rollout.bootstrap_obs
+        if c.obs_norm == "reference":  # raw observations, normalised with the new statistics
+            traj = {**traj, "obs": self._normalize(state.obs_stats, traj["obs"])}
+            bootstrap_obs = self._normalize(state.obs_stats, bootstrap_obs)
+        data = (traj, bootstrap_obs)
         epoch = lambda carry, k: self._epoch(data, carry, k)
         (params, opt_state), sgd_metrics = jax.lax.scan(
             epoch, (state.params, state.opt_state), jax.random.split(k_sgd, c.num_epochs)

@@ -69,13 +69,18 @@ register_algorithm(
         "default": dict(entropy_cost=0.01),
     },
 )
+# DPPO is evaluated with the stochastic chain it is trained with (sigma noise at every step), as
+# the FPO authors evaluate it; change --eval-sigma together with --dppo-sigma.
+_DPPO_EVAL = dict(eval_integrator="stochastic", eval_sigma=0.05)
 register_algorithm(
     "dppo",
     DPPOAgent,
     "denoising-MDP baseline (per-step Gaussian likelihoods of a stochastic flow chain)",
     {
-        "dm_control": dict(clip_epsilon=0.2, dppo_sigma=0.05),
-        "brax": dict(clip_epsilon=0.2, entropy_cost=0.0),
+        "dm_control": dict(clip_epsilon=0.2, dppo_sigma=0.05, **_DPPO_EVAL),
+        "brax": dict(clip_epsilon=0.2, entropy_cost=0.0, **_DPPO_EVAL),
+        "builtin": _DPPO_EVAL,
+        "default": _DPPO_EVAL,
     },
 )
 

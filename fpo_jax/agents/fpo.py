@@ -45,7 +45,12 @@ class FPOAgent(FlowPolicy):
             pairs = {"pair_key": pair_keys}
         else:
             t, eps = flow.draw_cfm_pairs(
-                k_pairs, batch_shape, c.num_pairs, self.action_size, t_kind=c.t_sampler
+                k_pairs,
+                batch_shape,
+                c.num_pairs,
+                self.action_size,
+                t_kind=c.t_sampler,
+                num_grid_steps=c.flow_steps,
             )
             pairs = {"eps": eps, "t": t}
         old = loss.cfm_loss(
@@ -57,7 +62,12 @@ class FPOAgent(FlowPolicy):
         """One raw key per action (*B, 2) -> its pairs t (*B, N, 1), eps (*B, N, A)."""
         c = self.config
         draw = lambda k: flow.draw_cfm_pairs(
-            k, (), c.num_pairs, self.action_size, t_kind=c.t_sampler
+            k,
+            (),
+            c.num_pairs,
+            self.action_size,
+            t_kind=c.t_sampler,
+            num_grid_steps=c.flow_steps,
         )
         flat = pair_keys.reshape(-1, 2)
         t, eps = jax.vmap(draw)(flat)
@@ -86,5 +96,14 @@ class FPOAgent(FlowPolicy):
             trust_region=c.trust_region,
             weighting=c.cfm_weighting,
             cfm_loss_clamp=c.cfm_loss_clamp,
-            log_ratio_clamp=c.log_ratio_clamp,
+            log_ratio_clamp=self.log_ratio_clamp,
         )
+
+    @property
+    def log_ratio_clamp(self) -> float | None:
+        """The configured clamp; by default 3 for per-pair ratios (the FPO authors' choice:
+        a single pair's ratio is far noisier than the pair-averaged one), none for 'mean'."""
+        c = self.config
+        if c.log_ratio_clamp is not None:
+            return None if c.log_ratio_clamp == float("inf") else c.log_ratio_clamp
+        return 3.0 if c.ratio == "per_sample" else None
