@@ -23,6 +23,7 @@ Run from the repository root::
 
     python experiments/ablations.py --budget small     # ~12 min on 2 CPU cores
     python experiments/ablations.py --budget full      # 5 seeds, 4x the steps
+    python experiments/ablations.py --smoke            # 2 variants, budget smoke, to /tmp
 
 Writes ``experiments/results/ablations.md`` and ``ablations.png``.
 """
@@ -73,7 +74,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--budget", choices=sorted(BUDGETS), default="small")
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     p.add_argument("--seeds", type=int, default=None)
-    args = p.parse_args(argv)
+    args = common.parse_args(
+        p, argv, "--budget smoke and only the first two variants", smoke_budget="smoke"
+    )
+    variants = VARIANTS[:2] if args.smoke else VARIANTS
     clock = common.Stopwatch()
     common.enable_compilation_cache()
     factor, seeds = BUDGETS[args.budget]
@@ -89,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
             + ", ".join(f"{k}={v}" for k, v in ov.items() if getattr(base, k) != v)
             + f"; {seeds} seeds (vmapped)"
         )
-        for group, label, change in VARIANTS:
+        for group, label, change in variants:
             common.log(f"{task}: {label}")
             t0 = time.perf_counter()
             res = train(task, base, num_seeds=seeds, progress=False, **{**ov, **change})
@@ -110,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         if task == "gridworld":
             headers.append("`gridworld` final episode length")
     rows = []
-    for group, label, _ in VARIANTS:
+    for group, label, _ in variants:
         row = [group, label]
         for task in args.tasks:
             final, best = common.final_and_best(results[(task, label)]["curve"])
@@ -123,13 +127,13 @@ def main(argv: list[str] | None = None) -> None:
                 row.append(f"{results[(task, label)]['length']:.1f}")
         rows.append(row)
     walls = ", ".join(
-        f"{t}: {np.mean([results[(t, v[1])]['wall'] for v in VARIANTS]):.0f} s" for t in args.tasks
+        f"{t}: {np.mean([results[(t, v[1])]['wall'] for v in variants]):.0f} s" for t in args.tasks
     )
 
     plt = common.pyplot()
     fig, axes = plt.subplots(1, len(args.tasks), figsize=(6.5 * len(args.tasks), 4), squeeze=False)
     for ax, task in zip(axes[0], args.tasks, strict=True):
-        for j, (_, label, _) in enumerate(VARIANTS):
+        for j, (_, label, _) in enumerate(variants):
             r = results[(task, label)]
             common.plot_curves(ax, r["steps"], r["curve"], label, f"C{j}")
         ax.set_title(task)

@@ -1,24 +1,37 @@
 """K seeds as one vmapped program vs K sequential single-seed runs (issue: scale-out).
 
     python experiments/bench_seeds.py [--env gridworld] [--seeds 4] [--calls 5]
+    python experiments/bench_seeds.py --smoke    # gridworld, 2 seeds, 1 call, to /tmp
 
-Both sides use the same compiled-step layout; sequential runs reuse one compiled single-seed step
-(the fair case: a user looping over seeds in one process). Reports env steps/s after compile and
-compile time of each, and the speed-up of the vmapped program. Writes
-experiments/results/seeds_<env>_cpu.md.
+Both sides use the representation ``fpo_jax.train`` runs: a state with a leading seed axis and
+``jax.jit(jax.vmap(trainer.train_step))`` over it, of size 1 for each sequential run and of size
+K for the vmapped program. The sequential runs reuse one compiled single-seed step (the fair
+case: a user looping over seeds in one process). Reports env steps/s after compile and compile
+time of each, and the speed-up of the vmapped program. Writes
+experiments/results/seeds_<env>_<platform>.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
-import common  # noqa: F401  (puts the repository on sys.path)
-import jax
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402  (also puts the repository on sys.path)
+import jax  # noqa: E402
 
-from fpo_jax import envs
-from fpo_jax.config import TrainConfig
-from fpo_jax.trainer import Trainer
+from fpo_jax import envs  # noqa: E402
+from fpo_jax.config import TrainConfig  # noqa: E402
+from fpo_jax.trainer import Trainer  # noqa: E402
+
+
+def compile_step(trainer: Trainer, state: object) -> tuple[object, float]:
+    """``jax.jit(jax.vmap(trainer.train_step))`` for ``state``'s seed axis; (compiled, seconds)."""
+    t0 = time.perf_counter()
+    step = jax.jit(jax.vmap(trainer.train_step), donate_argnums=0).lower(state).compile()
+    return step, time.perf_counter() - t0
 
 
 def timed_calls(step, state, calls: int) -> tuple[object, float]:
@@ -31,36 +44,32 @@ def timed_calls(step, state, calls: int) -> tuple[object, float]:
     return state, time.perf_counter() - start
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="CartpoleBalance")
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--calls", type=int, default=3)
     parser.add_argument("--num-envs", type=int, default=64)
-    args = parser.parse_args()
+    args = common.parse_args(parser, argv, "gridworld, 2 seeds, 1 timed call, 16 envs")
+    if args.smoke:
+        args.env, args.seeds, args.calls, args.num_envs = "gridworld", 2, 1, 16
 
     config = TrainConfig(
         env=args.env, num_envs=args.num_envs, batch_size=args.num_envs, num_minibatches=4,
         num_epochs=2, unroll_length=16, episode_length=1000,
     )  # fmt: skip
     trainer = Trainer(envs.make_env(args.env), config)
+    init = jax.jit(jax.vmap(trainer.init))  # PRNG keys (seeds, 2) -> state, leading seed axis
     keys = jax.vmap(jax.random.PRNGKey)(jax.numpy.arange(args.seeds))
     steps = config.env_steps_per_call * args.calls
 
-    t0 = time.perf_counter()
-    one = jax.jit(trainer.train_step, donate_argnums=0).lower(jax.jit(trainer.init)(keys[0]))
-    one = one.compile()
-    compile_one = time.perf_counter() - t0
-    sequential = 0.0
-    for i in range(args.seeds):
-        _, seconds = timed_calls(one, jax.jit(trainer.init)(keys[i]), args.calls)
-        sequential += seconds
+    singles = [init(keys[i : i + 1]) for i in range(args.seeds)]  # seed axis of size 1
+    one, compile_one = compile_step(trainer, singles[0])
+    sequential = sum(timed_calls(one, state, args.calls)[1] for state in singles)
 
-    t0 = time.perf_counter()
-    init_many = jax.jit(jax.vmap(trainer.init))(keys)
-    many = jax.jit(jax.vmap(trainer.train_step), donate_argnums=0).lower(init_many).compile()
-    compile_many = time.perf_counter() - t0
-    _, vmapped = timed_calls(many, init_many, args.calls)
+    state = init(keys)  # seed axis of size K
+    many, compile_many = compile_step(trainer, state)
+    _, vmapped = timed_calls(many, state, args.calls)
 
     rows = [
         ("K sequential single-seed runs", args.seeds * steps / sequential, compile_one, 1.0),
@@ -71,10 +80,11 @@ def main() -> None:
         ["method", "env steps/s (all seeds)", "compile s", "speed-up"],
         [(m, f"{sps:,.0f}", f"{c:.1f}", f"{s:.2f}") for m, sps, c, s in rows],
     )
+    platform = jax.default_backend()
     text = (
         common.results_header(
             f"K = {args.seeds} seeds: vmapped vs sequential ({args.env})",
-            "cpu",
+            "smoke" if args.smoke else platform,
             [
                 f"FPO, {args.num_envs} envs per seed, {config.env_steps_per_call:,} env steps per "
                 f"call, {args.calls} timed calls per seed after one warm-up call"
@@ -84,7 +94,7 @@ def main() -> None:
         + table
     )
     print(text)
-    common.write_result(f"seeds_{args.env}_cpu.md", text)
+    common.write_result(f"seeds_{args.env}_{platform}.md", text)
 
 
 if __name__ == "__main__":

@@ -7,13 +7,16 @@ Measures, on the same environment and the same rollout / batch / epoch shape:
 2. Brax's own PPO (``brax.training.agents.ppo.train.train``) with the same layout and 4x32 / 5x256
    networks (PyPI brax 0.14.2 calls ``jax.device_put_replicated``, which jax 0.10.2 removed: a
    shim is installed for this process only);
-3. this project's Gaussian PPO and 4. this project's FPO, each as
-   ``jax.jit(trainer.train_step, donate_argnums=0)`` compiled ahead of time, so compile time and
-   steps/s are measured separately.
+3. this project's Gaussian PPO, FPO and DPPO, through the trainer's public API only: the whole
+   iteration as ``jax.jit(trainer.train_step, donate_argnums=0)`` (collect and update in one
+   program, as ``fpo_jax.train`` runs it), compiled ahead of time so that compile time and steps/s
+   are measured separately; and its two halves compiled as two programs,
+   ``jax.jit(trainer.collect)`` and ``jax.jit(trainer.update)``, timed one after the other (update
+   on the rollout that collect just returned).
 
-Then it explains FPO's overhead: a grid over ``flow_steps`` x ``num_pairs``, a rollout / update
-split (the update half compiled alone), and the compiled step's memory
-(``compiled.memory_analysis()``) for ``pair_storage="stored"`` vs ``"key"``.
+Then it explains FPO's overhead: collect vs update for a grid over ``flow_steps`` x
+``num_pairs``, and the compiled step's memory (``compiled.memory_analysis()``) for
+``pair_storage="stored"`` vs ``"key"``.
 
 Timing is robust to other processes on the machine: everything is compiled and warmed up first,
 then the programs are timed one call each, round-robin, for several rounds (Brax PPO's epochs are
@@ -23,71 +26,55 @@ median is reported too). Load from other processes only ever slows a call down.
 Run from the repository root::
 
     python experiments/bench_throughput.py                    # Playground CartpoleBalance
-    python experiments/bench_throughput.py --quick            # smoke run: tiny sizes, 3 programs
+    python experiments/bench_throughput.py --smoke            # tiny sizes on gridworld, ~1-2 min
     python experiments/bench_throughput.py --env inverted_pendulum --backend spring
 
-Results go to stdout and ``experiments/results/throughput_<env>_<platform>.md``.
+Results go to stdout and ``experiments/results/throughput_<env>_<platform>.md`` (``--out``;
+with ``--smoke`` a folder under /tmp).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
-import importlib.metadata
-import os
-import platform
-import shlex
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # runnable as `python experiments/bench_throughput.py`
-    sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402  (also puts the repository on sys.path)
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from common import fmt_mib, fmt_rate, fmt_ratio, fmt_s  # noqa: E402
 
 from fpo_jax import config as config_lib  # noqa: E402
 from fpo_jax import envs  # noqa: E402
-from fpo_jax.trainer import Trainer, TrainState  # noqa: E402
+from fpo_jax.trainer import Trainer  # noqa: E402
 
 SHIM_NOTES: list[str] = []
 
 
 # ----------------------------------------------------------------------------------------------
-# Helpers
+# Programs and their timings
 
 
 def block(tree: Any) -> Any:
     return jax.block_until_ready(tree)
 
 
-def load_average() -> str:
-    try:
-        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "unavailable"
-
-
-def fmt_rate(x: float | None) -> str:
-    return "-" if x is None or not np.isfinite(x) else f"{x:,.0f}"
-
-
-def fmt_s(x: float | None, digits: int = 1) -> str:
-    return "-" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
-
-
-def fmt_ratio(a: float | None, b: float | None) -> str:
-    return "-" if a is None or b is None or not b else f"{a / b:.2f}"
-
-
-def mib(nbytes: float | None) -> str:
-    return "-" if nbytes is None else f"{nbytes / 2**20:.1f}"
+def compile_timed(
+    fn: Callable, *args: Any, donate: tuple[int, ...] = (0,)
+) -> tuple[Any, str, float]:
+    """``jax.jit(fn, donate_argnums=donate).lower(*args).compile()``; (compiled, note, seconds)."""
+    t0 = time.perf_counter()
+    lowered = jax.jit(fn, donate_argnums=donate).lower(*args)
+    t1 = time.perf_counter()
+    compiled = lowered.compile()
+    t2 = time.perf_counter()
+    return compiled, f"trace {t1 - t0:.1f} s + XLA {t2 - t1:.1f} s", t2 - t0
 
 
 def nbytes(shapes: Any) -> int:
@@ -117,7 +104,7 @@ def memory_of(compiled: Any) -> dict[str, int] | None:
 class Runner:
     """A compiled program and its state, ``state = step(state)``, timed one blocking call at a time.
 
-    ``steps`` is the env steps one call performs (0 for the update-only programs).
+    ``steps`` is the env steps one call performs.
     """
 
     name: str
@@ -137,13 +124,32 @@ class Runner:
     def timed(self) -> None:
         self.times.append(self.call())
 
-    @property
-    def best(self) -> float:
-        return min(self.times)
 
-    @property
-    def median(self) -> float:
-        return float(np.median(self.times))
+@dataclasses.dataclass
+class Halves:
+    """``trainer.collect`` and ``trainer.update`` compiled as two programs; one call is one
+    iteration: collect, then update on the rollout it returned, each timed to its end."""
+
+    collect: Callable[[Any], Any]
+    update: Callable[[Any, Any], Any]
+    state: Any
+    collect_times: list[float] = dataclasses.field(default_factory=list)
+    update_times: list[float] = dataclasses.field(default_factory=list)
+
+    def call(self) -> tuple[float, float]:
+        t0 = time.perf_counter()
+        state, rollout = block(self.collect(self.state))
+        t1 = time.perf_counter()
+        self.state, _ = block(self.update(state, rollout))
+        return t1 - t0, time.perf_counter() - t1
+
+    def warm_up(self) -> None:
+        self.call()
+
+    def timed(self) -> None:
+        collect_s, update_s = self.call()
+        self.collect_times.append(collect_s)
+        self.update_times.append(update_s)
 
 
 @dataclasses.dataclass
@@ -154,7 +160,8 @@ class Method:
     compile_s: float | None = None
     note: str = ""
     runner: Runner | None = None
-    update: Runner | None = None  # update-only program (ours)
+    halves: Halves | None = None  # ours: collect and update as separate programs
+    collect_compile_s: float | None = None
     update_compile_s: float | None = None
     memory: dict[str, int] | None = None
     buffer_bytes: int | None = None
@@ -181,6 +188,13 @@ class Method:
         times, steps = self._times()
         return min(times) * steps_per_iteration / steps if times else None
 
+    def half_seconds(self) -> tuple[float | None, float | None]:
+        """Best collect and best update seconds (one iteration each)."""
+        h = self.halves
+        if h is None or not h.collect_times:
+            return None, None
+        return min(h.collect_times), min(h.update_times)
+
 
 # ----------------------------------------------------------------------------------------------
 # 1. Raw stepping
@@ -201,9 +215,7 @@ def build_raw(env: Any, cfg: config_lib.TrainConfig, scan_length: int) -> Method
 
         return jax.lax.scan(body, state, None, length=scan_length)[0]
 
-    t0 = time.perf_counter()
-    compiled = jax.jit(run, donate_argnums=0).lower(state).compile()
-    compile_s = time.perf_counter() - t0
+    compiled, _, compile_s = compile_timed(run, state)
     steps = scan_length * cfg.num_envs * cfg.action_repeat
     return Method(
         "raw stepping (zero actions)",
@@ -323,138 +335,48 @@ def run_brax_ppo(
 
 
 # ----------------------------------------------------------------------------------------------
-# 3./4. Our trainer
+# 3. Ours, through the trainer's public API
 
 
-def make_rollout_fn(trainer: Trainer) -> Callable[[TrainState], Any]:
-    """The rollout half of ``Trainer._iteration`` (cache refresh, unroll scan, reshape).
-
-    state -> (state, (traj with leaves (num_envs * num_unrolls, T, ...), bootstrap_obs)). Only
-    traced (``jax.eval_shape``) here, for the rollout buffer's shapes.
-    """
-    c = trainer.config
-
-    def rollout(state: TrainState):
-        key, k_refresh, k_rollout, _ = jax.random.split(state.key, 4)
-        env_state = envs.refresh_initial_states(
-            trainer.train_env, state.env_state, jax.random.split(k_refresh, c.num_envs)
-        )
-        unroll = lambda carry, k: trainer._unroll(state.params, state.obs_stats, carry, k)
-        (env_state, stats), (traj, bootstrap_obs, _) = jax.lax.scan(
-            unroll, (env_state, state.obs_stats), jax.random.split(k_rollout, c.num_unrolls)
-        )
-        traj = jax.tree.map(
-            lambda x: jnp.swapaxes(x, 1, 2).reshape(-1, c.unroll_length, *x.shape[3:]), traj
-        )
-        bootstrap_obs = bootstrap_obs.reshape(-1, bootstrap_obs.shape[-1])
-        return state.replace(env_state=env_state, obs_stats=stats, key=key), (traj, bootstrap_obs)
-
-    return rollout
-
-
-def make_update_fn(trainer: Trainer) -> Callable[[TrainState, Any], TrainState]:
-    """The update half of ``Trainer._iteration``: num_epochs x num_minibatches SGD steps."""
-    c = trainer.config
-
-    def update(state: TrainState, data: Any) -> TrainState:
-        key, _, _, k_sgd = jax.random.split(state.key, 4)
-        epoch = lambda carry, k: trainer._epoch(data, carry, k)
-        (params, opt_state), _ = jax.lax.scan(
-            epoch, (state.params, state.opt_state), jax.random.split(k_sgd, c.num_epochs)
-        )
-        return state.replace(params=params, opt_state=opt_state, key=key)
-
-    return update
-
-
-def synthetic_like(shapes: Any, seed: int = 0) -> Any:
-    """Arrays of the given shapes: |0.1 N(0, 1)| floats, random uint32 bits, integer zeros."""
-    leaves, treedef = jax.tree.flatten(shapes)
-    out = []
-    for k, leaf in zip(
-        jax.random.split(jax.random.PRNGKey(seed), len(leaves)), leaves, strict=True
-    ):
-        if jnp.issubdtype(leaf.dtype, jnp.floating):
-            out.append(jnp.abs(0.1 * jax.random.normal(k, leaf.shape, leaf.dtype)))
-        elif leaf.dtype == jnp.uint32:
-            out.append(jax.random.bits(k, leaf.shape, jnp.uint32))
-        else:
-            out.append(jnp.zeros(leaf.shape, leaf.dtype))
-    return jax.tree.unflatten(treedef, out)
-
-
-def build_ours(env: Any, cfg: config_lib.TrainConfig, label: str, with_update: bool) -> Method:
-    """The AOT-compiled training step with donated state, and optionally its update half alone.
-
-    The update half runs on synthetic data of the rollout buffer's exact shapes: the SGD phase
-    has no data-dependent control flow, so its cost does not depend on the values.
-    """
+def build_ours(env: Any, cfg: config_lib.TrainConfig, label: str, split: bool) -> Method:
+    """``trainer.train_step`` compiled ahead of time with donated state, and with ``split`` also
+    ``trainer.collect`` and ``trainer.update`` as two programs (state donated; the rollout is not,
+    since no output of update has its shapes)."""
     trainer = Trainer(env, cfg)
-    state = block(jax.jit(trainer.init)(jax.random.PRNGKey(0)))
-
-    t0 = time.perf_counter()
-    lowered = jax.jit(trainer.train_step, donate_argnums=0).lower(state)
-    t1 = time.perf_counter()
-    compiled = lowered.compile()
-    t2 = time.perf_counter()
-    _, (traj, bootstrap) = jax.eval_shape(make_rollout_fn(trainer), state)
+    init = jax.jit(trainer.init)
+    state = block(init(jax.random.PRNGKey(0)))
+    step, note, compile_s = compile_timed(trainer.train_step, state)
+    state_shape, rollout_shape = jax.eval_shape(trainer.collect, state)
     method = Method(
         label,
-        compile_s=t2 - t0,
-        note=f"trace {t1 - t0:.1f} s + XLA {t2 - t1:.1f} s",
-        runner=Runner(label, lambda s: compiled(s)[0], state, cfg.env_steps_per_call),
-        memory=memory_of(compiled),
-        buffer_bytes=nbytes((traj, bootstrap)),
-        extras_bytes=nbytes(traj["extras"]),
+        compile_s=compile_s,
+        note=note,
+        runner=Runner(label, lambda s: step(s)[0], state, cfg.env_steps_per_call),
+        memory=memory_of(step),
+        buffer_bytes=nbytes((rollout_shape.traj, rollout_shape.bootstrap_obs)),
+        extras_bytes=nbytes(rollout_shape.traj["extras"]),
     )
-    if with_update:
-        data = block(synthetic_like((traj, bootstrap)))
-        update_state = jax.tree.map(jnp.copy, state)
-        t3 = time.perf_counter()
-        update = jax.jit(make_update_fn(trainer), donate_argnums=0).lower(update_state, data)
-        update = update.compile()
-        method.update_compile_s = time.perf_counter() - t3
-        method.update = Runner(label + " [update]", lambda s: update(s, data), update_state, 0)
+    if split:
+        halves_state = block(init(jax.random.PRNGKey(0)))
+        collect, _, method.collect_compile_s = compile_timed(trainer.collect, halves_state)
+        update, _, method.update_compile_s = compile_timed(
+            trainer.update, state_shape, rollout_shape
+        )
+        method.halves = Halves(collect, update, halves_state)
     return method
 
 
 # ----------------------------------------------------------------------------------------------
-# Report
-
-
-def machine_info() -> list[str]:
-    def version(dist: str) -> str:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return "missing"
-
-    try:
-        cpu_model = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        cpu_model = "unknown"
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
-    versions = ", ".join(
-        f"{d} {version(d)}"
-        for d in ["jax", "jaxlib", "brax", "playground", "mujoco", "mujoco-mjx", "flax", "optax"]
-    )
-    return [
-        f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
-        f"- `platform.processor()`: `{platform.processor() or '(empty)'}`; /proc/cpuinfo model: "
-        f"{cpu_model}",
-        f"- `os.cpu_count()`: {os.cpu_count()} (usable by this process: {affinity})",
-        f"- python {platform.python_version()}; {versions}",
-        f"- `jax.devices()`: `{jax.devices()}`",
-    ]
+# Command line and report
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--env", default="CartpoleBalance", help="any fpo_jax.envs.make_env name")
+    p.add_argument(
+        "--env",
+        default=None,
+        help="any fpo_jax.envs.make_env name (default CartpoleBalance; gridworld with --smoke)",
+    )
     p.add_argument("--backend", default=None, help="Brax physics backend (Brax envs only)")
     p.add_argument("--impl", default="jax", help="Playground implementation (jax or warp)")
     p.add_argument("--num-envs", type=int, default=256)
@@ -469,22 +391,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--raw-scan-length", type=int, default=1000)
     p.add_argument("--brax-steps-per-epoch", type=int, default=1)
     p.add_argument("--no-brax", action="store_true", help="skip Brax PPO")
+    p.add_argument("--no-dppo", action="store_true", help="skip our DPPO")
     p.add_argument("--no-grid", action="store_true", help="skip the flow_steps x num_pairs grid")
-    p.add_argument("--no-split", action="store_true", help="skip the update-only programs")
-    p.add_argument("--no-key", action="store_true", help="skip FPO with pair_storage='key'")
     p.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run: tiny sizes; raw stepping, our PPO and FPO only",
+        "--no-split", action="store_true", help="skip the separate collect / update programs"
     )
-    p.add_argument("--out", default=None, help="markdown output (default experiments/results/...)")
-    args = p.parse_args(argv)
-    if args.quick:
+    p.add_argument("--no-key", action="store_true", help="skip FPO with pair_storage='key'")
+    p.add_argument("--quick", dest="smoke", action="store_true", help="the same as --smoke")
+    p.add_argument("--out", default=None, help="markdown output file (default: in --out-dir)")
+    args = common.parse_args(
+        p, argv, "gridworld unless --env, 32 envs, 2 rounds; raw stepping, Brax PPO, our PPO / "
+        "FPO / DPPO with collect / update; no grid, no pair_storage=key"
+    )  # fmt: skip
+    if args.smoke:
         args.num_envs, args.unroll_length, args.batch_size = 32, 10, 16
         args.num_minibatches, args.num_epochs, args.rounds = 4, 2, 2
         args.raw_scan_length = 100
         args.episode_length = min(args.episode_length, 200)
-        args.no_brax = args.no_grid = args.no_split = args.no_key = True
+        args.no_grid = args.no_key = True
+    args.env = args.env or ("gridworld" if args.smoke else "CartpoleBalance")
     if args.rounds < 1:
         p.error("--rounds must be >= 1")
     return args
@@ -492,13 +417,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    cmd_args = sys.argv[1:] if argv is None else argv
-    cmd = "python experiments/bench_throughput.py " + " ".join(shlex.quote(a) for a in cmd_args)
-    load_before = load_average()
-    wall0 = time.perf_counter()
-
-    def log(msg: str) -> None:
-        print(f"[{time.perf_counter() - wall0:6.1f} s] {msg}", flush=True)
+    clock = common.Stopwatch()
+    load_before = common.load_average(2)
 
     env = envs.make_env(args.env, backend=args.backend, impl=args.impl)
     env_name = envs.canonical_name(args.env)
@@ -521,9 +441,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     ppo_cfg = config_lib.replace(base, algo="ppo", entropy_cost=0.01, clip_epsilon=0.1)
     fpo_cfg = config_lib.replace(base, algo="fpo")  # N = 8, 10 Euler steps, pairs stored
+    dppo_cfg = config_lib.replace(base, algo="dppo", clip_epsilon=0.2)  # 10 steps, sigma 0.05
+    source = next(src for src, names in envs.list_envs().items() if env_name in names)
+    where = {
+        "playground": f"Playground, impl {args.impl}",
+        "brax": f"Brax, backend {args.backend or 'default'}",
+    }.get(source, source)
     per_it = base.env_steps_per_iteration
-    log(
-        f"{env_name} ({args.backend or args.impl}): {base.num_envs} envs, unroll "
+    common.log(
+        f"{env_name} ({where}): {base.num_envs} envs, unroll "
         f"{base.unroll_length}, batch {base.batch_size} x {base.num_minibatches} minibatches "
         f"({base.num_unrolls} unrolls/env), {base.num_epochs} epochs = {per_it} env steps per "
         f"iteration; load average {load_before}"
@@ -532,43 +458,46 @@ def main(argv: list[str] | None = None) -> None:
     # ------------------------------------------------------------------ compile everything
     methods: dict[str, Method] = {}
     methods["raw"] = build_raw(env, base, args.raw_scan_length)
-    log(f"compiled raw stepping in {methods['raw'].compile_s:.1f} s")
+    common.log(f"compiled raw stepping in {methods['raw'].compile_s:.1f} s")
 
-    def ours(key: str, label: str, cfg: config_lib.TrainConfig, with_update: bool) -> None:
-        methods[key] = m = build_ours(env, cfg, label, with_update and not args.no_split)
-        upd = "" if m.update_compile_s is None else f", update alone {m.update_compile_s:.1f} s"
-        log(f"compiled {label} in {m.compile_s:.1f} s{upd}")
+    def ours(key: str, label: str, cfg: config_lib.TrainConfig) -> None:
+        methods[key] = m = build_ours(env, cfg, label, split=not args.no_split)
+        halves = "" if m.halves is None else (
+            f"; collect alone {m.collect_compile_s:.1f} s, update alone {m.update_compile_s:.1f} s"
+        )  # fmt: skip
+        common.log(f"compiled {label} in {m.compile_s:.1f} s{halves}")
 
-    ours("ppo", "fpo_jax PPO (Gaussian)", ppo_cfg, True)
-    ours("fpo", "fpo_jax FPO (N=8, 10 Euler, stored)", fpo_cfg, True)
+    ours("ppo", "fpo_jax PPO (Gaussian)", ppo_cfg)
+    ours("fpo", "fpo_jax FPO (N=8, 10 Euler, stored)", fpo_cfg)
+    if not args.no_dppo:
+        ours("dppo", "fpo_jax DPPO (10 steps, sigma 0.05)", dppo_cfg)
     if not args.no_key:
-        key_cfg = config_lib.replace(fpo_cfg, pair_storage="key")
-        ours("fpo_key", "fpo_jax FPO (N=8, 10 Euler, key)", key_cfg, True)
+        ours(
+            "fpo_key",
+            "fpo_jax FPO (N=8, 10 Euler, key)",
+            config_lib.replace(fpo_cfg, pair_storage="key"),
+        )
     grid = [(k, n) for k in (1, 10) for n in (1, 8)]
     grid_key = lambda k, n: "fpo" if (k, n) == (10, 8) else f"fpo_k{k}_n{n}"
     if not args.no_grid:
         for k, n in grid:
             if (k, n) != (10, 8):
                 cfg = config_lib.replace(fpo_cfg, flow_steps=k, num_pairs=n)
-                # The update half does not depend on flow_steps: compile it once per N
-                # (N = 8 stored is the default FPO's).
-                ours(
-                    grid_key(k, n), f"fpo_jax FPO (N={n}, {k} Euler, stored)", cfg, (k, n) == (1, 1)
-                )
-    update_of = {key: key for key in methods}
-    update_of.update({"fpo_k10_n1": "fpo_k1_n1", "fpo_k1_n8": "fpo"})
+                ours(grid_key(k, n), f"fpo_jax FPO (N={n}, {k} Euler, stored)", cfg)
 
     # ------------------------------------------------------------------ time, round-robin
-    runners = [m.runner for m in methods.values() if m.runner is not None]
-    runners += [m.update for m in methods.values() if m.update is not None]
-    for r in runners:
-        r.warm_up()
-    log(f"warmed up {len(runners)} programs; timing them round-robin")
+    programs: list[Runner | Halves] = [m.runner for m in methods.values() if m.runner is not None]
+    programs += [m.halves for m in methods.values() if m.halves is not None]
+    for prog in programs:
+        prog.warm_up()
+    common.log(f"warmed up {len(programs)} programs; timing them round-robin")
+    rounds_done = [0]
 
     def one_round() -> None:
-        for r in runners:
-            r.timed()
-        log(f"round {len(runners[0].times)} done (load average {load_average()})")
+        for prog in programs:
+            prog.timed()
+        rounds_done[0] += 1
+        common.log(f"round {rounds_done[0]} done (load average {common.load_average(2)})")
 
     if args.no_brax:
         for _ in range(args.rounds):
@@ -579,21 +508,40 @@ def main(argv: list[str] | None = None) -> None:
                 env, ppo_cfg, args.brax_steps_per_epoch, args.rounds + 1, one_round
             )
         except Exception as e:  # noqa: BLE001 - report it and carry on with the others
-            log(f"Brax PPO failed: {type(e).__name__}: {e}")
+            common.log(f"Brax PPO failed: {type(e).__name__}: {e}")
             methods["brax"] = Method("Brax PPO (brax.training)", error=f"{type(e).__name__}: {e}")
-            while len(runners[0].times) < args.rounds:
+            while rounds_done[0] < args.rounds:
                 one_round()
-    load_after = load_average()
-    total_s = time.perf_counter() - wall0
+    load_after = common.load_average(2)
 
     # ------------------------------------------------------------------ report
     raw = methods["raw"].rate()
     brax = methods["brax"].rate() if "brax" in methods else None
-    where = f"Brax backend {args.backend}" if args.backend else f"Playground impl {args.impl}"
+    rows = []
+    for key in ["raw", "brax", "ppo", "fpo", "dppo", "fpo_key"]:
+        if key not in methods:
+            continue
+        m = methods[key]
+        if m.error:
+            rows.append([m.label, "failed", "", "", "", "", "", m.error])
+            continue
+        it = "-" if key == "raw" else fmt_s(m.seconds(per_it), 2)
+        rows.append(
+            [m.label, fmt_rate(m.rate()), fmt_rate(m.rate("median")), fmt_s(m.compile_s),
+             fmt_ratio(m.rate(), brax), fmt_ratio(m.rate(), raw), it, m.note]
+        )  # fmt: skip
+    ratios = [
+        f"**FPO / our PPO throughput: {fmt_ratio(methods['fpo'].rate(), methods['ppo'].rate())}**"
+    ]
+    for key, name in [("fpo_key", "FPO with pair_storage=key"), ("dppo", "DPPO")]:
+        if key in methods:
+            ratios.append(
+                f"{name} / our PPO: {fmt_ratio(methods[key].rate(), methods['ppo'].rate())}"
+            )
     lines = [
         f"# Training throughput: {env_name} on {jax.default_backend()}",
         "",
-        f"Command (repository root): `{cmd.strip()}`",
+        f"Command (repository root): `{common.command_line()}`",
         "",
         f"Layout (every method): {base.num_envs} envs, unroll_length {base.unroll_length}, "
         f"batch_size {base.batch_size}, num_minibatches {base.num_minibatches} "
@@ -602,89 +550,111 @@ def main(argv: list[str] | None = None) -> None:
         f"{per_it:,} env steps per iteration. Policy 4x32, value 5x256 (SiLU). Env: {env_name} "
         f"({where}).",
         "",
-        "| method | env steps/s (best) | (median) | compile s | vs Brax PPO | vs raw stepping | "
-        "s / iteration | notes |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for key in ["raw", "brax", "ppo", "fpo", "fpo_key"]:
-        if key not in methods:
-            continue
-        m = methods[key]
-        if m.error:
-            lines.append(f"| {m.label} | failed | | | | | | {m.error} |")
-            continue
-        it = "-" if key == "raw" else fmt_s(m.seconds(per_it), 2)
-        lines.append(
-            f"| {m.label} | {fmt_rate(m.rate())} | {fmt_rate(m.rate('median'))} | "
-            f"{fmt_s(m.compile_s)} | {fmt_ratio(m.rate(), brax)} | {fmt_ratio(m.rate(), raw)} | "
-            f"{it} | {m.note} |"
-        )
-    ratio = fmt_ratio(methods["fpo"].rate(), methods["ppo"].rate())
-    lines += ["", f"**FPO / our PPO throughput: {ratio}**"]
-    if "fpo_key" in methods:
-        key_ratio = fmt_ratio(methods["fpo_key"].rate(), methods["ppo"].rate())
-        lines[-1] += f" (FPO with pair_storage=key / our PPO: {key_ratio})"
-    lines += [
+        common.markdown_table(
+            [
+                "method",
+                "env steps/s (best)",
+                "(median)",
+                "compile s",
+                "vs Brax PPO",
+                "vs raw stepping",
+                "s / iteration",
+                "notes",
+            ],
+            rows,
+            "lrrrrrrl",
+        ).rstrip(),  # fmt: skip
+        "",
+        ratios[0] + (f" ({'; '.join(ratios[1:])})" if ratios[1:] else ""),
         "",
         "How it was timed: every program was compiled and run once first; then each was timed "
-        f"for one blocking call per round, round-robin, {len(runners[0].times)} rounds; 'best' is "
-        "the fastest call (other processes can only slow a call down), 'median' the median. Ours: "
+        f"for one blocking call per round, round-robin, {rounds_done[0]} rounds; 'best' is the "
+        "fastest call (other processes can only slow a call down), 'median' the median. Ours: "
         "`jax.jit(trainer.train_step, donate_argnums=0).lower(state).compile()`, one iteration "
-        "per call; compile s = trace + XLA compile; the step includes the per-iteration refresh of "
-        "the auto-reset cache (a batched env reset), so it compiles reset and step. Brax PPO: one "
-        "iteration per epoch (`num_evals` = rounds + 2, evals off), epoch times from its own "
-        "`training/walltime`, one round of the other programs after each epoch via its "
-        "`progress_fn`; compile s = first epoch - best epoch (its separately compiled env reset "
-        "is not included, nor is our init's). Raw stepping: "
+        "per call (collect and update in one program); compile s = trace + XLA compile; the step "
+        "includes the per-iteration refresh of the auto-reset cache (a batched env reset), so it "
+        "compiles reset and step. Brax PPO: one iteration per epoch (`num_evals` = rounds + 2, "
+        "evals off), epoch times from its own `training/walltime`, one round of the other "
+        "programs after each epoch via its `progress_fn`; compile s = first epoch - best epoch "
+        "(its separately compiled env reset is not included, nor is our init's). Raw stepping: "
         f"{args.raw_scan_length}-step `lax.scan`s of `vmap(step)` of the auto-resetting training "
         "env, zero actions, same env count.",
         "",
     ]
     if not args.no_split:
-        lines += [
-            "## Where FPO's time goes",
-            "",
-            "update = the SGD half of an iteration (num_epochs x num_minibatches steps) compiled "
-            "alone and run on synthetic data of the rollout buffer's exact shapes (its cost does "
-            "not depend on the values); rollout = best full iteration - best update (cache "
-            "refresh, unroll scan, action sampling and, for FPO, the N old CFM losses per "
-            "action). The update does not depend on flow_steps, so it is compiled once per N. "
-            "buffer = the rollout buffer (trajectories + bootstrap obs); extras = its per-action "
-            "policy data (FPO stored: N (t, eps) pairs + N old CFM losses; key: one PRNG key + N "
-            "losses; PPO: one log-prob). peak from `compiled.memory_analysis()` of the full step.",
-            "",
-            "The rollout column is a difference of two timings, each with the run's noise: a "
-            "rollout near 0, or below 0, means the rollout is within that noise. The simulator "
-            f"alone needs {fmt_s(per_it / raw if raw else None, 2)} s per iteration (raw "
-            "stepping).",
-            "",
-            "| method | flow steps | N | env steps/s | s / iteration | rollout s | update s | "
-            "buffer MiB | extras MiB | peak MiB | compile s | update compile s |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        ]
+        split_rows = []
 
-        def split_row(key: str, label: str, k: Any, n: Any) -> str:
+        def split_row(key: str, label: str, k: Any, n: Any) -> None:
             m = methods[key]
-            it = m.seconds(per_it)
-            u_m = methods[update_of[key]]
-            upd = u_m.update.best if u_m.update is not None else None
-            ro = None if upd is None or it is None else it - upd
-            return (
-                f"| {label} | {k} | {n} | {fmt_rate(m.rate())} | {fmt_s(it, 2)} | "
-                f"{fmt_s(ro, 2)} | {fmt_s(upd, 2)} | {mib(m.buffer_bytes)} | "
-                f"{mib(m.extras_bytes)} | {mib((m.memory or {}).get('peak'))} | "
-                f"{fmt_s(m.compile_s)} | {fmt_s(u_m.update_compile_s)} |"
-            )
+            step_s = m.seconds(per_it)
+            collect_s, update_s = m.half_seconds()
+            both = None if collect_s is None else collect_s + update_s
+            split_rows.append(
+                [label, k, n, fmt_rate(m.rate()), fmt_s(step_s, 3), fmt_s(collect_s, 3),
+                 fmt_s(update_s, 3), fmt_s(both, 3), fmt_ratio(both, step_s),
+                 fmt_mib(m.buffer_bytes), fmt_mib(m.extras_bytes),
+                 fmt_mib((m.memory or {}).get("peak")), fmt_s(m.compile_s),
+                 fmt_s(m.collect_compile_s), fmt_s(m.update_compile_s)]
+            )  # fmt: skip
 
-        lines.append(split_row("ppo", "our PPO", "-", "-"))
+        split_row("ppo", "our PPO", "-", "-")
+        if "dppo" in methods:
+            split_row("dppo", "DPPO", dppo_cfg.flow_steps, "-")
         for k, n in grid:
             if grid_key(k, n) in methods:
-                lines.append(split_row(grid_key(k, n), "FPO (stored)", k, n))
+                split_row(grid_key(k, n), "FPO (stored)", k, n)
         if "fpo_key" in methods:
-            lines.append(split_row("fpo_key", "FPO (key)", 10, 8))
-        lines.append("")
+            split_row("fpo_key", "FPO (key)", 10, 8)
+        lines += [
+            "## Where the time goes: collect vs update",
+            "",
+            "step = `trainer.train_step` (one program, as `fpo_jax.train` runs it); collect = "
+            "`jax.jit(trainer.collect)` (auto-reset cache refresh, the unroll scan of env steps "
+            "and action sampling, and for FPO the N (t, eps) pairs and old CFM losses per action) "
+            "and update = `jax.jit(trainer.update)` (num_epochs x num_minibatches SGD steps on "
+            "that rollout), compiled as two programs and timed one after the other in the same "
+            "rounds (best call of each). (collect + update) / step above 1 is what compiling "
+            "the halves into one program saves (the rollout handed between two programs, two "
+            "launches); near 1, the two ways cost the same within the run's noise. "
+            "buffer = the rollout (trajectories + bootstrap obs); extras = its per-action policy "
+            "data (FPO stored: N (t, eps) pairs + N old CFM losses; key: one PRNG key + N losses; "
+            "PPO: one log-prob; DPPO: the per-step log-probs of its chain). peak from "
+            f"`compiled.memory_analysis()` of the step. The simulator alone needs "
+            f"{fmt_s(per_it / raw if raw else None, 2)} s per iteration (raw stepping).",
+            "",
+            common.markdown_table(
+                [
+                    "method",
+                    "flow steps",
+                    "N",
+                    "env steps/s",
+                    "step s",
+                    "collect s",
+                    "update s",
+                    "collect + update s",
+                    "(collect + update) / step",
+                    "buffer MiB",
+                    "extras MiB",
+                    "peak MiB",
+                    "step compile s",
+                    "collect compile s",
+                    "update compile s",
+                ],
+                split_rows,
+                "l" + "r" * 14,
+            ),  # fmt: skip
+        ]
     _, action_size = envs.env_sizes(env)
     n = fpo_cfg.num_pairs
+    mem_rows = []
+    for key in ["ppo", "fpo", "dppo", "fpo_key"]:
+        if key in methods:
+            m = methods[key]
+            mem = m.memory or {}
+            mem_rows.append(
+                [m.label, *(fmt_mib(mem.get(f)) for f in ["argument", "output", "alias", "temp"]),
+                 fmt_mib(mem.get("peak")), fmt_rate(m.rate())]
+            )  # fmt: skip
     lines += [
         "## Memory of the compiled training step (`compiled.memory_analysis()`, MiB)",
         "",
@@ -693,41 +663,28 @@ def main(argv: list[str] | None = None) -> None:
         f"the FPO extras are N(A+1) + N = {n * (action_size + 1) + n} floats with "
         f"pair_storage=stored vs 2 + N = {2 + n} words with key (A = {action_size}, N = {n}).",
         "",
-        "| method | argument | output | alias | temp | peak | env steps/s |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for key in ["ppo", "fpo", "fpo_key"]:
-        if key in methods:
-            m = methods[key]
-            mem = m.memory or {}
-            cells = " | ".join(mib(mem.get(f)) for f in ["argument", "output", "alias", "temp"])
-            lines.append(f"| {m.label} | {cells} | {mib(mem.get('peak'))} | {fmt_rate(m.rate())} |")
-    lines += ["", "## Machine", "", *machine_info()]
-    lines += [
+        common.markdown_table(
+            ["method", "argument", "output", "alias", "temp", "peak", "env steps/s"],
+            mem_rows,
+            "lrrrrrr",
+        ),
+        "## Machine",
+        "",
+        *common.machine_info(),
         f"- load average (1 / 5 / 15 min) before: {load_before}; after: {load_after}. Other "
         "processes were competing for the cores whenever the 1-minute load exceeds ~1 (this "
         "benchmark itself counts for about 1).",
-        f"- benchmark wall time: {total_s:.0f} s",
+        f"- benchmark wall time: {clock.seconds():.0f} s",
     ]
     if SHIM_NOTES:
         lines += ["", "## Shims (this process only)", "", *[f"- {s}" for s in SHIM_NOTES]]
     text = "\n".join(lines) + "\n"
     print("\n" + text)
 
-    if args.out:
-        out = Path(args.out)
-    else:
-        tag = env_name + (f"_{args.backend}" if args.backend else "")
-        suffix = "_quick" if args.quick else ""
-        out = (
-            REPO
-            / "experiments"
-            / "results"
-            / f"throughput_{tag}_{jax.default_backend()}{suffix}.md"
-        )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    print(f"wrote {out}")
+    tag = env_name + (f"_{args.backend}" if args.backend else "")
+    common.write_file(
+        args.out or common.out_dir() / f"throughput_{tag}_{jax.default_backend()}.md", text
+    )
 
 
 if __name__ == "__main__":

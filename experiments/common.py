@@ -1,16 +1,22 @@
-"""Helpers shared by the experiment scripts: results header, markdown tables, seed statistics.
+"""Helpers shared by the experiment scripts: machine description, results header, markdown
+tables and their cell formats, seed statistics, output folder and smoke mode.
 
 Every script writes ``experiments/results/<name>.md`` starting with :func:`results_header` (machine,
-date, exact command, budget), so a committed result says where and how it was produced.
+date, exact command, budget), so a committed result says where and how it was produced. With
+``--smoke`` (see :func:`add_output_args`) a script runs at tiny sizes and writes to a folder under
+``/tmp`` instead, so that smoke numbers never overwrite committed results.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
+import importlib.metadata
 import os
 import platform
 import shlex
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +26,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "experiments" / "results"
+SMOKE_DIR = Path(tempfile.gettempdir()) / "fpo_jax_smoke"
 if str(REPO) not in sys.path:  # runnable as `python experiments/NAME.py` from a clean clone
     sys.path.insert(0, str(REPO))
 
@@ -33,21 +40,54 @@ def command_line() -> str:
     return " ".join(["python", *(shlex.quote(a) for a in sys.argv)])
 
 
-def results_header(title: str, budget: str, budget_details: Sequence[str] = ()) -> str:
-    """Markdown header: title, date, machine (platform, CPU count, JAX devices), command, budget."""
+def load_average(digits: int = 1) -> str:
+    """'1 / 5 / 15'-minute load averages, or 'unavailable'."""
+    try:
+        return " / ".join(f"{x:.{digits}f}" for x in os.getloadavg())
+    except OSError:
+        return "unavailable"
+
+
+def package_version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "missing"
+
+
+def machine_info() -> list[str]:
+    """Markdown bullet lines: date, platform and CPU model, CPU count, versions, JAX devices."""
     import jax
 
     try:
-        load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
-    except OSError:
-        load = "unavailable"
+        cpu_model = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        cpu_model = platform.processor() or "unknown"
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
+    versions = ", ".join(
+        f"{d} {package_version(d)}"
+        for d in ["jax", "jaxlib", "brax", "playground", "mujoco", "mujoco-mjx", "flax", "optax"]
+    )
+    return [
+        f"- date: {datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}",
+        f"- machine: {platform.platform()}; CPU: {cpu_model}; `os.cpu_count()` = "
+        f"{os.cpu_count()} (usable by this process: {usable})",
+        f"- python {platform.python_version()}; {versions}",
+        f"- `jax.devices()`: `{jax.devices()}`",
+    ]
+
+
+def results_header(title: str, budget: str, budget_details: Sequence[str] = ()) -> str:
+    """Markdown header: title, machine (:func:`machine_info`), load, command, budget."""
     lines = [
         f"# {title}",
         "",
-        f"- date: {datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}",
-        f"- machine: {platform.platform()}, `os.cpu_count()` = {os.cpu_count()}, "
-        f"load average at the start (1/5/15 min): {load}",
-        f"- `jax.devices()`: `{jax.devices()}` (jax {jax.__version__})",
+        *machine_info(),
+        f"- load average at the start (1/5/15 min): {load_average()}",
         f"- command: `{command_line()}`",
         f"- budget: **{budget}**",
     ]
@@ -76,14 +116,10 @@ class Stopwatch:
         return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
     def line(self) -> str:
-        try:
-            load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
-        except OSError:
-            load = "unavailable"
         return (
             f"Wall time of this run: {self.seconds():.0f} s (CPU time {self.cpu_seconds():.0f} s; "
-            f"load average at the end, 1/5/15 min: {load}; other processes share the cores "
-            "when it exceeds their number).\n"
+            f"load average at the end, 1/5/15 min: {load_average()}; other processes share the "
+            "cores when it exceeds their number).\n"
         )
 
 
@@ -145,14 +181,15 @@ def fmt_pm(values: Any, digits: int = 1) -> str:
 
 
 def eval_curve(history: list[dict[str, Any]], num_seeds: int) -> tuple[np.ndarray, np.ndarray]:
-    """Eval points of a train() history: env_steps (E,) and per-seed returns (E, num_seeds)."""
+    """Eval points of a train() history: env_steps (E,) and per-seed returns (E, num_seeds).
+
+    train() records the per-seed returns as ``per_seed/eval/episode_return`` only when it runs
+    several seeds; with one seed, the mean ``eval/episode_return`` is that seed's.
+    """
     evals = [r for r in history if r.get("eval/episode_return") is not None]
     steps = np.array([r["env_steps"] for r in evals], dtype=np.int64)
-    if num_seeds > 1:
-        returns = np.array([r["per_seed/eval/episode_return"] for r in evals], dtype=np.float64)
-    else:
-        returns = np.array([[r["eval/episode_return"]] for r in evals], dtype=np.float64)
-    return steps, returns.reshape(len(evals), num_seeds)
+    returns = [r.get("per_seed/eval/episode_return", r["eval/episode_return"]) for r in evals]
+    return steps, np.array(returns, dtype=np.float64).reshape(len(evals), num_seeds)
 
 
 def final_and_best(returns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -175,16 +212,107 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align:
     return "\n".join(lines) + "\n"
 
 
-def write_result(name: str, text: str) -> Path:
-    """Write ``experiments/results/<name>`` and say so on stdout."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / name
+def _finite(x: float | None) -> bool:
+    return x is not None and bool(np.isfinite(x))
+
+
+def fmt_rate(x: float | None) -> str:
+    """A rate with thousands separators, '-' when missing."""
+    return f"{x:,.0f}" if _finite(x) else "-"
+
+
+def fmt_s(x: float | None, digits: int = 1) -> str:
+    """Seconds (or any float) with ``digits`` decimals, '-' when missing."""
+    return f"{x:.{digits}f}" if _finite(x) else "-"
+
+
+def fmt_ratio(a: float | None, b: float | None) -> str:
+    """a / b with 2 decimals, '-' when either is missing or b is 0."""
+    return f"{a / b:.2f}" if _finite(a) and _finite(b) and b else "-"
+
+
+def fmt_mib(nbytes: float | None) -> str:
+    """Bytes as MiB with 1 decimal, '-' when missing."""
+    return f"{nbytes / 2**20:.1f}" if _finite(nbytes) else "-"
+
+
+# ----------------------------------------------------------------------------------------------
+# Where results go; smoke mode
+
+
+_OUT_DIR: list[Path] = [RESULTS]
+
+
+def add_output_args(parser: argparse.ArgumentParser, smoke: str) -> None:
+    """``--smoke`` (tiny sizes, described by ``smoke``) and ``--out-dir``."""
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help=f"smoke run: {smoke}; writes to {SMOKE_DIR}/<script> unless --out-dir is given",
+    )
+    parser.add_argument(
+        "--out-dir",
+        default=None,
+        help="folder for the tables and figures (default: experiments/results; with --smoke, "
+        f"{SMOKE_DIR}/<script>)",
+    )
+
+
+def set_out_dir(args: argparse.Namespace, smoke: bool = False) -> Path:
+    """The folder chosen by :func:`add_output_args`'s flags; write_result and save_figure use it.
+
+    ``smoke``: a smoke-sized run chosen another way (e.g. ``--budget smoke``) goes to the smoke
+    folder too.
+    """
+    if args.out_dir:
+        path = Path(args.out_dir)
+    elif args.smoke or smoke:
+        path = SMOKE_DIR / Path(sys.argv[0]).stem
+    else:
+        path = RESULTS
+    _OUT_DIR[0] = path
+    return path
+
+
+def parse_args(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    smoke: str,
+    smoke_budget: str | None = None,
+) -> argparse.Namespace:
+    """Add ``--smoke`` / ``--out-dir`` (:func:`add_output_args`), parse, set the output folder.
+
+    With ``smoke_budget``, ``--smoke`` selects ``--budget smoke_budget``, and that budget goes to
+    the smoke folder however it was chosen.
+    """
+    add_output_args(parser, smoke)
+    args = parser.parse_args(argv)
+    if smoke_budget is not None and args.smoke:
+        args.budget = smoke_budget
+    set_out_dir(args, smoke=smoke_budget is not None and args.budget == smoke_budget)
+    return args
+
+
+def out_dir() -> Path:
+    return _OUT_DIR[0]
+
+
+def write_file(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` (creating its folder) and say so on stdout."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     _say_wrote(path)
     return path
 
 
+def write_result(name: str, text: str) -> Path:
+    """Write ``<out_dir()>/<name>`` (default ``experiments/results/<name>``)."""
+    return write_file(out_dir() / name, text)
+
+
 def _say_wrote(path: Path) -> None:
+    path = path.resolve()
     shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
     print(f"wrote {shown}", flush=True)
 
@@ -200,8 +328,9 @@ def pyplot():
 
 
 def save_figure(fig: Any, name: str) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / name
+    """Save ``fig`` as ``<out_dir()>/<name>`` and close it."""
+    path = out_dir() / name
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     pyplot().close(fig)

@@ -16,7 +16,8 @@ Budgets (``--budget``):
   (6 iterations), 16 eval episodes, 2 evaluations after the initial one; everything else
   (networks, lr, clip, N, discounts, reward scale, unroll 30, 1000-step episodes) at the paper's
   values. One run costs ~3-4 min here, ~2 of them compilation. Not comparable to 60M steps.
-* ``smoke``: 1 task, tiny layout, 1 seed: checks the pipeline in a few minutes.
+* ``smoke``: 1 task, tiny layout, 1 seed: checks the pipeline in a few minutes. ``--smoke`` runs
+  it for FPO only (unless ``--algos`` is given) and writes to a folder under /tmp.
 
 ``--tasks``, ``--algos``, ``--seeds``, ``--steps`` override the budget. Results are saved after
 every run to ``<out-dir>/dm_control_<tag>.json`` (``--append`` merges into an existing file),
@@ -52,9 +53,9 @@ ALGO_LABEL = {
     "ppo": "Gaussian PPO (tuned)",
     "dppo": "DPPO (clip 0.2, sigma 0.05)",
 }
-# PAPER.md: average over the 10 tasks, 60M steps, 5 seeds (mean ± standard error across tasks).
+# The FPO paper, Table 1: average over the 10 tasks, 60M steps, 5 seeds (mean ± standard error across tasks).
 PAPER_AVERAGE = {"fpo": (759.3, 45.3), "ppo": (667.8, 66.0), "dppo": (652.5, 83.7)}
-# PAPER.md: the authors' notebook, CheetahRun at 60M steps (single numbers).
+# The FPO authors' notebook, CheetahRun at 60M steps (single numbers).
 PAPER_TASK = {("CheetahRun", "fpo"): 877.8, ("CheetahRun", "ppo"): 560.7}
 
 BUDGETS: dict[str, dict[str, Any]] = {
@@ -124,7 +125,7 @@ def load_partial(run_dir: Path, seeds: int) -> dict[str, Any] | None:
 # Table and figure
 
 
-def summarize(data: dict[str, Any], out_dir: Path, tag: str, header: str) -> None:
+def summarize(data: dict[str, Any], tag: str, header: str) -> None:
     runs = data["runs"]
     tasks = [t for t in data["tasks"] if any(f"{t}/{a}" in runs for a in data["algos"])]
     algos = [a for a in ALGOS if a in data["algos"]]
@@ -199,10 +200,7 @@ def summarize(data: dict[str, Any], out_dir: Path, tag: str, header: str) -> Non
         ax.axis("off")
     fig.suptitle(f"DM Control, budget {tag}: mean ± s.e. over seeds")
     png = f"dm_control_{tag}.png"
-    fig.tight_layout()
-    fig.savefig(out_dir / png, dpi=110)
-    plt.close(fig)
-    print(f"wrote {out_dir / png}", flush=True)
+    common.save_figure(fig, png)
 
     text = "\n".join(
         [
@@ -211,7 +209,7 @@ def summarize(data: dict[str, Any], out_dir: Path, tag: str, header: str) -> Non
             "\n## Final evaluation return (mean ± standard error over seeds)\n",
             "Layout of the paper's Table 1. The average row is the mean over tasks of the per-task "
             "means ± the standard error across tasks (the paper's convention). Paper numbers: "
-            "`/work/shared/PAPER.md` (60M steps, 5 seeds); per-task paper numbers are only "
+            "the FPO paper's Table 1 (60M steps, 5 seeds); per-task paper numbers are only "
             "known for CheetahRun (authors' notebook).\n",
             table,
             "\n## Runs\n",
@@ -223,9 +221,7 @@ def summarize(data: dict[str, Any], out_dir: Path, tag: str, header: str) -> Non
             data.get("wall_line", ""),
         ]
     )
-    out = out_dir / f"dm_control_{tag}.md"
-    out.write_text(text)
-    print(f"wrote {out}", flush=True)
+    common.write_result(f"dm_control_{tag}.md", text)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -235,15 +231,17 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--budget", choices=sorted(BUDGETS), default="cpu-small")
     p.add_argument("--tasks", nargs="+", default=None, help="default: the budget's tasks")
-    p.add_argument("--algos", nargs="+", default=list(ALGOS), choices=ALGOS)
+    p.add_argument(
+        "--algos", nargs="+", default=None, choices=ALGOS, help="default: all (fpo with --smoke)"
+    )
     p.add_argument("--seeds", type=int, default=None, help="default: the budget's seeds")
     p.add_argument("--steps", type=int, default=None, help="num_timesteps (default: budget's)")
-    p.add_argument("--out-dir", default=str(common.RESULTS))
     p.add_argument("--tag", default=None, help="output name suffix (default: the budget)")
     p.add_argument("--run-root", default=None, help="stream each run's metrics.jsonl here")
     p.add_argument("--append", action="store_true", help="merge into an existing results JSON")
     p.add_argument("--summarize-only", action="store_true")
-    args = p.parse_args(argv)
+    args = common.parse_args(p, argv, "--budget smoke, FPO only unless --algos", "smoke")
+    args.algos = args.algos or (["fpo"] if args.smoke else list(ALGOS))
 
     clock = common.Stopwatch()
     common.enable_compilation_cache()
@@ -251,9 +249,8 @@ def main(argv: list[str] | None = None) -> None:
     tag = args.tag or args.budget
     seeds = args.seeds or budget["seeds"]
     tasks = list(args.tasks or budget["tasks"])
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path = out_dir / f"dm_control_{tag}.json"
+    common.out_dir().mkdir(parents=True, exist_ok=True)
+    json_path = common.out_dir() / f"dm_control_{tag}.json"
     data: dict[str, Any] = {"tasks": [], "algos": [], "runs": {}}
     if (args.append or args.summarize_only) and json_path.exists():
         data = json.loads(json_path.read_text())
@@ -319,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
                     if rec is not None:
                         data["runs"][f"{task}/{algo}"] = rec
     json_path.write_text(json.dumps(data))
-    summarize(data, out_dir, tag, header)
+    summarize(data, tag, header)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ noise (FPO++'s evaluation) and PPO's mean action (its evaluation sampler).
 Run from the repository root::
 
     python experiments/multimodality.py                 # 0.3 x preset steps, 3 seeds (~10 min)
-    python experiments/multimodality.py --budget quick  # smoke run
+    python experiments/multimodality.py --smoke         # --budget quick, written to /tmp
 
 Writes ``experiments/results/multimodality.md`` and ``multimodality_{bandit,gridworld}.png``.
 """
@@ -90,11 +90,6 @@ def samplers_for(algo: str) -> tuple[tuple[str, str], ...]:
     return (("sample", "Gaussian PPO, sampled"), ("mean", "Gaussian PPO, mean action (eval)"))
 
 
-def per_seed(tree, k: int):
-    """The k seeds of a (possibly unbatched, num_seeds = 1) state as a list of trees."""
-    return [jax.tree.map(lambda x, i=i: x[i], tree) for i in range(k)]
-
-
 # ----------------------------------------------------------------------------------------------
 # Bandits
 
@@ -114,7 +109,7 @@ def bandit_analysis(results, env_name: str, num_samples: int, seeds: int):
     rows, samples_first_seed = [], {}
     for algo in ALGOS:
         res = results[(env_name, algo)]
-        states = per_seed(res.state, seeds) if seeds > 1 else [res.state]
+        states = [res.seed(i) for i in range(seeds)]
         obs = jnp.ones((num_samples, 1))
         for mode, label in samplers_for(algo):
             act = jax.jit(make_sampler(res.trainer, mode))
@@ -212,11 +207,8 @@ def gridworld_analysis(res, algo: str, num_episodes: int, seeds: int):
     for mode, label in samplers_for(algo):
         act = make_sampler(res.trainer, mode)
         fn = lambda st, k, act=act: goal_shares(res.trainer, act, st, k, num_episodes)
-        if seeds > 1:
-            top, bottom = jax.device_get(jax.jit(jax.vmap(fn))(res.state, keys))
-        else:
-            top, bottom = jax.device_get(jax.jit(fn)(res.state, keys[0]))
-        top, bottom = np.asarray(top).reshape(seeds, -1), np.asarray(bottom).reshape(seeds, -1)
+        # (seeds, len(GRID_STARTS)) each: res.state has a leading seed axis.
+        top, bottom = map(np.asarray, jax.device_get(jax.jit(jax.vmap(fn))(res.state, keys)))
         for i, start in enumerate(GRID_STARTS):
             t, b = top[:, i], bottom[:, i]
             minority = np.minimum(t, b) / np.maximum(t + b, 1e-9)
@@ -241,10 +233,8 @@ def saddle_check(res, num_episodes: int, seeds: int) -> str:
     config = dataclasses.replace(res.config, num_eval_envs=num_episodes)
     trainer = Trainer(envs.make_env("gridworld", start=SADDLE), config)
     keys = jax.random.split(jax.random.PRNGKey(11), seeds)
-    ev = jax.jit(jax.vmap(trainer.evaluate)) if seeds > 1 else jax.jit(trainer.evaluate)
-    out = jax.device_get(ev(res.state, keys if seeds > 1 else keys[0]))
-    top = np.atleast_1d(out["eval/reached_top"])
-    bottom = np.atleast_1d(out["eval/reached_bottom"])
+    out = jax.device_get(jax.jit(jax.vmap(trainer.evaluate))(res.state, keys))
+    top, bottom = out["eval/reached_top"], out["eval/reached_bottom"]  # (seeds,) each
     return f"top {common.fmt_pm(100 * top)} %, bottom {common.fmt_pm(100 * bottom)} %"
 
 
@@ -255,7 +245,7 @@ def plot_gridworld(results, shares: dict):
     obs = jnp.zeros((1000, 2))  # the env's observation of cell (12, 12) is (0, 0)
     for ax, algo, mode in [(axes[0], "fpo", "random"), (axes[2], "ppo", "sample")]:
         res = results[("gridworld", algo)]
-        st = jax.tree.map(lambda x: x[0], res.state) if res.config.num_seeds > 1 else res.state
+        st = res.seed(0)
         sampler = jax.jit(make_sampler(res.trainer, mode))
         a = np.asarray(sampler(st.params, st.obs_stats, obs, jax.random.PRNGKey(3)))
         moves = np.asarray(discretize_action(jnp.asarray(a)))
@@ -285,7 +275,7 @@ def plot_gridworld(results, shares: dict):
         ax.legend(loc="lower right", fontsize=7, markerscale=3)
     # FPO flow paths at the saddle state.
     res = results[("gridworld", "fpo")]
-    st = jax.tree.map(lambda x: x[0], res.state) if res.config.num_seeds > 1 else res.state
+    st = res.seed(0)
     c = res.config
     o = normalization.normalize(st.obs_stats, obs[:150], c.normalize_observations)
     _, path = flow.sample(
@@ -334,7 +324,7 @@ def main(argv: list[str] | None = None) -> None:
         "--envs", nargs="+", default=["bandit", "bandit2d", "gridworld"],
         choices=["bandit", "bandit2d", "gridworld"],
     )  # fmt: skip
-    args = p.parse_args(argv)
+    args = common.parse_args(p, argv, "--budget quick", smoke_budget="quick")
     clock = common.Stopwatch()
     common.enable_compilation_cache()
     fractions, seeds, num_samples, num_episodes = BUDGETS[args.budget]

@@ -7,13 +7,14 @@ seeds vmapped) and evaluate the SAME parameters with Euler 1 / 10 / 50 steps, mi
 RK4 10, the stochastic (DPPO-style) sampler with per-step sigma 0.05 / 0.1 / 0.3, and zero-noise
 starts (FPO++). Each sampler is a
 ``Trainer(env, dataclasses.replace(config, eval_integrator=..., eval_flow_steps=...,
-eval_noise=..., eval_sigma=...))`` whose jitted ``evaluate(result.state, key)`` runs on the same
-evaluation keys (same initial states).
+eval_noise=..., eval_sigma=...))`` whose ``jax.vmap``-ed ``evaluate`` runs on ``result.state``
+(leading seed axis) with the same evaluation keys (same initial states) for every sampler.
 
 Run from the repository root::
 
     python experiments/sampler_agnostic.py                 # ~7 min on 2 CPU cores
     python experiments/sampler_agnostic.py --budget full   # 5 seeds, 4x the steps, 256 episodes
+    python experiments/sampler_agnostic.py --smoke         # tiny budget, 3 samplers, to /tmp
 
 Writes ``experiments/results/sampler_agnostic.md`` and ``sampler_agnostic.png``.
 """
@@ -59,15 +60,19 @@ SAMPLERS = [
     ("RK4 10, zero noise", "rk4", 10, "zero", 0.0, 40),
     ("Euler 50, zero noise", "euler", 50, "zero", 0.0, 50),
 ]
+# --smoke: the training sampler, an integrator change and a noise change.
+SMOKE_SAMPLERS = ("Euler 10 (training sampler)", "RK4 10", "Euler 10, zero noise")
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--budget", choices=sorted(BUDGETS), default="small")
-    args = p.parse_args(argv)
+    smoke = f"--budget smoke and only the samplers {', '.join(SMOKE_SAMPLERS)}"
+    args = common.parse_args(p, argv, smoke, smoke_budget="smoke")
     clock = common.Stopwatch()
     common.enable_compilation_cache()
     factor, seeds, episodes = BUDGETS[args.budget]
+    samplers = [s for s in SAMPLERS if not args.smoke or s[0] in SMOKE_SAMPLERS]
 
     layout = dict(LAYOUT, num_timesteps=int(LAYOUT["num_timesteps"] * factor))
     common.log(f"training FPO on {TASK}: {layout['num_timesteps']:,} steps x {seeds} seeds")
@@ -78,26 +83,26 @@ def main(argv: list[str] | None = None) -> None:
     env = envs.make_env(TASK, backend=res.config.backend)
     keys = jax.random.split(jax.random.PRNGKey(2024), seeds)
     rows, returns = [], {}
-    for label, integrator, steps, noise, sigma, nfe in SAMPLERS:
+    for label, integrator, steps, noise, sigma, nfe in samplers:
         config = dataclasses.replace(
             res.config, eval_integrator=integrator, eval_flow_steps=steps, eval_noise=noise,
             eval_sigma=sigma, num_eval_envs=episodes,
         )  # fmt: skip
         trainer = Trainer(env, config)
         t0 = time.perf_counter()
-        evaluate = jax.jit(jax.vmap(trainer.evaluate)) if seeds > 1 else jax.jit(trainer.evaluate)
-        out = jax.device_get(evaluate(res.state, keys if seeds > 1 else keys[0]))
-        ret = np.atleast_1d(out["eval/episode_return"])
+        # res.state has a leading seed axis: every output is (seeds,).
+        out = jax.device_get(jax.jit(jax.vmap(trainer.evaluate))(res.state, keys))
+        ret = out["eval/episode_return"]
         returns[label] = ret
         rows.append(
-            [label, nfe, common.fmt_pm(ret), f"{np.mean(np.atleast_1d(out['eval/episode_return_std'])):.1f}",
+            [label, nfe, common.fmt_pm(ret), f"{np.mean(out['eval/episode_return_std']):.1f}",
              f"{time.perf_counter() - t0:.0f}"]
         )  # fmt: skip
         common.log(f"{label}: {common.fmt_pm(ret)}")
 
     plt = common.pyplot()
     fig, ax = plt.subplots(figsize=(9, 4))
-    labels = [s[0] for s in SAMPLERS]
+    labels = [s[0] for s in samplers]
     stats = np.array([common.mean_stderr(returns[lb]) for lb in labels])
     ax.barh(np.arange(len(labels)), stats[:, 0], xerr=stats[:, 1], color="C0", alpha=0.8)
     for i, lb in enumerate(labels):
