@@ -13,13 +13,15 @@ that halves compile times here, and the tiny smoke runs do not notice the slower
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 CELL_TIMEOUT_S = 300
 FAST_COMPILE_XLA_FLAGS = (
     "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
@@ -36,10 +38,21 @@ def _cells(path: Path) -> list:
 def test_notebook_layout(path):
     cells = [c for c in _cells(path) if c.cell_type == "code"]
     assert "IN_COLAB" in cells[0].source and "%pip install" in cells[0].source
+    assert cells[0].source.count("FPO_JAX_SOURCE = ") == 1, "install cell: one source to set"
+    assert "OWNER" not in path.read_text(), "no placeholder to edit in the notebooks"
     assert "parameters" in cells[1].metadata.get("tags", []), "2nd code cell: the parameters"
     assert "FAST" in cells[1].source
     if path.stem not in KEEP_OUTPUTS:
         assert not any(c.outputs for c in cells), f"{path.name}: strip the outputs"
+
+
+def test_repository_url_in_one_place():
+    # pyproject.toml's [project.urls] holds the repository URL; the notebooks do not repeat it
+    # (their install cell installs whatever FPO_JAX_SOURCE names).
+    url = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
+    assert url.startswith("https://github.com/")
+    for path in NOTEBOOKS:
+        assert url not in path.read_text(), path.name
 
 
 @pytest.mark.slow
