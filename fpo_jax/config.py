@@ -137,6 +137,9 @@ class TrainConfig:
     log_ratio_clamp: float | None = None
     """FPO++: clamp the log-ratio to [-c, c] before exp. None: off for ratio='mean', and 3 for
     ratio='per_sample' (as the FPO authors' code clamps per-pair ratios); 'inf' turns it off."""
+    pair_log_ratio_clamp: float | None = None
+    """Clamp each pair's loss difference l_old_i - l_new_i to [-c, c] before the pairs are
+    averaged (ratio='mean'), as the FPO authors' GridWorld code does with c = 3; None: off."""
     pair_storage: Literal["stored", "key"] = "stored"
     """'stored': keep each action's N (t, eps) pairs in the rollout buffer; 'key': keep one PRNG
     key per action and regenerate the pairs in the loss (less memory, a little more compute)."""
@@ -147,6 +150,9 @@ class TrainConfig:
     """Integration steps per action during rollouts (and DPPO's chain length)."""
     dppo_sigma: float = 0.05
     """Per-step noise std of the DPPO baseline's stochastic sampler."""
+    gaussian_fixed_std: float | None = None
+    """Gaussian PPO only: a fixed, state-independent std of the pre-tanh Gaussian instead of the
+    learned softplus scale (the FPO paper's GridWorld baseline: 0.5); None: learned."""
 
     num_evals: int = 10
     """Evaluations (and checkpoints) over the run, plus one before training."""
@@ -271,7 +277,10 @@ def validate(config: TrainConfig) -> TrainConfig:
     for name in ["value_loss_coef", "entropy_cost", "dppo_sigma", "eval_sigma"]:
         if getattr(c, name) < 0:
             fail(f"{name} must be >= 0, got {getattr(c, name)!r}.")
-    for name in ["max_grad_norm", "cfm_loss_clamp", "log_ratio_clamp"]:
+    for name in [
+        "max_grad_norm", "cfm_loss_clamp", "log_ratio_clamp", "pair_log_ratio_clamp",
+        "gaussian_fixed_std",
+    ]:  # fmt: skip
         value = getattr(c, name)
         if value is not None and not value > 0:
             fail(f"{name} must be positive or None, got {value!r}.")
@@ -387,6 +396,37 @@ _TOY = {
 }  # fmt: skip
 _TOY["bandit2d"] = _TOY["bandit"]
 
+# Named variants of a preset: preset(env, algo, variant=...), on the CLI --variant NAME. Applied
+# after the algorithm's overrides: (env, variant) -> settings for every algorithm, and
+# (env, variant, algo) -> that algorithm's own.
+#
+# "paper" for gridworld: the FPO authors' GridWorld run (their gridworld/main.py, PPO defaults
+# and DiffusionPolicy, which the paper's Figure 1 comes from): N = 50 pairs with t ~ U(0, 1),
+# the unweighted u-MSE CFM loss, clip 0.2, Adam 3e-4, gradient-norm clip 0.5, gamma 0.99,
+# GAE lambda 0.98, 10 epochs of 6 minibatches on ~2048 env steps per batch (ours: 60 envs x 34
+# steps = 2040, minibatches of 10 trajectories = 340 steps; theirs: one env, 2048 steps, 341-step
+# minibatches), each pair's log-ratio and their mean clamped to [-3, 3], no entropy term, no
+# observation normalisation (their observations already lie in [-1, 1]), reward scale 1, the
+# 100-step limit of their env, 64 x 64 policy and critic MLPs, velocity output unscaled. The
+# Gaussian baseline has a fixed std of 0.5 as in the paper's appendix figure (their PPO code
+# uses a fixed covariance of 0.5, i.e. std 0.71: --gaussian-fixed-std 0.7071). Not reproduced:
+# their ReLU (ours SiLU), raw-t input (ours sin/cos embedding), one Adam per network, GAE and
+# advantage normalisation once per batch (ours per minibatch), tanh squashing (theirs: clip,
+# then round at +-0.5), their PPO's KL early stop (0.02) and their nominal linear lr decay over
+# 200M steps (constant in practice). Slow on a CPU: use the default preset for quick runs.
+_GRIDWORLD_PAPER = dict(
+    num_timesteps=1_000_000, num_envs=60, episode_length=100, unroll_length=34, batch_size=10,
+    num_minibatches=6, num_epochs=10, learning_rate=3e-4, max_grad_norm=0.5, discount=0.99,
+    gae_lambda=0.98, clip_epsilon=0.2, entropy_cost=0.0, reward_scaling=1.0,
+    normalize_observations=False, num_pairs=50, t_sampler="uniform", cfm_weighting="velocity",
+    log_ratio_clamp=3.0, pair_log_ratio_clamp=3.0, policy_hidden=(64, 64),
+    value_hidden=(64, 64), velocity_output_scale=1.0, num_evals=10, num_eval_envs=128,
+)  # fmt: skip
+_VARIANTS: dict[tuple[str, ...], dict[str, Any]] = {
+    ("gridworld", "paper"): _GRIDWORLD_PAPER,
+    ("gridworld", "paper", "ppo"): dict(gaussian_fixed_std=0.5),
+}
+
 
 def preset_family(env: str) -> str:
     """Which preset table applies to ``env``: "builtin", "brax" (a published Brax PPO config),
@@ -410,7 +450,12 @@ _FAMILY_SOURCE = {
 }
 
 
-def preset(env: str, algo: str = "fpo") -> TrainConfig:
+def preset_variants(env: str) -> tuple[str, ...]:
+    """The named variants of ``env``'s preset (besides "default")."""
+    return tuple(sorted({k[1] for k in _VARIANTS if k[0] == env}))
+
+
+def preset(env: str, algo: str = "fpo", variant: str = "default") -> TrainConfig:
     """Default config for an env and algorithm, with ``preset_source`` saying where it came from.
 
     * Playground DM Control tasks: the FPO paper's hyperparameters (and its tuned PPO / DPPO).
@@ -418,8 +463,10 @@ def preset(env: str, algo: str = "fpo") -> TrainConfig:
     * Built-in toy envs: small settings measured to learn on a CPU.
     * Anything else: ``TrainConfig`` defaults (a mid-sized layout, FPO paper optimiser).
 
-    Then the algorithm's own overrides for that family (``fpo_jax.agents.ALGORITHMS``).
-    Raises ConfigError for an unknown algorithm and ValueError for an unknown env name.
+    Then the algorithm's own overrides for that family (``fpo_jax.agents.ALGORITHMS``), then
+    the named ``variant``'s, if not "default" (``preset("gridworld", algo, variant="paper")``:
+    the FPO authors' GridWorld settings, see ``_GRIDWORLD_PAPER``).
+    Raises ConfigError for an unknown algorithm or variant and ValueError for an unknown env.
     """
     from fpo_jax import envs
     from fpo_jax.agents import ALGORITHMS
@@ -435,7 +482,17 @@ def preset(env: str, algo: str = "fpo") -> TrainConfig:
     if family == "dm_control" and canonical in _DM_CONTROL_DISCOUNT:
         overrides["discount"] = _DM_CONTROL_DISCOUNT[canonical]
     overrides.update(ALGORITHMS[algo].preset_overrides.get(family, {}))
-    return TrainConfig(env=canonical, algo=algo, preset_source=_FAMILY_SOURCE[family], **overrides)
+    source = _FAMILY_SOURCE[family]
+    if variant != "default":
+        if (canonical, variant) not in _VARIANTS:
+            raise ConfigError(
+                f"variant={variant!r} is not one of {('default', *preset_variants(canonical))} "
+                f"for env {canonical!r}."
+            )
+        overrides.update(_VARIANTS[(canonical, variant)])
+        overrides.update(_VARIANTS.get((canonical, variant, algo), {}))
+        source = f"{source}, variant {variant!r}"
+    return TrainConfig(env=canonical, algo=algo, preset_source=source, **overrides)
 
 
 def replace(config: TrainConfig, **changes: Any) -> TrainConfig:

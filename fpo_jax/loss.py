@@ -252,6 +252,7 @@ def fpo_log_ratio(
     ratio: Literal["mean", "per_sample"] = "mean",
     cfm_loss_clamp: float | None = None,
     log_ratio_clamp: float | None = None,
+    pair_log_ratio_clamp: float | None = None,
 ) -> Array:
     """Log of FPO's likelihood-ratio surrogate.
 
@@ -260,7 +261,9 @@ def fpo_log_ratio(
 
     FPO++'s safety clamps, both off by default: ``cfm_loss_clamp = c`` replaces each loss by
     ``min(l, c)`` before the difference, ``log_ratio_clamp = k`` clips the log-ratio to
-    ``[-k, k]`` before the exponential.
+    ``[-k, k]`` before the exponential. ``pair_log_ratio_clamp = p`` (off by default) clips each
+    pair's difference ``l_old_i - l_new_i`` to ``[-p, p]`` before the pairs are averaged, as the
+    FPO authors' GridWorld code does (``p = 3``, then ``k = 3`` on the mean).
 
     Args:
       old_cfm_loss: ``(..., N)`` losses recorded at rollout time (treated as constants).
@@ -284,12 +287,17 @@ def fpo_log_ratio(
         _check_positive(fn, "cfm_loss_clamp", cfm_loss_clamp)
     if log_ratio_clamp is not None:
         _check_positive(fn, "log_ratio_clamp", log_ratio_clamp)
+    if pair_log_ratio_clamp is not None:
+        _check_positive(fn, "pair_log_ratio_clamp", pair_log_ratio_clamp)
     old = jax.lax.stop_gradient(old_cfm_loss)
     new = new_cfm_loss
     if cfm_loss_clamp is not None:
         old = jnp.minimum(old, cfm_loss_clamp)
         new = jnp.minimum(new, cfm_loss_clamp)
-    if ratio == "mean":
+    if pair_log_ratio_clamp is not None:
+        log_r = jnp.clip(old - new, -pair_log_ratio_clamp, pair_log_ratio_clamp)
+        log_r = jnp.mean(log_r, axis=-1) if ratio == "mean" else log_r
+    elif ratio == "mean":
         log_r = jnp.mean(old, axis=-1) - jnp.mean(new, axis=-1)
     else:
         log_r = old - new
@@ -314,6 +322,7 @@ def fpo_objective(
     weighting: Literal["eps", "velocity"] = "eps",
     cfm_loss_clamp: float | None = None,
     log_ratio_clamp: float | None = None,
+    pair_log_ratio_clamp: float | None = None,
 ) -> tuple[Array, dict[str, Array]]:
     """The FPO surrogate loss (to minimise) and its diagnostics.
 
@@ -344,6 +353,8 @@ def fpo_objective(
       weighting: CFM loss weighting, see :func:`cfm_loss`.
       cfm_loss_clamp: optional upper clamp on each CFM loss before the difference.
       log_ratio_clamp: optional symmetric clamp on the log-ratio before ``exp``.
+      pair_log_ratio_clamp: optional symmetric clamp on each pair's loss difference before the
+        pairs are averaged (see :func:`fpo_log_ratio`).
 
     Returns:
       ``(loss, metrics)``: scalar loss; metrics ``ratio_mean/min/max``, ``clip_fraction``,
@@ -378,6 +389,7 @@ def fpo_objective(
         ratio=ratio,
         cfm_loss_clamp=cfm_loss_clamp,
         log_ratio_clamp=log_ratio_clamp,
+        pair_log_ratio_clamp=pair_log_ratio_clamp,
     )
     r = jnp.exp(log_r)
     adv = advantages[..., None] if ratio == "per_sample" else advantages

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from conftest import TINY
 
-from fpo_jax import envs, normalization
-from fpo_jax.agents import FPOAgent
-from fpo_jax.config import TrainConfig, preset
+from fpo_jax import envs, loss, normalization
+from fpo_jax.agents import FPOAgent, GaussianPPOAgent
+from fpo_jax.config import ConfigError, TrainConfig, preset, replace, validate
 from fpo_jax.trainer import Trainer
 
 
@@ -97,3 +97,72 @@ def test_initial_state_refresh_can_be_switched_off(refresh):
     before_cache = state.env_state.info["first_obs"]
     changed = not np.array_equal(after.env_state.info["first_obs"], before_cache)
     assert changed == refresh
+
+
+# --- GridWorld at the FPO authors' settings (issue 12, section 3) ------------------------------
+
+
+def test_gridworld_paper_variant_is_the_authors_run_and_the_default_stays_cpu_fast():
+    fpo = preset("gridworld", "fpo", variant="paper")
+    assert (fpo.num_pairs, fpo.t_sampler, fpo.cfm_weighting) == (50, "uniform", "velocity")
+    assert (fpo.clip_epsilon, fpo.learning_rate, fpo.max_grad_norm) == (0.2, 3e-4, 0.5)
+    assert (fpo.discount, fpo.gae_lambda, fpo.entropy_cost) == (0.99, 0.98, 0.0)
+    assert (fpo.num_epochs, fpo.num_minibatches, fpo.episode_length) == (10, 6, 100)
+    assert abs(fpo.env_steps_per_iteration - 2048) <= 10  # theirs: 2048 steps per batch
+    assert (fpo.log_ratio_clamp, fpo.pair_log_ratio_clamp) == (3.0, 3.0)
+    assert "variant 'paper'" in fpo.preset_source
+    ppo = preset("gridworld", "ppo", variant="paper")
+    assert (ppo.gaussian_fixed_std, ppo.entropy_cost, ppo.clip_epsilon) == (0.5, 0.0, 0.2)
+    assert fpo.gaussian_fixed_std is None
+    default = preset("gridworld", "fpo")
+    assert default == preset("gridworld", "fpo", variant="default")
+    assert (default.num_pairs, default.learning_rate) == (8, 1e-3)  # the CPU-fast preset
+    with pytest.raises(ConfigError, match=r"variant='paper' is not one of \('default',\)"):
+        preset("CartpoleBalance", "fpo", variant="paper")
+    with pytest.raises(ConfigError, match="variant='papr'"):
+        preset("gridworld", "fpo", variant="papr")
+
+
+def test_pair_log_ratio_clamp_clips_each_pair_before_the_mean():
+    old = jnp.array([[0.0, 0.0, 0.0]])
+    new = jnp.array([[-10.0, 1.0, 2.0]])  # differences 10, -1, -2
+    plain = loss.fpo_log_ratio(old, new)
+    np.testing.assert_allclose(plain, [7.0 / 3.0], rtol=1e-6)
+    clamped = loss.fpo_log_ratio(old, new, pair_log_ratio_clamp=3.0, log_ratio_clamp=3.0)
+    np.testing.assert_allclose(clamped, [0.0], atol=1e-6)  # (3 - 1 - 2) / 3
+    per_pair = loss.fpo_log_ratio(old, new, ratio="per_sample", pair_log_ratio_clamp=3.0)
+    np.testing.assert_allclose(per_pair, [[3.0, -1.0, -2.0]], rtol=1e-6)
+    with pytest.raises(ConfigError, match="pair_log_ratio_clamp must be positive"):
+        validate(TrainConfig(pair_log_ratio_clamp=0.0))
+
+
+def test_gaussian_fixed_std_is_used_for_sampling_ratio_and_eval():
+    config = TrainConfig(env="gridworld", algo="ppo", **TINY, gaussian_fixed_std=0.5)
+    agent = GaussianPPOAgent(config, 2)
+    params = agent.init(jax.random.PRNGKey(0), 2)
+    obs = jax.random.normal(jax.random.PRNGKey(1), (4096, 2))
+    loc, scale = agent.distribution(params, obs)
+    np.testing.assert_array_equal(scale, 0.5)
+    raw, extras = agent.act(params, obs, jax.random.PRNGKey(2))
+    np.testing.assert_allclose(np.std(np.asarray(raw - loc)), 0.5, rtol=0.03)
+    np.testing.assert_allclose(extras["log_prob"], loss.gaussian_log_prob(raw, loc, 0.5), rtol=1e-5)
+    np.testing.assert_array_equal(agent.eval_act(params, obs, None), loc)
+    _, metrics = agent.objective(params, obs, raw, extras, jnp.ones(obs.shape[0]))
+    np.testing.assert_allclose(metrics["policy_scale"], 0.5)
+    # The learned scale is the default, and a bad value fails in one sentence.
+    learned = GaussianPPOAgent(TrainConfig(**TINY), 2)
+    assert not np.allclose(learned.distribution(params, obs)[1], 0.5)
+    with pytest.raises(ConfigError, match="gaussian_fixed_std must be positive"):
+        validate(TrainConfig(gaussian_fixed_std=-1.0))
+
+
+def test_gridworld_paper_variant_trains_one_iteration_for_fpo_and_fixed_std_ppo():
+    for algo in ("fpo", "ppo"):
+        c = preset("gridworld", algo, variant="paper")
+        c = replace(c, num_envs=10, unroll_length=8, num_epochs=1, num_eval_envs=4)
+        trainer = Trainer(envs.make_env("gridworld"), validate(c))
+        state = jax.jit(trainer.init)(jax.random.PRNGKey(0))
+        state, metrics = jax.jit(trainer.train_step)(state)
+        assert np.isfinite(float(metrics["policy_loss"]))
+        if algo == "ppo":
+            np.testing.assert_allclose(metrics["policy_scale"], 0.5, rtol=1e-6)

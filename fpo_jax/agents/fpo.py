@@ -97,6 +97,7 @@ class FPOAgent(FlowPolicy):
             weighting=c.cfm_weighting,
             cfm_loss_clamp=c.cfm_loss_clamp,
             log_ratio_clamp=self.log_ratio_clamp,
+            pair_log_ratio_clamp=c.pair_log_ratio_clamp,
         )
 
     @property

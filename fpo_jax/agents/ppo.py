@@ -19,7 +19,9 @@ class GaussianPPOAgent:
 
     The ratio uses the Gaussian log-probs of the pre-squash ``u`` (the squash's Jacobian cancels).
     The entropy bonus estimates the squashed distribution's entropy with one sample:
-    ``H = H_gauss + E[log |d tanh(u)/du|]``. Evaluation uses the mean action.
+    ``H = H_gauss + E[log |d tanh(u)/du|]``. Evaluation uses the mean action. With
+    ``config.gaussian_fixed_std`` set, ``s`` is that constant (the network's scale head is
+    ignored) and only the mean is learned.
     """
 
     config: TrainConfig
@@ -40,9 +42,16 @@ class GaussianPPOAgent:
     def init(self, key: Array, obs_size: int) -> Params:
         return self.policy_net.init(key, jnp.zeros((1, obs_size)))
 
+    def distribution(self, params: Params, obs: Array) -> tuple[Array, Array]:
+        """obs (*B, obs_dim) -> (loc (*B, A), scale (*B, A)) of the pre-squash Gaussian."""
+        loc, scale = self.policy_net.apply(params, obs)
+        if self.config.gaussian_fixed_std is not None:
+            scale = jnp.full_like(loc, self.config.gaussian_fixed_std)
+        return loc, scale
+
     def act(self, params: Params, obs: Array, key: Array) -> tuple[Array, Extras]:
         """obs (*B, obs_dim) -> raw_action (*B, A), extras {log_prob (*B,)}."""
-        loc, scale = self.policy_net.apply(params, obs)
+        loc, scale = self.distribution(params, obs)
         raw_action = loc + scale * jax.random.normal(key, loc.shape, loc.dtype)
         return raw_action, {"log_prob": loss.gaussian_log_prob(raw_action, loc, scale)}
 
@@ -50,7 +59,7 @@ class GaussianPPOAgent:
         self, params: Params, obs: Array, raw_action: Array, extras: Extras, advantages: Array
     ) -> tuple[Array, dict[str, Array]]:
         c = self.config
-        loc, scale = self.policy_net.apply(params, obs)
+        loc, scale = self.distribution(params, obs)
         log_prob = loss.gaussian_log_prob(raw_action, loc, scale)
         policy_loss, metrics = loss.ppo_objective(
             log_prob, extras["log_prob"], advantages, clip_epsilon=c.clip_epsilon,
@@ -65,5 +74,5 @@ class GaussianPPOAgent:
 
     def eval_act(self, params: Params, obs: Array, key: Array) -> Array:
         del key
-        loc, _ = self.policy_net.apply(params, obs)
+        loc, _ = self.distribution(params, obs)
         return loc
