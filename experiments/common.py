@@ -183,12 +183,11 @@ def fmt_pm(values: Any, digits: int = 1) -> str:
 def eval_curve(history: list[dict[str, Any]], num_seeds: int) -> tuple[np.ndarray, np.ndarray]:
     """Eval points of a train() history: env_steps (E,) and per-seed returns (E, num_seeds).
 
-    train() records the per-seed returns as ``per_seed/eval/episode_return`` only when it runs
-    several seeds; with one seed, the mean ``eval/episode_return`` is that seed's.
+    train() records every member's (here: seed's) return as ``per_member/eval/episode_return``.
     """
     evals = [r for r in history if r.get("eval/episode_return") is not None]
     steps = np.array([r["env_steps"] for r in evals], dtype=np.int64)
-    returns = [r.get("per_seed/eval/episode_return", r["eval/episode_return"]) for r in evals]
+    returns = [r["per_member/eval/episode_return"] for r in evals]
     return steps, np.array(returns, dtype=np.float64).reshape(len(evals), num_seeds)
 
 

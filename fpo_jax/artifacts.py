@@ -30,7 +30,7 @@ from flax import serialization
 
 from fpo_jax import normalization
 from fpo_jax.agents import make_agent
-from fpo_jax.config import ConfigError, TrainConfig, replace
+from fpo_jax.config import ConfigError, TrainConfig, replace, sweep_members
 
 Array = jax.Array
 Policy = Callable[[Array, Array], Array]
@@ -79,7 +79,8 @@ class LoadedRun:
     """A trained policy restored from a run directory (see :func:`load_run`).
 
     Attributes:
-      config: the run's config (with the sampler chosen at load time).
+      config: the member's config (its swept values and seed in place, the sampler chosen at
+        load time).
       params: the policy's parameters.
       obs_stats: the observation normalisation statistics.
       policy: ``policy(obs (..., obs_dim), key) -> action (..., A)`` in [-1, 1], jit-able.
@@ -103,7 +104,8 @@ def load_run(
     run_dir: str | Path,
     step: int | None = None,
     *,
-    seed_index: int = 0,
+    member: int = 0,
+    seed_index: int | None = None,
     integrator: str | None = None,
     flow_steps: int | None = None,
     noise: str | None = None,
@@ -118,7 +120,8 @@ def load_run(
       run_dir: the run directory (holds ``config.json`` and ``checkpoints/``), from any working
         directory, also after it was moved or copied.
       step: the checkpoint's iteration; default: the latest readable one.
-      seed_index: with ``num_seeds > 1``, which seed's policy to take.
+      member: which member's policy to take (a sweep's setting x seed, in the order of the
+        run's ``members.json``; without a sweep, the seed index). ``seed_index`` is the same.
       integrator, flow_steps, noise, sigma: the evaluation sampler to act with (default: the
         run's ``eval_*`` settings), e.g. ``noise="zero"`` for FPO++'s zero-noise sampling.
       env: the env object, for runs trained on an env object rather than a name.
@@ -130,14 +133,15 @@ def load_run(
     """
     from fpo_jax import envs
     from fpo_jax.checkpoint import Checkpointer
-    from fpo_jax.train import read_run_config
+    from fpo_jax.train import member_inputs, read_run_config
     from fpo_jax.trainer import Trainer
 
     run_dir = Path(run_dir).expanduser().resolve()
     config = read_run_config(run_dir)
-    if not 0 <= seed_index < config.num_seeds:
+    member = member if seed_index is None else seed_index
+    if not 0 <= member < config.num_members:
         raise ConfigError(
-            f"seed_index {seed_index} is out of range: the run has {config.num_seeds} seed(s)."
+            f"member {member} is out of range: the run has {config.num_members} member(s)."
         )
     config = _sampler_config(config, integrator, flow_steps, noise, sigma)
     if env is None:
@@ -151,10 +155,10 @@ def load_run(
     if not ckpt_dir.is_dir():
         raise ConfigError(f"{run_dir} has no checkpoints/ (trained with checkpoint=False?).")
     trainer = Trainer(env, config, agent=agent, value_network=value_network)
-    # The checkpoint's structure, as train.py builds it (a leading seed axis), restored onto
+    # The checkpoint's structure, as train.py builds it (a leading member axis), restored onto
     # one device even when the run was sharded over several.
-    keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(config.seed, config.seed + config.num_seeds))
-    like = jax.eval_shape(jax.vmap(trainer.init), keys)
+    _, keys, hparams = member_inputs(config)
+    like = jax.eval_shape(jax.vmap(trainer.init), keys, hparams)
     one_device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one_device), like)
     checkpointer = Checkpointer(ckpt_dir)
@@ -162,13 +166,16 @@ def load_run(
         state, step = checkpointer.restore(like=like, step=step)
     finally:
         checkpointer.close()
-    state = jax.tree.map(lambda x: x[seed_index], state)
+    state = jax.tree.map(lambda x: x[member], state)
     params = state.params["policy"]
+    # This member's own config: its swept values and seed in place (what export_policy saves).
+    settings = sweep_members(config)[member]
+    member_config = replace(config, sweep=(), num_seeds=1, **settings)
     return LoadedRun(
-        config=config,
+        config=member_config,
         params=params,
         obs_stats=state.obs_stats,
-        policy=make_policy(trainer.agent, params, state.obs_stats, config),
+        policy=trainer.policy_fn(state.params, state.obs_stats, state.hparams),
         step=int(step),
         env=env,
         trainer=trainer,
@@ -179,7 +186,7 @@ def load_run(
 def export_policy(run_dir: str | Path, path: str | Path, **load_kwargs: Any) -> Path:
     """Write the run's policy (params, observation statistics, config) to one msgpack file.
 
-    ``load_kwargs`` go to :func:`load_run` (``step``, ``seed_index``, ``env``, ``agent``...).
+    ``load_kwargs`` go to :func:`load_run` (``step``, ``member``, ``env``, ``agent``...).
     Returns the written path. The file holds no env state, optimizer state or critic.
     """
     run = load_run(run_dir, **load_kwargs)

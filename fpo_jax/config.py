@@ -15,6 +15,7 @@ trajectories.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import typing
 from dataclasses import dataclass, field
@@ -55,6 +56,12 @@ class TrainConfig:
     """Seed of the first (or only) run."""
     num_seeds: int = 1
     """Train this many seeds (seed, seed+1, ...) as one vmapped program."""
+    sweep: tuple[str, ...] = ()
+    """Train a grid of settings in one program: 'name=v1,v2,...' per swept field (only fields
+    that change no array shape: learning_rate, clip_epsilon, value_loss_coef, entropy_cost,
+    discount, gae_lambda, reward_scaling, velocity_output_scale, cfm_loss_clamp,
+    log_ratio_clamp, max_grad_norm, dppo_sigma, eval_sigma); the grid is the product, times
+    num_seeds. On the CLI repeat --sweep per field."""
     num_devices: int | None = None
     """Shard the env batch over this many devices (None: every device JAX sees, on all hosts)."""
     distributed: bool = False
@@ -207,6 +214,14 @@ class TrainConfig:
         return self.env_steps_per_iteration * self.iterations_per_call
 
     @property
+    def num_members(self) -> int:
+        """Runs trained together: the sweep grid's size times num_seeds."""
+        size = 1
+        for entry in self.sweep:
+            size *= len(entry.partition("=")[2].split(","))
+        return size * self.num_seeds
+
+    @property
     def num_calls(self) -> int:
         """Calls of the compiled step needed to reach num_timesteps (rounded up)."""
         return max(1, -(-self.num_timesteps // self.env_steps_per_call))
@@ -222,6 +237,27 @@ class TrainConfig:
             raise ValueError(f"Unknown config fields {unknown}.")
         d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
         return cls(**d)
+
+
+# Hyperparameters that change no array shape: they can be swept inside one compiled program
+# (carried as traced values in the train state; see fpo_jax.trainer). Every other field is
+# static: it changes shapes or the program's structure (N pairs, flow steps, network sizes, env
+# counts, choices), so each value needs its own program.
+SWEEPABLE = (
+    "learning_rate",
+    "clip_epsilon",
+    "value_loss_coef",
+    "entropy_cost",
+    "discount",
+    "gae_lambda",
+    "reward_scaling",
+    "velocity_output_scale",
+    "cfm_loss_clamp",
+    "log_ratio_clamp",
+    "max_grad_norm",
+    "dppo_sigma",
+    "eval_sigma",
+)
 
 
 class ConfigError(ValueError):
@@ -293,9 +329,66 @@ def validate(config: TrainConfig) -> TrainConfig:
         fail("dppo_sigma must be positive for algo='dppo' (its likelihoods need noise).")
     if not c.policy_hidden or not c.value_hidden or min(c.policy_hidden + c.value_hidden) <= 0:
         fail("policy_hidden and value_hidden must be non-empty tuples of positive sizes.")
+    if c.sweep:
+        parse_sweep(c)
     if c.num_devices is not None and c.num_devices <= 0:
         fail(f"num_devices must be a positive integer or None, got {c.num_devices!r}.")
     return c
+
+
+def parse_sweep(config: TrainConfig) -> dict[str, tuple[float, ...]]:
+    """``config.sweep`` ('name=v1,v2' entries) -> ``{name: values}``; ConfigError if invalid.
+
+    Each value must make a valid config on its own (e.g. a positive clip_epsilon).
+    """
+    grid: dict[str, tuple[float, ...]] = {}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    for entry in config.sweep:
+        name, sep, values = entry.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not values.strip():
+            fail_sweep(f"--sweep {entry!r} is not of the form name=v1,v2,... .")
+        if name not in fields:
+            fail_sweep(f"--sweep {name!r} is not a config field.")
+        if name not in SWEEPABLE:
+            fail_sweep(
+                f"--sweep {name!r}: {name} is static (it changes array shapes or the program), "
+                f"so each value needs its own run; sweepable: {', '.join(SWEEPABLE)}."
+            )
+        if name in grid:
+            fail_sweep(f"--sweep {name!r} is given twice.")
+        try:
+            parsed = tuple(float(v) for v in values.split(","))
+        except ValueError:
+            fail_sweep(f"--sweep {entry!r}: the values must be numbers.")
+        for value in parsed:
+            try:
+                validate(dataclasses.replace(config, sweep=(), **{name: value}))
+            except ConfigError as e:
+                fail_sweep(f"--sweep {name}={value:g}: {e}")
+        grid[name] = parsed
+    return grid
+
+
+def fail_sweep(message: str) -> typing.NoReturn:
+    raise ConfigError(message)
+
+
+def sweep_members(config: TrainConfig) -> list[dict[str, float]]:
+    """Every member of the run: the sweep grid's settings (outer) x the seeds (inner).
+
+    Each member is ``{swept name: value, ..., "seed": seed}``; a run without a sweep has
+    ``num_seeds`` members ``{"seed": s}``.
+    """
+    grid = parse_sweep(config)
+    settings = [
+        dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())
+    ]
+    return [
+        {**setting, "seed": config.seed + i}
+        for setting in settings
+        for i in range(config.num_seeds)
+    ]
 
 
 # ----------------------------------------------------------------------------------------------

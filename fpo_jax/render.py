@@ -393,7 +393,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, default=240)
     p.add_argument("--width", type=int, default=320)
     p.add_argument("--step", type=int, default=None, help="checkpoint iteration (default: latest)")
-    p.add_argument("--seed-index", type=int, default=0, help="which seed of a multi-seed run")
+    p.add_argument(
+        "--member", "--seed-index", dest="member", type=int, default=0,
+        help="which member (seed, or sweep setting x seed) of a multi-member run",
+    )  # fmt: skip
     p.add_argument(
         "--no-stop-at-done",
         dest="stop_at_done",
@@ -406,7 +409,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        run = load_run(args.run_dir, step=args.step, seed_index=args.seed_index)
+        run = load_run(args.run_dir, step=args.step, member=args.member)
         kind = _renderer_kind(run.env)
         if kind != "gridworld":
             ok, message = gl_available()

@@ -98,8 +98,18 @@ class MetricsWriter:
             self._wandb.finish()
 
 
-def plot_learning_curve(history: list[dict[str, Any]], path: Path, title: str = "") -> Path | None:
-    """Eval return (mean, and per seed if several) against env steps, saved as a PNG."""
+def plot_learning_curve(
+    history: list[dict[str, Any]],
+    path: Path,
+    title: str = "",
+    members: list[dict[str, Any]] | None = None,
+) -> Path | None:
+    """Eval return against env steps, saved as a PNG.
+
+    One line per sweep setting (the mean over its seeds, each seed thin beside it); without a
+    sweep, the mean over seeds with each seed thin. ``members``: each member's settings (as in
+    ``members.json``), in the order of the ``per_member/eval/episode_return`` lists.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -109,12 +119,24 @@ def plot_learning_curve(history: list[dict[str, Any]], path: Path, title: str = 
     if not evals:
         return None
     steps = [r["env_steps"] for r in evals]
+    per_member = [r.get("per_member/eval/episode_return") for r in evals]
     fig, ax = plt.subplots(figsize=(6, 4))
-    per_seed = [r.get("per_seed/eval/episode_return") for r in evals]
-    if all(isinstance(p, list) for p in per_seed):
-        for seed_curve in np.asarray(per_seed).T:
-            ax.plot(steps, seed_curve, color="C0", alpha=0.3, lw=1)
-    ax.plot(steps, [r["eval/episode_return"] for r in evals], color="C0", lw=2, marker="o")
+    if members and all(isinstance(p, list) and len(p) == len(members) for p in per_member):
+        curves = np.asarray(per_member, dtype=float).T  # (members, evals)
+        settings: dict[str, list[int]] = {}
+        for i, m in enumerate(members):
+            label = ", ".join(f"{k}={v:g}" for k, v in m.items() if k != "seed") or "mean"
+            settings.setdefault(label, []).append(i)
+        for n, (label, rows) in enumerate(settings.items()):
+            color = f"C{n % 10}"
+            for row in rows if len(rows) > 1 else []:
+                ax.plot(steps, curves[row], color=color, alpha=0.25, lw=1)
+            ax.plot(steps, np.nanmean(curves[rows], axis=0), color=color, lw=2, marker="o",
+                    label=label)  # fmt: skip
+        if len(settings) > 1:
+            ax.legend(fontsize=7)
+    else:
+        ax.plot(steps, [r["eval/episode_return"] for r in evals], color="C0", lw=2, marker="o")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("eval episode return")
     ax.set_title(title)

@@ -8,8 +8,10 @@ simulator (:func:`preflight`: config, env name, run directory, loggers, devices)
 env, the trainer and the initial state (and restore the checkpoint when resuming), (3) only then
 create or clean the run directory, (4) compile, (5) train.
 
-Several seeds always train as one program: the state has a leading seed axis (of size 1 for one
-seed) and the trainer's pure functions are ``vmap``-ed over it.
+Seeds and sweeps always train as one program: the state has a leading *member* axis (a member is
+one setting of the ``--sweep`` grid with one seed; without a sweep, members are the seeds, and
+one seed is one member) and the trainer's pure functions are ``vmap``-ed over it. Swept
+hyperparameters ride along in the state as traced values (``TrainState.hparams``).
 """
 
 from __future__ import annotations
@@ -34,16 +36,25 @@ import numpy as np
 
 from fpo_jax import envs, parallel
 from fpo_jax.checkpoint import Checkpointer, CheckpointError
-from fpo_jax.config import ConfigError, TrainConfig, preset, replace, validate
+from fpo_jax.config import (
+    ConfigError,
+    TrainConfig,
+    preset,
+    replace,
+    sweep_members,
+    validate,
+)
 from fpo_jax.run_log import MetricsWriter, plot_learning_curve
 from fpo_jax.trainer import Trainer, TrainState
 
 # Fields that may differ between a run and its resumption without changing what is computed.
-_RESUMABLE_CHANGES = {"run_dir", "resume", "overwrite", "progress", "num_timesteps", "compile_cache",
+_RESUMABLE_CHANGES = {"run_dir", "resume", "overwrite", "progress", "num_timesteps",
+                      "compile_cache",
                       "tensorboard", "wandb_project", "preset_source", "num_devices",
                       "distributed"}  # fmt: skip
 # What a run writes into its directory (what --overwrite removes; other files are left alone).
-RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints", "learning_curve.png", "tensorboard")
+RUN_FILES = ("config.json", "members.json", "metrics.jsonl", "checkpoints",
+             "learning_curve.png", "tensorboard")  # fmt: skip
 _DISTRIBUTED_VARS = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 
 # progress_fn(record, state) -> False to stop; see train().
@@ -59,16 +70,17 @@ class TrainResult:
     """What :func:`train` returns.
 
     Attributes:
-      state: final :class:`TrainState` of every seed, with a leading seed axis (size
-        ``num_seeds``, also when it is 1); :meth:`seed` picks one.
-      policy: the first seed's ``policy(obs (..., obs_dim), key) -> action (..., A)`` in
-        [-1, 1], jit-able, with the evaluation sampler; :meth:`policy_of` gives another seed's.
+      state: final :class:`TrainState` of every member, with a leading member axis (size
+        ``config.num_members``, also when it is 1); :meth:`member` picks one.
+      policy: the first member's ``policy(obs (..., obs_dim), key) -> action (..., A)`` in
+        [-1, 1], jit-able, with the evaluation sampler; :meth:`policy_of` gives another's.
       history: one dict per call of the compiled step (env steps, losses, ratio statistics,
         eval returns when evaluated).
       config: the validated config that ran.
       trainer: the :class:`Trainer` (its pure functions, e.g. ``trainer.evaluate``).
       compile_seconds: time to compile the training step.
       stopped_early: True when ``progress_fn`` stopped the run.
+      members: each member's settings, ``{swept name: value, ..., "seed": s}``.
     """
 
     state: TrainState
@@ -78,17 +90,23 @@ class TrainResult:
     trainer: Trainer
     compile_seconds: float
     stopped_early: bool = False
+    members: list[dict[str, float]] = dataclasses.field(default_factory=list)
 
-    def seed(self, i: int) -> TrainState:
-        """The final state of seed ``config.seed + i`` (no seed axis)."""
-        if not 0 <= i < self.config.num_seeds:
-            raise IndexError(f"seed index {i} out of range for {self.config.num_seeds} seed(s).")
+    def member(self, i: int) -> TrainState:
+        """The final state of member ``i`` (no member axis); see ``members[i]`` for its settings."""
+        if not 0 <= i < self.config.num_members:
+            raise IndexError(f"member {i} out of range for {self.config.num_members} member(s).")
         return jax.tree.map(lambda x: x[i], self.state)
 
+    def seed(self, i: int) -> TrainState:
+        """Without a sweep, the final state of seed ``config.seed + i`` (= :meth:`member`)."""
+        return self.member(i)
+
     def policy_of(self, i: int) -> Callable[[jax.Array, jax.Array], jax.Array]:
-        """Seed ``i``'s policy (see ``policy``)."""
-        state = self.seed(i)
-        return self.trainer.policy_fn(state.params, state.obs_stats)
+        """Member ``i``'s policy (see ``policy``), with its swept settings."""
+        state = self.member(i)
+        act = self.trainer.policy_fn(state.params, state.obs_stats, state.hparams)
+        return act
 
     @property
     def final_eval_return(self) -> float:
@@ -290,7 +308,56 @@ def _prepare_run_dir(config: TrainConfig) -> Path | None:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(config.to_json())
+    (run_dir / "members.json").write_text(json.dumps(sweep_members(config), indent=1))
     return run_dir
+
+
+def member_inputs(config: TrainConfig) -> tuple[list[dict[str, float]], jax.Array, dict]:
+    """The members of a run, their PRNG keys ``(M, 2)`` and swept values ``{name: (M,)}``.
+
+    Member ``(setting, seed)`` starts from ``PRNGKey(seed)``, exactly as the single run of that
+    setting and seed would, so a sweep member reproduces that run.
+    """
+    members = sweep_members(config)
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.array([m["seed"] for m in members]))
+    names = [n for n in members[0] if n != "seed"]
+    hparams = {n: jnp.array([m[n] for m in members], jnp.float32) for n in names}
+    return members, keys, hparams
+
+
+def _bytes(tree: Any) -> int:
+    return sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
+
+
+def _device_memory_bytes() -> int | None:
+    device = jax.devices()[0]
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"])
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return None
+
+
+def _check_members_fit(trainer: Trainer, state: TrainState, config: TrainConfig) -> None:
+    """Before compiling: the states and one iteration's rollouts of all members must fit."""
+    one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), state)
+    rollout = jax.eval_shape(trainer.collect, one)[1]
+    need = _bytes(state) + config.num_members * _bytes(rollout)
+    have = _device_memory_bytes()
+    if config.num_members > 1:
+        room = f" of {have / 2**30:.1f} GiB" if have else ""
+        _log(
+            f"{config.num_members} members in one program: about {need / 2**20:,.0f} MiB for "
+            f"their states and rollouts{room} (plus working memory)"
+        )
+    if have is not None and need > 0.8 * have:
+        raise ConfigError(
+            f"{config.num_members} members need about {need / 2**30:.1f} GiB for states and "
+            f"rollouts, more than 80 % of the device's {have / 2**30:.1f} GiB: sweep fewer "
+            "settings or seeds, or use fewer --num-envs."
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -343,10 +410,10 @@ def train(
         _check_distributed_vars()
         _initialize_distributed_once()
     config = preflight(config, env_is_name=env_is_name)
-    k = config.num_seeds
+    k = config.num_members
     _log(
         f"{config.algo} on {config.env}, {config.num_timesteps:,} env steps x {k} "
-        f"seed{'s' if k > 1 else ''} ({config.num_calls} calls of "
+        f"member{'s' if k > 1 else ''} ({config.num_calls} calls of "
         f"{config.env_steps_per_call:,}); defaults: {config.preset_source}. Building the env..."
     )
 
@@ -355,8 +422,9 @@ def train(
     use_mesh = (config.num_devices or jax.device_count()) > 1
     mesh = parallel.make_mesh(config.num_devices) if use_mesh else None
     trainer = Trainer(env_obj, config, agent=agent, value_network=value_network, mesh=mesh)
-    keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(config.seed, config.seed + k))
-    state = jax.jit(jax.vmap(trainer.init))(keys)
+    members, keys, hparams = member_inputs(config)
+    state = jax.jit(jax.vmap(trainer.init))(keys, hparams)
+    _check_members_fit(trainer, state, config)
 
     ckpt = None
     start_call = 0
@@ -377,7 +445,7 @@ def train(
     )
     try:
         return _train_loop(
-            config, trainer, state, start_call, ckpt, writer, run_dir, progress_fn, mesh
+            config, trainer, state, start_call, ckpt, writer, run_dir, progress_fn, mesh, members
         )
     finally:
         writer.close()
@@ -395,8 +463,9 @@ def _train_loop(
     run_dir: Path | None,
     progress_fn: ProgressFn | None,
     mesh: Any,
+    members: list[dict[str, float]],
 ) -> TrainResult:
-    k = config.num_seeds
+    k = config.num_members
     main_process = parallel.is_main_process()
     wall_offset = 0.0
     if config.resume is not None:
@@ -419,12 +488,17 @@ def _train_loop(
     eval_base_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0x5EED)
     total_steps = config.num_calls * config.env_steps_per_call
 
+    # Each member's evaluation key depends on its seed only: a sweep member and the single run
+    # of its setting and seed evaluate on the same episodes.
+    member_seeds = jnp.array([m["seed"] for m in members])
+
     def run_eval(state: TrainState, call: int) -> dict[str, Any]:
-        ekeys = jax.random.split(jax.random.fold_in(eval_base_key, call), k)
+        call_key = jax.random.fold_in(eval_base_key, call)
+        ekeys = jax.vmap(lambda s: jax.random.fold_in(call_key, s))(member_seeds)
         out = jax.device_get(eval_fn(state, ekeys))
         record = {name: np.mean(v) for name, v in out.items()}
-        if k > 1:
-            record["per_seed/eval/episode_return"] = out["eval/episode_return"]
+        record["per_member/eval/episode_return"] = out["eval/episode_return"]
+        if k > 1 and not config.sweep:  # the seeds' spread; a sweep's members differ on purpose
             record["eval/episode_return_stderr"] = np.std(out["eval/episode_return"]) / np.sqrt(k)
         return record
 
@@ -470,6 +544,10 @@ def _train_loop(
             "env_steps_per_second": config.env_steps_per_call * k / call_seconds,
         }
         record.update({n: _nanmean(v) for n, v in metrics.items() if n != "finite"})
+        if k > 1:  # each member's own numbers, in the order of members.json
+            record.update(
+                {f"per_member/{n}": np.asarray(v) for n, v in metrics.items() if n != "finite"}
+            )
         evaluated = call in eval_calls
         if evaluated:
             record.update(run_eval(state, call))
@@ -511,17 +589,21 @@ def _train_loop(
         progress.close()
     if run_dir is not None and main_process:
         plot_learning_curve(
-            writer.history, run_dir / "learning_curve.png", f"{config.algo} on {config.env}"
+            writer.history,
+            run_dir / "learning_curve.png",
+            f"{config.algo} on {config.env}",
+            members=members,
         )
     final = jax.tree.map(lambda x: x[0], state)
     return TrainResult(
         state=state,
-        policy=trainer.policy_fn(final.params, final.obs_stats),
+        policy=trainer.policy_fn(final.params, final.obs_stats, final.hparams),
         history=writer.history,
         config=config,
         trainer=trainer,
         compile_seconds=compile_seconds,
         stopped_early=stopped_early,
+        members=members,
     )
 
 
@@ -540,19 +622,41 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     pre.add_argument("--env", default=TrainConfig.env)
     pre.add_argument("--algo", default=TrainConfig.algo)
     pre.add_argument("--resume", default=None)
+    pre.add_argument("--sweep", action="append", default=None)
     known, _ = pre.parse_known_args(argv)
+    # --sweep repeats (one per field): collected here, then removed for tyro.
+    argv = _without_option(argv, "--sweep")
     if known.resume:
         default = read_run_config(known.resume)
     else:
         default = preset(known.env, known.algo)
     algos = "; ".join(f"{name}: {a.description}" for name, a in ALGORITHMS.items())
-    return tyro.cli(
+    config = tyro.cli(
         TrainConfig,
         default=default,
         args=argv,
         description="Train a flow policy with FPO (or the PPO / DPPO baselines). The defaults "
-        "shown are the preset for --env/--algo; every flag overrides it. Algorithms: " + algos,
+        "shown are the preset for --env/--algo; every flag overrides it. Algorithms: "
+        + algos
+        + ". Sweeps: --sweep clip_epsilon=0.05,0.1 --sweep learning_rate=3e-4,1e-3 trains the "
+        "grid (x --num-seeds) as one program.",
     )
+    if known.sweep is not None:
+        config = replace(config, sweep=tuple(known.sweep))
+    return config
+
+
+def _without_option(argv: list[str], option: str) -> list[str]:
+    """``argv`` without ``option VALUE`` / ``option=VALUE`` pairs."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(option + "="):
+            out.append(arg)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,6 +35,7 @@ after the rollout and used in the loss; see :mod:`fpo_jax.normalization`.)
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -45,7 +46,7 @@ from flax import struct
 
 from fpo_jax import artifacts, envs, loss, networks, normalization, parallel
 from fpo_jax.agents import Agent, make_agent
-from fpo_jax.config import TrainConfig, validate
+from fpo_jax.config import SWEEPABLE, TrainConfig, parse_sweep, validate
 
 Array = jax.Array
 Metrics = dict[str, Array]
@@ -74,6 +75,9 @@ class TrainState:
 
     ``params = {"policy": ..., "value": ...}``; ``env_state`` has leading dim ``num_envs``;
     ``key`` is a raw ``uint32[2]`` PRNG key; ``iteration`` counts finished training iterations.
+    ``hparams``: the swept hyperparameters as float32 scalars, ``{name: ()}`` (empty without a
+    sweep); they override the config's values inside the compiled step, so one program trains
+    a whole grid of settings when the state has a leading member axis.
     """
 
     params: Any
@@ -82,6 +86,16 @@ class TrainState:
     env_state: Any
     key: Array
     iteration: Array
+    hparams: dict[str, Array] = struct.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class _View:
+    """The config, agent and optimizer as one member sees them (swept values traced)."""
+
+    config: TrainConfig
+    agent: Any
+    optimizer: optax.GradientTransformation
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
@@ -136,7 +150,14 @@ class Trainer:
         value_network: Any | None = None,
         mesh: jax.sharding.Mesh | None = None,
     ):
-        self.config = validate(config)
+        config = validate(config)
+        # A swept field that is None (e.g. max_grad_norm: off) takes its first swept value here,
+        # so the program has the structure that the traced values then fill in.
+        grid = parse_sweep(config)
+        config = dataclasses.replace(
+            config, **{n: v[0] for n, v in grid.items() if getattr(config, n) is None}
+        )
+        self.config = config
         self.mesh = mesh
         if mesh is not None:
             parallel.check_divisible(config, mesh)
@@ -164,8 +185,26 @@ class Trainer:
         )
 
     # ------------------------------------------------------------------ state
-    def init(self, key: Array) -> TrainState:
-        """Fresh parameters, optimizer state, statistics and env states from a raw PRNG key."""
+    def _view(self, hparams: dict[str, Array]) -> _View:
+        """What the traced code reads its settings from: the config with ``hparams`` in place."""
+        if not hparams:
+            return _View(self.config, self.agent, self.optimizer)
+        config = dataclasses.replace(self.config, **hparams)  # traced values, no validation
+        agent = self.agent
+        if dataclasses.is_dataclass(agent) and hasattr(agent, "config"):
+            agent = dataclasses.replace(agent, config=config)
+        return _View(config, agent, make_optimizer(config))
+
+    def init(self, key: Array, hparams: dict[str, Any] | None = None) -> TrainState:
+        """Fresh parameters, optimizer state, statistics and env states from a raw PRNG key.
+
+        ``hparams``: swept hyperparameters (names in :data:`fpo_jax.config.SWEEPABLE`) and
+        this member's values; vmap ``init`` over them to build a sweep's states.
+        """
+        hparams = {k: jnp.asarray(v, jnp.float32) for k, v in (hparams or {}).items()}
+        unknown = sorted(set(hparams) - set(SWEEPABLE))
+        if unknown:
+            raise ValueError(f"{unknown} cannot be swept; sweepable: {SWEEPABLE}.")
         c = self.config
         k_policy, k_value, k_env, k_next = jax.random.split(key, 4)
         params = {
@@ -180,6 +219,7 @@ class Trainer:
             env_state=env_state,
             key=k_next,
             iteration=jnp.zeros((), jnp.int32),
+            hparams=hparams,
         )
 
     def _shard(self, tree: Any, axis: int = 0) -> Any:
@@ -192,7 +232,7 @@ class Trainer:
         return normalization.normalize(stats, obs, c.normalize_observations, clip=clip)
 
     # ------------------------------------------------------------------ rollout
-    def _unroll(self, params, stats_for_acting, carry, key):
+    def _unroll(self, agent, params, stats_for_acting, carry, key):
         """One unroll of ``unroll_length`` steps. Returns (carry, (traj (T, B, ...), bootstrap))."""
         env_state, new_stats = carry
 
@@ -202,7 +242,7 @@ class Trainer:
             env_state, new_stats = carry
             raw_obs = envs.flat_obs(env_state.obs)
             obs = self._normalize(stats_for_acting, raw_obs)
-            raw_action, extras = self.agent.act(params["policy"], obs, step_key)
+            raw_action, extras = agent.act(params["policy"], obs, step_key)
             next_state = self.train_env.step(env_state, jnp.tanh(raw_action))
             done = next_state.done
             episode_return = next_state.info["episode_metrics"]["sum_reward"]
@@ -232,9 +272,9 @@ class Trainer:
         return (env_state, new_stats), (traj, bootstrap_obs, logs)
 
     # ------------------------------------------------------------------ update
-    def _loss(self, params, minibatch) -> tuple[Array, Metrics]:
+    def _loss(self, view: _View, params, minibatch) -> tuple[Array, Metrics]:
         """Loss of one minibatch of trajectories: obs (b, T, obs_dim), bootstrap_obs (b, obs_dim)."""
-        c = self.config
+        c = view.config
         traj, bootstrap_obs = minibatch
         values = self.value_net.apply(params["value"], traj["obs"])  # (b, T)
         bootstrap_value = self.value_net.apply(params["value"], bootstrap_obs)  # (b,)
@@ -253,7 +293,7 @@ class Trainer:
         value_targets, advantages = to_time_major(value_targets), to_time_major(advantages)
         if c.normalize_advantages:
             advantages = loss.normalize_advantages(advantages)
-        policy_loss, metrics = self.agent.objective(
+        policy_loss, metrics = view.agent.objective(
             params["policy"], traj["obs"], traj["raw_action"], traj["extras"], advantages
         )
         v_loss = loss.value_loss(values, value_targets)
@@ -261,15 +301,15 @@ class Trainer:
         metrics.update(policy_loss=policy_loss, value_loss=v_loss, total_loss=total)
         return total, metrics
 
-    def _sgd_step(self, carry, minibatch):
+    def _sgd_step(self, view: _View, carry, minibatch):
         params, opt_state = carry
-        grads, metrics = jax.grad(self._loss, has_aux=True)(params, minibatch)
-        updates, opt_state = self.optimizer.update(grads, opt_state, params)
+        grads, metrics = jax.grad(self._loss, argnums=1, has_aux=True)(view, params, minibatch)
+        updates, opt_state = view.optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         metrics["grad_norm"] = optax.global_norm(grads)
         return (params, opt_state), metrics
 
-    def _epoch(self, data, carry, key):
+    def _epoch(self, view: _View, data, carry, key):
         c = self.config
         num_traj = c.batch_size * c.num_minibatches
         perm = jax.random.permutation(key, num_traj)
@@ -277,7 +317,7 @@ class Trainer:
             lambda x: x[perm].reshape(c.num_minibatches, c.batch_size, *x.shape[1:]), data
         )
         minibatches = self._shard(minibatches, axis=1)
-        return jax.lax.scan(self._sgd_step, carry, minibatches)
+        return jax.lax.scan(lambda cr, mb: self._sgd_step(view, cr, mb), carry, minibatches)
 
     # ------------------------------------------------------------------ iteration
     def collect(self, state: TrainState) -> tuple[TrainState, Rollout]:
@@ -295,7 +335,8 @@ class Trainer:
                 self.train_env, env_state, jax.random.split(k_refresh, c.num_envs)
             )
         env_state = self._shard(env_state)
-        unroll = lambda carry, k: self._unroll(state.params, state.obs_stats, carry, k)
+        agent = self._view(state.hparams).agent
+        unroll = lambda carry, k: self._unroll(agent, state.params, state.obs_stats, carry, k)
         (env_state, new_stats), (traj, bootstrap_obs, logs) = jax.lax.scan(
             unroll, (env_state, state.obs_stats), jax.random.split(k_rollout, c.num_unrolls)
         )
@@ -329,7 +370,8 @@ class Trainer:
             traj = {**traj, "obs": self._normalize(state.obs_stats, traj["obs"])}
             bootstrap_obs = self._normalize(state.obs_stats, bootstrap_obs)
         data = (traj, bootstrap_obs)
-        epoch = lambda carry, k: self._epoch(data, carry, k)
+        view = self._view(state.hparams)
+        epoch = lambda carry, k: self._epoch(view, data, carry, k)
         (params, opt_state), sgd_metrics = jax.lax.scan(
             epoch, (state.params, state.opt_state), jax.random.split(k_sgd, c.num_epochs)
         )
@@ -365,13 +407,20 @@ class Trainer:
         return state, metrics
 
     # ------------------------------------------------------------------ evaluation
-    def policy_fn(self, params: Any, obs_stats: normalization.RunningStats) -> Callable:
+    def policy_fn(
+        self,
+        params: Any,
+        obs_stats: normalization.RunningStats,
+        hparams: dict[str, Array] | None = None,
+    ) -> Callable:
         """``policy(obs (..., obs_dim), key) -> action (..., A)`` in ``[-1, 1]``, jit-able.
 
-        ``params`` are the whole ``state.params``; uses the evaluation sampler of the config
-        (integrator, steps, noise start). A dict observation is read through its "state" entry.
+        ``params`` are the whole ``state.params`` (and ``hparams`` its ``state.hparams``, for a
+        sweep member); uses the evaluation sampler of the config (integrator, steps, noise
+        start). A dict observation is read through its "state" entry.
         """
-        act = artifacts.make_policy(self.agent, params["policy"], obs_stats, self.config)
+        agent = self._view(hparams or {}).agent
+        act = artifacts.make_policy(agent, params["policy"], obs_stats, self.config)
         return lambda obs, key: act(envs.flat_obs(obs), key)
 
     def evaluate(self, state: TrainState, key: Array) -> Metrics:
@@ -380,7 +429,7 @@ class Trainer:
         Rewards (and env metrics) after an episode's end are masked out.
         """
         c = self.config
-        policy = self.policy_fn(state.params, state.obs_stats)
+        policy = self.policy_fn(state.params, state.obs_stats, state.hparams)
         k_reset, k_act = jax.random.split(key)
         env_state = self.eval_env.reset(jax.random.split(k_reset, c.num_eval_envs))
         num_steps = -(-c.episode_length // c.action_repeat)

@@ -109,7 +109,7 @@ def test_train_kill_resume_evaluate_load_render(family, tmp_path):
     wall = [r["wall_time"] for r in records]
     assert wall == sorted(wall)
     for r in records:
-        assert len(r["per_seed/eval/episode_return"]) == 2
+        assert len(r["per_member/eval/episode_return"]) == 2
         assert np.isfinite(r["eval/episode_return"])
     assert (moved / "learning_curve.png").stat().st_size > 0
 

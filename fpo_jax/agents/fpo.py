@@ -105,6 +105,8 @@ class FPOAgent(FlowPolicy):
         """The configured clamp; by default 3 for per-pair ratios (the FPO authors' choice:
         a single pair's ratio is far noisier than the pair-averaged one), none for 'mean'."""
         c = self.config
-        if c.log_ratio_clamp is not None:
-            return None if c.log_ratio_clamp == float("inf") else c.log_ratio_clamp
-        return 3.0 if c.ratio == "per_sample" else None
+        if c.log_ratio_clamp is None:
+            return 3.0 if c.ratio == "per_sample" else None
+        if isinstance(c.log_ratio_clamp, int | float) and c.log_ratio_clamp == float("inf"):
+            return None
+        return c.log_ratio_clamp  # a number, or a traced value in a sweep
