@@ -59,6 +59,13 @@ def _sampler_config(
     return replace(config, **changes) if changes else config
 
 
+def _with_config(agent: Any, config: TrainConfig) -> Any:
+    """An injected agent made to sample with ``config`` (the sampler chosen at load time)."""
+    if agent is not None and dataclasses.is_dataclass(agent) and hasattr(agent, "config"):
+        return dataclasses.replace(agent, config=config)
+    return agent
+
+
 def make_policy(agent: Any, params: Any, obs_stats: normalization.RunningStats, config) -> Policy:
     """``policy(obs (..., obs_dim), key) -> action (..., A)`` in [-1, 1], jit-able.
 
@@ -154,7 +161,7 @@ def load_run(
     ckpt_dir = run_dir / "checkpoints"
     if not ckpt_dir.is_dir():
         raise ConfigError(f"{run_dir} has no checkpoints/ (trained with checkpoint=False?).")
-    trainer = Trainer(env, config, agent=agent, value_network=value_network)
+    trainer = Trainer(env, config, agent=_with_config(agent, config), value_network=value_network)
     # The checkpoint's structure, as train.py builds it (a leading member axis), restored onto
     # one device even when the run was sharded over several.
     _, keys, hparams = member_inputs(config)
@@ -280,7 +287,7 @@ def load_policy(
     config = TrainConfig.from_dict(json.loads(payload["config"]))
     config = _sampler_config(config, integrator, flow_steps, noise, sigma)
     action_size = int(payload["action_size"])
-    agent = agent if agent is not None else make_agent(config, action_size)
+    agent = _with_config(agent, config) if agent is not None else make_agent(config, action_size)
     params = jax.tree.map(jnp.asarray, payload["params"])
     obs_stats = normalization.RunningStats(
         **{k: jnp.asarray(v) for k, v in payload["obs_stats"].items()}

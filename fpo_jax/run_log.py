@@ -110,17 +110,16 @@ def plot_learning_curve(
     sweep, the mean over seeds with each seed thin. ``members``: each member's settings (as in
     ``members.json``), in the order of the ``per_member/eval/episode_return`` lists.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure (no pyplot): drawing a file must not switch a notebook's backend.
+    from matplotlib.figure import Figure
 
     evals = [r for r in history if r.get("eval/episode_return") is not None]
     if not evals:
         return None
     steps = [r["env_steps"] for r in evals]
     per_member = [r.get("per_member/eval/episode_return") for r in evals]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     if members and all(isinstance(p, list) and len(p) == len(members) for p in per_member):
         curves = np.asarray(per_member, dtype=float).T  # (members, evals)
         settings: dict[str, list[int]] = {}
@@ -143,5 +142,4 @@ def plot_learning_curve(
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path

@@ -60,8 +60,9 @@ def test_custom_velocity_network_and_critic_train_checkpoint_resume_and_load(tin
     assert int(resumed.seed(0).iteration) == 4
     assert [r["call"] for r in resumed.history] == [0, 1, 2, 3, 4]
 
-    run = fpo_jax.load_run(tmp_path, agent=agent, value_network=TinyCritic())
+    run = fpo_jax.load_run(tmp_path, agent=agent, value_network=TinyCritic(), noise="zero")
     assert run.step == 4
+    assert run.trainer.agent.config.eval_noise == "zero"  # the injected agent samples as asked
     obs = jnp.zeros((3, 2))
     assert run.policy(obs, jax.random.PRNGKey(0)).shape == (3, 2)
     with pytest.raises(ConfigError, match="custom network"):
