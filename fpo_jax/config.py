@@ -60,8 +60,9 @@ class TrainConfig:
     """Train a grid of settings in one program: 'name=v1,v2,...' per swept field (only fields
     that change no array shape: learning_rate, clip_epsilon, value_loss_coef, entropy_cost,
     discount, gae_lambda, reward_scaling, velocity_output_scale, cfm_loss_clamp,
-    log_ratio_clamp, max_grad_norm, dppo_sigma, eval_sigma); the grid is the product, times
-    num_seeds. On the CLI repeat --sweep per field."""
+    log_ratio_clamp, pair_log_ratio_clamp, max_grad_norm, dppo_sigma, gaussian_fixed_std,
+    eval_sigma); the grid is the product, times num_seeds. On the CLI repeat --sweep per
+    field."""
     num_devices: int | None = None
     """Shard the env batch over this many devices (None: every device JAX sees, on all hosts)."""
     distributed: bool = False
@@ -254,8 +255,10 @@ SWEEPABLE = (
     "velocity_output_scale",
     "cfm_loss_clamp",
     "log_ratio_clamp",
+    "pair_log_ratio_clamp",
     "max_grad_norm",
     "dppo_sigma",
+    "gaussian_fixed_std",
     "eval_sigma",
 )
 
