@@ -612,7 +612,8 @@ def _train_loop(
 
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
-    """CLI flags -> config: the preset of ``--env``/``--algo`` (or of the resumed run), then flags."""
+    """CLI flags -> config: the preset of ``--env``/``--algo``/``--variant`` (or of the resumed
+    run), then flags."""
     import tyro
 
     from fpo_jax.agents import ALGORITHMS
@@ -623,13 +624,15 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     pre.add_argument("--algo", default=TrainConfig.algo)
     pre.add_argument("--resume", default=None)
     pre.add_argument("--sweep", action="append", default=None)
+    pre.add_argument("--variant", default="default")
     known, _ = pre.parse_known_args(argv)
-    # --sweep repeats (one per field): collected here, then removed for tyro.
-    argv = _without_option(argv, "--sweep")
+    # --sweep repeats (one per field): collected here, then removed for tyro; --variant picks
+    # the preset (not a config field).
+    argv = _without_option(_without_option(argv, "--sweep"), "--variant")
     if known.resume:
         default = read_run_config(known.resume)
     else:
-        default = preset(known.env, known.algo)
+        default = preset(known.env, known.algo, variant=known.variant)
     algos = "; ".join(f"{name}: {a.description}" for name, a in ALGORITHMS.items())
     config = tyro.cli(
         TrainConfig,
@@ -639,7 +642,8 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
         "shown are the preset for --env/--algo; every flag overrides it. Algorithms: "
         + algos
         + ". Sweeps: --sweep clip_epsilon=0.05,0.1 --sweep learning_rate=3e-4,1e-3 trains the "
-        "grid (x --num-seeds) as one program.",
+        "grid (x --num-seeds) as one program. Preset variants: --variant paper (gridworld: the "
+        "FPO authors' GridWorld settings).",
     )
     if known.sweep is not None:
         config = replace(config, sweep=tuple(known.sweep))

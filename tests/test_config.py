@@ -63,3 +63,15 @@ def test_derived_sizes():
     assert c.env_steps_per_iteration == 1280
     assert c.env_steps_per_call == 2560
     assert c.num_calls == 4  # rounded up
+
+
+def test_cli_variant_picks_the_named_preset_and_flags_still_override():
+    from fpo_jax.train import parse_config
+
+    c = parse_config(["--env", "gridworld", "--algo", "ppo", "--variant", "paper",
+                      "--num-epochs", "2"])  # fmt: skip
+    assert c == replace(preset("gridworld", "ppo", variant="paper"), num_epochs=2)
+    assert c.gaussian_fixed_std == 0.5
+    assert parse_config(["--env", "gridworld"]) == preset("gridworld")
+    with pytest.raises(ConfigError, match="variant='paper' is not one of"):
+        parse_config(["--env", "CartpoleBalance", "--variant=paper"])
