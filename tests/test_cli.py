@@ -148,5 +148,5 @@ def test_overwrite_replaces_the_old_run_and_output_is_plain_lines_when_not_a_ter
     assert lines[0].startswith("[fpo_jax] fpo on gridworld, 256 env steps")
     assert "fpo_jax toy-env preset" in lines[0]
     assert any("compiling the training step" in line for line in lines)
-    assert sum("eval return" in line for line in lines) == 2  # one plain line per evaluation
+    assert sum("env steps: eval return" in line for line in lines) == 2  # one per evaluation
     assert "\r" not in out.stderr  # no progress bar in a log file
