@@ -74,7 +74,7 @@ else
   # Caps (s). Guesses for one H100 (nothing has run there yet): each training step is mostly
   # compilation (30-60 s on CPU at these programs' sizes); CheetahRun's contacts compile and
   # step slowest; seeds1 repeats fpo_CartpoleBalance's program (a compilation-cache read).
-  T_MAIN=65 T_FPO_CartpoleBalance=65 T_FPO_CheetahRun=90 T_BENCH=130 T_SEEDS1=30 T_SEEDS5=60
+  T_MAIN=60 T_FPO_CartpoleBalance=65 T_FPO_CheetahRun=90 T_BENCH=125 T_SEEDS1=40 T_SEEDS5=60
   # ant preset: 4096 envs x 5 steps x 16 unrolls = 327,680 env steps per iteration; 10 of them.
   MAIN_ARGS=(--num-timesteps 3276800 --num-evals 2)
   FPO_ARGS=(--num-evals 5)
