@@ -154,6 +154,21 @@ def enable_compilation_cache() -> str:
     return note
 
 
+def disable_compilation_cache() -> str:
+    """Turn JAX's persistent compilation cache off (also when ``$JAX_COMPILATION_CACHE_DIR`` is
+    set); returns a sentence for the results header.
+
+    For timings that include compilation: every program then compiles in full, however many
+    times an identical one compiled before in this process or another.
+    """
+    import jax
+
+    jax.config.update("jax_enable_compilation_cache", False)
+    jax.config.update("jax_compilation_cache_dir", None)
+    _CACHE_NOTE[:] = ["XLA persistent compilation cache: off (every run compiles every program)"]
+    return _CACHE_NOTE[0]
+
+
 # ----------------------------------------------------------------------------------------------
 # Seed statistics
 
