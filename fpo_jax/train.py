@@ -292,7 +292,7 @@ def enable_compilation_cache() -> Path:
 
 def _compilation_cache_entries() -> int | None:
     folder = jax.config.jax_compilation_cache_dir
-    if not folder or not Path(folder).is_dir():
+    if not jax.config.jax_enable_compilation_cache or not folder or not Path(folder).is_dir():
         return None
     return sum(1 for _ in Path(folder).iterdir())
 
@@ -497,7 +497,7 @@ def _train_loop(
         ekeys = jax.vmap(lambda s: jax.random.fold_in(call_key, s))(member_seeds)
         out = jax.device_get(eval_fn(state, ekeys))
         record = {name: np.mean(v) for name, v in out.items()}
-        record["per_member/eval/episode_return"] = out["eval/episode_return"]
+        record.update({f"per_member/{name}": v for name, v in out.items()})
         if k > 1 and not config.sweep:  # the seeds' spread; a sweep's members differ on purpose
             record["eval/episode_return_stderr"] = np.std(out["eval/episode_return"]) / np.sqrt(k)
         return record
