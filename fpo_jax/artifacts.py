@@ -112,7 +112,6 @@ def load_run(
     step: int | None = None,
     *,
     member: int = 0,
-    seed_index: int | None = None,
     integrator: str | None = None,
     flow_steps: int | None = None,
     noise: str | None = None,
@@ -128,7 +127,7 @@ def load_run(
         directory, also after it was moved or copied.
       step: the checkpoint's iteration; default: the latest readable one.
       member: which member's policy to take (a sweep's setting x seed, in the order of the
-        run's ``members.json``; without a sweep, the seed index). ``seed_index`` is the same.
+        run's ``members.json``; without a sweep, the seed index).
       integrator, flow_steps, noise, sigma: the evaluation sampler to act with (default: the
         run's ``eval_*`` settings), e.g. ``noise="zero"`` for FPO++'s zero-noise sampling.
       env: the env object, for runs trained on an env object rather than a name.
@@ -145,7 +144,6 @@ def load_run(
 
     run_dir = Path(run_dir).expanduser().resolve()
     config = read_run_config(run_dir)
-    member = member if seed_index is None else seed_index
     if not 0 <= member < config.num_members:
         raise ConfigError(
             f"member {member} is out of range: the run has {config.num_members} member(s)."

@@ -114,13 +114,13 @@ def test_train_kill_resume_evaluate_load_render(family, tmp_path):
     assert (moved / "learning_curve.png").stat().st_size > 0
 
     # The trained policy: from the run, and as a params-only artifact.
-    run = fpo_jax.load_run(moved, seed_index=1, noise="zero")
+    run = fpo_jax.load_run(moved, member=1, noise="zero")
     assert run.step == CALLS and run.config.eval_noise == "zero"
     obs = jax.random.normal(jax.random.PRNGKey(0), (5, run.trainer.obs_size))
     actions = jax.jit(run.policy)(obs, jax.random.PRNGKey(1))
     assert actions.shape == (5, run.trainer.action_size)
     assert np.all(np.abs(actions) <= 1.0)
-    artifact = fpo_jax.export_policy(moved, tmp_path / "policy.msgpack", seed_index=1)
+    artifact = fpo_jax.export_policy(moved, tmp_path / "policy.msgpack", member=1)
     loaded = fpo_jax.load_policy(artifact, noise="zero")
     np.testing.assert_allclose(loaded(obs, jax.random.PRNGKey(1)), actions, rtol=1e-5, atol=1e-6)
 

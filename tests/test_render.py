@@ -95,7 +95,7 @@ def test_cli_reports_missing_run(tmp_path):
 def test_load_run_multi_seed_and_gridworld_frames(tmp_path):
     config = TrainConfig(env="gridworld", episode_length=30, num_seeds=2, seed=5, **SMALL)
     saved = write_run(tmp_path, config)
-    run = fpo_jax.load_run(tmp_path, seed_index=1)
+    run = fpo_jax.load_run(tmp_path, member=1)
     assert run.step == 3
     want = jax.tree.map(lambda x: x[1], saved.params["policy"])
     jax.tree.map(np.testing.assert_array_equal, run.state.params["policy"], want)
