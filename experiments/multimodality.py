@@ -6,7 +6,15 @@ Trains FPO and Gaussian PPO (``algo="ppo"``) with the toy-env presets (``preset(
   (``toy_envs.BANDIT_MODES``). We sample 2000 actions from each trained policy and measure the
   mass within +-0.2 (per coordinate) of each mode;
 * ``gridworld`` (the paper's Figure 1): from start cells equidistant to both goal rows (y = 12,
-  several x) we roll out many episodes and count which goal each reaches.
+  several x) we roll out many episodes and count which goal each reaches; the figure
+  ``multimodality_gridworld_field*.png`` shows the sampled (denoised) action at every cell and a
+  bundle of trajectories from the saddle cell (12, 12), FPO vs the Gaussian.
+
+``--variant paper`` trains the gridworld at the FPO authors' settings
+(``preset("gridworld", algo, variant="paper")``: N = 50, t uniform, clip 0.2, lr 3e-4, 10 epochs
+of 6 minibatches on ~2048 steps, ...; the Gaussian baseline at a fixed std of 0.5) instead of
+the CPU-fast default preset, and writes ``multimodality_gridworld_paper.md`` and
+``multimodality_gridworld_{paper,field_paper}.png`` (gridworld only).
 
 Policies are sampled the way they act during training: FPO from random initial noise (10 Euler
 steps), Gaussian PPO from its Gaussian. Deterministic samplers are reported too: FPO from zero
@@ -16,6 +24,8 @@ Run from the repository root::
 
     python experiments/multimodality.py                 # 0.3 x preset steps, 3 seeds (~10 min)
     python experiments/multimodality.py --smoke         # --budget quick, written to /tmp
+    python experiments/multimodality.py --variant paper # authors' gridworld settings (~20 min)
+    python experiments/multimodality.py --variant paper --smoke
 
 Writes ``experiments/results/multimodality.md`` and ``multimodality_{bandit,gridworld}.png``.
 """
@@ -48,6 +58,9 @@ BUDGETS = {
     "default": ({"bandit": 0.3, "bandit2d": 0.3, "gridworld": 0.3}, 3, 2000, 500),
     "full": ({"bandit": 1.0, "bandit2d": 1.0, "gridworld": 1.0}, 5, 2000, 1000),
 }
+# --variant paper (gridworld only): budget -> env steps per seed (the preset's layout: 2040 env
+# steps per iteration).
+PAPER_STEPS = {"quick": 20_400, "default": 300_000, "full": 1_000_000}
 MODE_RADIUS = 0.2
 GRID_STARTS = ((0, 12), (6, 12), (12, 12), (18, 12), (24, 12))
 SADDLE = (12, 12)
@@ -65,7 +78,7 @@ def make_sampler(trainer: Trainer, mode: str):
     def act(params, stats, obs, key):
         obs = normalization.normalize(stats, envs.flat_obs(obs), c.normalize_observations)
         if c.algo == "ppo":
-            loc, scale = agent.policy_net.apply(params["policy"], obs)
+            loc, scale = agent.distribution(params["policy"], obs)
             raw = loc if mode == "mean" else loc + scale * jax.random.normal(key, loc.shape)
         else:
             raw = flow.sample(
@@ -238,7 +251,87 @@ def saddle_check(res, num_episodes: int, seeds: int) -> str:
     return f"top {common.fmt_pm(100 * top)} %, bottom {common.fmt_pm(100 * bottom)} %"
 
 
-def plot_gridworld(results, shares: dict):
+def saddle_trajectories(trainer: Trainer, act, state, key, num: int):
+    """``num`` episodes from SADDLE with the sampler ``act``: cells (steps + 1, num, 2) (frozen
+    after the episode ends) and the goal each reached (num,): +1 top, -1 bottom, 0 none."""
+    eval_env = trainer.eval_env
+    cells = jnp.tile(jnp.asarray(SADDLE, jnp.int32), (num, 1))
+    k_reset, k_act = jax.random.split(key)
+    s = eval_env.reset(jax.random.split(k_reset, num))
+    s = s.replace(pipeline_state=cells, obs=(cells.astype(jnp.float32) - 12.0) / 12.0)
+
+    def step(carry, k):
+        s, pos, alive, goal = carry
+        s = eval_env.step(s, act(state.params, state.obs_stats, s.obs, k))
+        new = s.pipeline_state
+        goal = goal + alive * (s.metrics["reached_top"] - s.metrics["reached_bottom"])
+        pos = jnp.where(alive[:, None] > 0, new, pos)
+        return (s, pos, alive * (1.0 - s.done), goal), pos
+
+    init = (s, cells, jnp.ones((num,)), jnp.zeros((num,)))
+    keys = jax.random.split(k_act, trainer.config.episode_length)
+    (_, _, _, goal), path = jax.lax.scan(step, init, keys)
+    return jnp.concatenate([cells[None], path]), goal
+
+
+def plot_gridworld_field(results, name: str, samples_per_cell: int = 4, num_traj: int = 40):
+    """Row per algorithm: sampled actions at every non-goal cell (the denoised action field),
+    and a bundle of trajectories from the saddle cell; seed 0, stochastic samplers."""
+    plt = common.pyplot()
+    fig, axes = plt.subplots(2, 2, figsize=(11, 11))
+    size = 25
+    xs, ys = np.meshgrid(np.arange(size), np.arange(2, size - 2), indexing="xy")
+    cells = np.stack([xs.ravel(), ys.ravel()], -1)  # (C, 2) non-goal cells
+    obs = jnp.asarray(np.repeat(cells, samples_per_cell, 0), jnp.float32)
+    obs = (obs - 12.0) / 12.0
+    for row, (algo, mode) in enumerate([("fpo", "random"), ("ppo", "sample")]):
+        res = results[("gridworld", algo)]
+        st = res.seed(0)
+        sampler = jax.jit(make_sampler(res.trainer, mode))
+        a = np.asarray(sampler(st.params, st.obs_stats, obs, jax.random.PRNGKey(5)))
+        dy = np.asarray(discretize_action(jnp.asarray(a)))[:, 1]
+        pos = np.repeat(cells, samples_per_cell, 0).astype(float)
+        ax = axes[row, 0]
+        for band in ((-0.5, 1.5), (size - 2.5, size - 0.5)):
+            ax.axhspan(*band, color="C2", alpha=0.15)
+        for sel, color, lab in [(dy > 0, "C2", "up"), (dy < 0, "C3", "down"),
+                                (dy == 0, "grey", "no y move")]:  # fmt: skip
+            ax.quiver(
+                pos[sel, 0], pos[sel, 1], a[sel, 0], a[sel, 1], color=color, angles="xy",
+                scale_units="xy", scale=2.2, width=0.002, label=f"{lab} {sel.mean():.0%}",
+            )  # fmt: skip
+        ax.plot(*SADDLE, "k*", ms=12)
+        ax.set_xlim(-0.8, size - 0.2)
+        ax.set_ylim(-0.8, size - 0.2)
+        ax.set_aspect("equal")
+        ax.set_title(f"{ALGO_LABEL[algo]}: {samples_per_cell} sampled actions per cell (seed 0)")
+        ax.legend(loc="upper right", fontsize=7)
+        path, goal = saddle_trajectories(
+            res.trainer, make_sampler(res.trainer, mode), st, jax.random.PRNGKey(6), num_traj
+        )
+        path, goal = np.asarray(path, float), np.asarray(goal)
+        ax = axes[row, 1]
+        for band in ((-0.5, 1.5), (size - 2.5, size - 0.5)):
+            ax.axhspan(*band, color="C2", alpha=0.15)
+        jitter = np.random.default_rng(0).uniform(-0.25, 0.25, (1, num_traj, 2))
+        for i in range(num_traj):
+            color = "C2" if goal[i] > 0 else ("C3" if goal[i] < 0 else "grey")
+            p = path[:, i] + jitter[:, i]
+            ax.plot(p[:, 0], p[:, 1], color=color, lw=0.8, alpha=0.6)
+        ax.plot(*SADDLE, "k*", ms=12)
+        ax.set_xlim(-0.8, size - 0.2)
+        ax.set_ylim(-0.8, size - 0.2)
+        ax.set_aspect("equal")
+        ax.set_title(
+            f"{ALGO_LABEL[algo]}: {num_traj} episodes from {SADDLE}: "
+            f"top {np.mean(goal > 0):.0%}, bottom {np.mean(goal < 0):.0%}"
+        )
+    fig.suptitle("GridWorld: green = moves up / reaches the top rows, red = down / bottom rows")
+    fig.tight_layout()
+    return common.save_figure(fig, name)
+
+
+def plot_gridworld(results, shares: dict, name: str = "multimodality_gridworld.png"):
     """Saddle-state action samples (FPO / PPO), FPO's flow paths there, and goal shares."""
     plt = common.pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(17, 4.2))
@@ -311,7 +404,7 @@ def plot_gridworld(results, shares: dict):
     ax.set_ylabel("share of episodes (mean over seeds)")
     ax.set_title("goal reached from (x, 12), stochastic policy")
     ax.legend(fontsize=7)
-    return common.save_figure(fig, "multimodality_gridworld.png")
+    return common.save_figure(fig, name)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -324,16 +417,27 @@ def main(argv: list[str] | None = None) -> None:
         "--envs", nargs="+", default=["bandit", "bandit2d", "gridworld"],
         choices=["bandit", "bandit2d", "gridworld"],
     )  # fmt: skip
+    p.add_argument(
+        "--variant", choices=["default", "paper"], default="default",
+        help="gridworld preset variant; 'paper' (the FPO authors' settings) trains the gridworld "
+        "only and writes multimodality_gridworld_paper.md",
+    )  # fmt: skip
     args = common.parse_args(p, argv, "--budget quick", smoke_budget="quick")
+    if args.variant != "default":
+        args.envs = ["gridworld"]
+    suffix = "" if args.variant == "default" else f"_{args.variant}"
     clock = common.Stopwatch()
     common.enable_compilation_cache()
     fractions, seeds, num_samples, num_episodes = BUDGETS[args.budget]
 
     results, train_rows, budget_lines = {}, [], []
     for env_name in args.envs:
+        variant = args.variant if env_name == "gridworld" else "default"
         for algo in ALGOS:
-            cfg = preset(env_name, algo)
+            cfg = preset(env_name, algo, variant=variant)
             steps = int(cfg.num_timesteps * fractions[env_name])
+            if variant == "paper":
+                steps = PAPER_STEPS[args.budget]
             common.log(f"training {algo} on {env_name}: {steps:,} steps x {seeds} seeds")
             res = train(env_name, cfg, num_timesteps=steps, num_seeds=seeds, progress=False)
             results[(env_name, algo)] = res
@@ -343,16 +447,53 @@ def main(argv: list[str] | None = None) -> None:
                 [f"`{env_name}`", ALGO_LABEL[algo], f"{res.history[-1]['env_steps']:,}",
                  common.fmt_pm(curve[0], 2), common.fmt_pm(final, 2)]
             )  # fmt: skip
-        budget_lines.append(
-            f"`{env_name}`: preset(env, algo) ({preset(env_name).preset_source}), "
-            f"num_timesteps x {fractions[env_name]} = "
-            f"{int(preset(env_name).num_timesteps * fractions[env_name]):,}, "
-            f"num_envs {preset(env_name).num_envs}, {seeds} seeds (num_seeds={seeds}, vmapped)"
+        base = preset(env_name, "fpo", variant=variant)
+        how = (
+            f"num_timesteps {steps:,}"
+            if variant == "paper"
+            else f"num_timesteps x {fractions[env_name]} = "
+            f"{int(base.num_timesteps * fractions[env_name]):,}"
         )
+        budget_lines.append(
+            f"`{env_name}`: preset(env, algo, variant={variant!r}) ({base.preset_source}), "
+            f"{how}, num_envs {base.num_envs}, {seeds} seeds (num_seeds={seeds}, vmapped)"
+        )
+        if variant == "paper":
+            ppo = preset(env_name, "ppo", variant=variant)
+            budget_lines.append(
+                "paper variant: "
+                + ", ".join(
+                    f"{k}={getattr(base, k)}"
+                    for k in (
+                        "num_pairs",
+                        "t_sampler",
+                        "cfm_weighting",
+                        "clip_epsilon",
+                        "learning_rate",
+                        "max_grad_norm",
+                        "discount",
+                        "gae_lambda",
+                        "num_epochs",
+                        "num_minibatches",
+                        "env_steps_per_iteration",
+                        "log_ratio_clamp",
+                        "pair_log_ratio_clamp",
+                        "entropy_cost",
+                        "episode_length",
+                        "policy_hidden",
+                        "value_hidden",
+                    )
+                )  # fmt: skip
+                + f"; Gaussian: gaussian_fixed_std={ppo.gaussian_fixed_std}, "
+                f"entropy_cost={ppo.entropy_cost}, clip_epsilon={ppo.clip_epsilon}"
+            )
 
     md = [
         common.results_header(
-            "Multimodality: FPO vs Gaussian PPO on the bandits and GridWorld",
+            "Multimodality: FPO vs Gaussian PPO on the bandits and GridWorld"
+            if args.variant == "default"
+            else "Multimodality: GridWorld at the FPO authors' settings (preset variant "
+            f"{args.variant!r})",
             args.budget,
             budget_lines
             + [
@@ -440,11 +581,22 @@ def main(argv: list[str] | None = None) -> None:
             f"(`Trainer(make_env('gridworld', start={SADDLE}), config).evaluate`, "
             f"{num_episodes} episodes per seed, other keys): " + "; ".join(checks) + ".\n"
         )
-        plot_gridworld(results, shares)
-        md.append("\n![gridworld](multimodality_gridworld.png)\n")
+        plot_gridworld(results, shares, f"multimodality_gridworld{suffix}.png")
+        md.append(f"\n![gridworld](multimodality_gridworld{suffix}.png)\n")
+        plot_gridworld_field(results, f"multimodality_gridworld_field{suffix}.png")
+        md.append(
+            "\nThe action field (left: 4 sampled actions per non-goal cell, arrows in the squashed "
+            "action space; an arrow's y component above 1/3 moves up, below -1/3 down) and 40 "
+            f"episodes from the saddle cell {SADDLE} (right, jittered), seed 0, each policy's "
+            "stochastic sampler:\n"
+            f"\n![gridworld field](multimodality_gridworld_field{suffix}.png)\n"
+        )
 
     md.append("\n" + clock.line())
-    common.write_result("multimodality.md", "\n".join(md))
+    common.write_result(
+        "multimodality.md" if args.variant == "default" else f"multimodality_gridworld{suffix}.md",
+        "\n".join(md),
+    )
 
 
 if __name__ == "__main__":
