@@ -42,6 +42,11 @@ def test_a_sweep_member_reproduces_the_single_run_of_its_setting_and_seed(tmp_pa
     assert (run.config.clip_epsilon, run.config.learning_rate, run.config.seed) == (0.3, 3e-3, 1)
     assert run.config.sweep == () and run.config.num_seeds == 1
 
+    # Checkpoints and resume cover the whole grid.
+    more = train("gridworld", sweep.config, resume=str(tmp_path), run_dir=None,
+                 num_timesteps=4 * STEPS_PER_CALL)  # fmt: skip
+    assert more.config.num_members == 8 and int(more.member(7).iteration) == 4
+
 
 def test_sweep_members_are_settings_outer_seeds_inner():
     config = TrainConfig(seed=4, num_seeds=2, sweep=("clip_epsilon=0.1,0.2", "discount=0.9"))
