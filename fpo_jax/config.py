@@ -23,6 +23,9 @@ from typing import Any, Literal
 
 import tyro
 
+from fpo_jax.flow import DeterministicIntegrator, Integrator, NoiseKind, TimeKind
+from fpo_jax.loss import Ratio, TrustRegion, Weighting
+
 # The ten DeepMind Control tasks of the FPO paper's Table 1.
 PAPER_DM_CONTROL_TASKS = (
     "BallInCup",
@@ -130,15 +133,15 @@ class TrainConfig:
 
     num_pairs: int = 8
     """N: Monte-Carlo (t, eps) pairs per action for the CFM loss."""
-    t_sampler: Literal["grid", "uniform"] = "grid"
+    t_sampler: TimeKind = "grid"
     """Flow times of the pairs: 'grid' = the rollout sampler's own times {1/K, ..., 1} with
     K = flow_steps ({0.1, ..., 1.0} for the paper's 10 steps, as the authors draw them);
     'uniform' = U(0, 1)."""
-    cfm_weighting: Literal["eps", "velocity"] = "eps"
+    cfm_weighting: Weighting = "eps"
     """CFM loss: 'eps' (paper's eps-MSE) or 'velocity' (u-MSE)."""
-    ratio: Literal["mean", "per_sample"] = "mean"
+    ratio: Ratio = "mean"
     """'mean': one ratio from the pair-averaged losses (paper); 'per_sample': one per pair (FPO++)."""
-    trust_region: Literal["ppo", "aspo"] = "ppo"
+    trust_region: TrustRegion = "ppo"
     """'ppo': clipped surrogate; 'aspo': FPO++'s asymmetric trust region."""
     cfm_loss_clamp: float | None = None
     """FPO++: clamp each CFM loss to at most this before the ratio (None: off)."""
@@ -152,7 +155,7 @@ class TrainConfig:
     """'stored': keep each action's N (t, eps) pairs in the rollout buffer; 'key': keep one PRNG
     key per action and regenerate the pairs in the loss (less memory, a little more compute)."""
 
-    integrator: Literal["euler", "midpoint", "rk4"] = "euler"
+    integrator: DeterministicIntegrator = "euler"
     """Integrator used to sample actions during rollouts."""
     flow_steps: int = 10
     """Integration steps per action during rollouts (and DPPO's chain length)."""
@@ -166,11 +169,11 @@ class TrainConfig:
     """Evaluations (and checkpoints) over the run, plus one before training."""
     num_eval_envs: int = 128
     """Episodes per evaluation."""
-    eval_integrator: Literal["euler", "midpoint", "rk4", "stochastic"] = "euler"
+    eval_integrator: Integrator = "euler"
     """Integrator used at evaluation (flow policies)."""
     eval_flow_steps: int = 10
     """Integration steps at evaluation."""
-    eval_noise: Literal["random", "zero"] = "random"
+    eval_noise: NoiseKind = "random"
     """Initial noise of evaluation samples: 'zero' is FPO++'s zero-noise sampling."""
     eval_sigma: float = 0.0
     """Per-step noise of the 'stochastic' eval integrator."""

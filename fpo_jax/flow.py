@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 import jax
 import jax.numpy as jnp
@@ -36,9 +36,15 @@ Array = jax.Array
 VelocityFn = Callable[[Any, Array, Array, Array], Array]
 StepFn = Callable[[VelocityFn, Any, Array, Array, Array, Any], Array]
 
-TIME_KINDS = ("grid", "uniform")
-INTEGRATORS = ("euler", "midpoint", "rk4", "stochastic")
-NOISE_KINDS = ("random", "zero")
+# The choices, once: TrainConfig's fields are typed with these Literals, and the tuples check
+# arguments here.
+TimeKind = Literal["grid", "uniform"]
+DeterministicIntegrator = Literal["euler", "midpoint", "rk4"]
+Integrator = Literal[DeterministicIntegrator, "stochastic"]
+NoiseKind = Literal["random", "zero"]
+TIME_KINDS: tuple[str, ...] = get_args(TimeKind)
+INTEGRATORS: tuple[str, ...] = (*get_args(DeterministicIntegrator), "stochastic")
+NOISE_KINDS: tuple[str, ...] = get_args(NoiseKind)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import jax
 import jax.numpy as jnp
@@ -28,9 +28,13 @@ from fpo_jax.flow import VelocityFn, expand_obs
 
 Array = jax.Array
 
-WEIGHTINGS = ("eps", "velocity")
-RATIOS = ("mean", "per_sample")
-TRUST_REGIONS = ("ppo", "aspo")
+# The choices, once: TrainConfig's fields are typed with these Literals.
+Weighting = Literal["eps", "velocity"]
+Ratio = Literal["mean", "per_sample"]
+TrustRegion = Literal["ppo", "aspo"]
+WEIGHTINGS: tuple[str, ...] = get_args(Weighting)
+RATIOS: tuple[str, ...] = get_args(Ratio)
+TRUST_REGIONS: tuple[str, ...] = get_args(TrustRegion)
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
