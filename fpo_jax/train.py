@@ -208,7 +208,8 @@ def preflight(config: TrainConfig, *, env_is_name: bool = True) -> TrainConfig:
     elif config.run_dir is not None:
         run_dir = Path(config.run_dir).expanduser().resolve()
         _check_writable(run_dir)
-        found = _holds_run(run_dir) if run_dir.is_dir() else []
+        # Only process 0 writes the run, so only it asks (the others would see its files).
+        found = _holds_run(run_dir) if run_dir.is_dir() and parallel.is_main_process() else []
         if found and not config.overwrite:
             raise ConfigError(
                 f"--run-dir {config.run_dir} already holds a run ({', '.join(found)}): pass "
