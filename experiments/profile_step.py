@@ -5,13 +5,15 @@ each by how often an iteration runs it:
 
 * ``collect``: the whole rollout (flow sampling, env steps, drawing pairs and old CFM losses);
 * ``update``: all epochs x minibatches of gradient steps (the rest of the iteration);
-* inside one gradient step: the policy objective forward + backward (for FPO the N-pair CFM
-  losses), the critic forward + backward, GAE, the optimizer update; and per epoch the shuffle
-  (permutation and gather of the rollout into minibatches).
+* inside the update: the policy objective forward + backward (for FPO the N-pair CFM losses),
+  the critic forward + backward with GAE, the optimizer update, and the shuffle (permutation and
+  gather of the rollout into minibatches).
 
-The pieces are compiled separately, so they miss the fusion across pieces that the real step
-gets; the "rest" column (update minus the sum of its pieces) shows that difference. Each piece
-is the best of ``--repeats`` timed calls after a warm-up.
+Each inner piece is timed as the update runs it: one epoch, a ``lax.scan`` over the
+minibatches whose carry depends on every step (so XLA cannot hoist work out of the loop), times
+the number of epochs. The pieces are compiled apart, so they miss the fusion the real step gets
+across them; "rest of update" (update minus the sum of its pieces) shows that difference. Each
+timing is the best of ``--repeats`` calls after a warm-up.
 
     python experiments/profile_step.py                      # CartpoleBalance, issue-14 layout
     python experiments/profile_step.py --smoke              # tiny, for CI-like checks
@@ -60,35 +62,49 @@ def profile(trainer: Trainer, repeats: int) -> dict[str, float]:
         "collect": best_time(lambda: collect(state), repeats),
         "update": best_time(lambda: update(after, rollout), repeats),
     }
-    # One minibatch, as the update cuts it: (batch_size, unroll_length, ...).
-    take = lambda x: x[: c.batch_size]
-    traj = jax.tree.map(take, rollout.traj)
-    bootstrap = take(rollout.bootstrap_obs)
-    params = state.params
-    steps = c.num_epochs * c.num_minibatches
+    # One epoch's minibatches, as the update cuts them: (num_minibatches, batch_size, T, ...).
+    split = lambda x: x.reshape(c.num_minibatches, c.batch_size, *x.shape[1:])
+    traj = jax.tree.map(split, rollout.traj)
+    bootstrap = split(rollout.bootstrap_obs)
     advantages = jax.random.normal(jax.random.PRNGKey(1), traj["reward"].shape)
+    batches = (traj, bootstrap, advantages)
 
-    def policy_loss(p):
-        return trainer.agent.objective(p, traj["obs"], traj["raw_action"], traj["extras"],
-                                       advantages)[0]  # fmt: skip
+    def policy_loss(p, mb):
+        t, _, adv = mb
+        return trainer.agent.objective(p, t["obs"], t["raw_action"], t["extras"], adv)[0]
 
-    def critic_loss(p):
-        return jnp.mean(jnp.square(trainer.value_net.apply(p, traj["obs"])))
-
-    def gae(p):
-        values = trainer.value_net.apply(p, traj["obs"])
+    def critic_loss(p, mb):
+        t, boot, _ = mb
+        values = trainer.value_net.apply(p, t["obs"])
         swap = lambda x: jnp.swapaxes(x, 0, 1)
-        return loss.compute_gae(swap(traj["reward"]), swap(values),
-                                trainer.value_net.apply(p, bootstrap), swap(traj["done"]),
-                                swap(traj["truncation"]), discount=c.discount,
-                                gae_lambda=c.gae_lambda)  # fmt: skip
+        targets, _ = loss.compute_gae(swap(t["reward"]), swap(values),
+                                      trainer.value_net.apply(p, boot), swap(t["done"]),
+                                      swap(t["truncation"]), discount=c.discount,
+                                      gae_lambda=c.gae_lambda)  # fmt: skip
+        return loss.value_loss(values, jax.lax.stop_gradient(swap(targets)))
 
-    grads = jax.grad(lambda p: policy_loss(p["policy"]) + critic_loss(p["value"]))(params)
-    opt_state = trainer.optimizer.init(params)
+    def epoch_of(piece):
+        """One epoch of ``piece`` as the update runs it: a scan over the minibatches whose
+        carry (the parameters) depends on each step, so nothing is hoisted out of the loop."""
 
-    def optimizer_step(g, s, p):
-        updates, s = trainer.optimizer.update(g, s, p)
-        return optax.apply_updates(p, updates), s
+        def body(params, mb):
+            grads = jax.grad(piece)(params, mb)
+            return jax.tree.map(lambda p, g: p - 1e-9 * g, params, grads), None
+
+        return jax.jit(lambda params: jax.lax.scan(body, params, batches)[0])
+
+    params = state.params
+    policy_epoch, critic_epoch = epoch_of(policy_loss), epoch_of(critic_loss)
+    grads = jax.tree.map(jnp.zeros_like, params)
+
+    def optimizer_epoch(p):
+        def body(carry, _):
+            p, s = carry
+            updates, s = trainer.optimizer.update(grads, s, p)
+            return (optax.apply_updates(p, updates), s), None
+
+        return jax.lax.scan(body, (p, trainer.optimizer.init(p)), None,
+                            length=c.num_minibatches)[0][0]  # fmt: skip
 
     def shuffle(key):
         perm = jax.random.permutation(key, c.batch_size * c.num_minibatches)
@@ -97,16 +113,14 @@ def profile(trainer: Trainer, repeats: int) -> dict[str, float]:
             (rollout.traj, rollout.bootstrap_obs),
         )
 
-    policy_grad = jax.jit(jax.grad(policy_loss))
-    critic_grad = jax.jit(jax.grad(critic_loss))
-    gae_fn, opt_fn, shuffle_fn = jax.jit(gae), jax.jit(optimizer_step), jax.jit(shuffle)
+    opt_fn, shuffle_fn = jax.jit(optimizer_epoch), jax.jit(shuffle)
     key = jax.random.PRNGKey(2)
-    out["policy fwd+bwd"] = steps * best_time(lambda: policy_grad(params["policy"]), repeats)
-    out["critic fwd+bwd"] = steps * best_time(lambda: critic_grad(params["value"]), repeats)
-    out["GAE (+ critic fwd)"] = steps * best_time(lambda: gae_fn(params["value"]), repeats)
-    out["optimizer"] = steps * best_time(lambda: opt_fn(grads, opt_state, params), repeats)
-    out["shuffle"] = c.num_epochs * best_time(lambda: shuffle_fn(key), repeats)
-    parts = ["policy fwd+bwd", "critic fwd+bwd", "GAE (+ critic fwd)", "optimizer", "shuffle"]
+    e = c.num_epochs
+    out["policy objective fwd+bwd"] = e * best_time(lambda: policy_epoch(params["policy"]), repeats)
+    out["critic + GAE fwd+bwd"] = e * best_time(lambda: critic_epoch(params["value"]), repeats)
+    out["optimizer"] = e * best_time(lambda: opt_fn(params), repeats)
+    out["shuffle"] = e * best_time(lambda: shuffle_fn(key), repeats)
+    parts = ["policy objective fwd+bwd", "critic + GAE fwd+bwd", "optimizer", "shuffle"]
     out["rest of update"] = out["update"] - sum(out[p] for p in parts)
     return out
 
@@ -155,7 +169,10 @@ def main(argv: list[str] | None = None) -> None:
     text += "\n" + common.markdown_table(headers, rows) + "\n\n"
     if len(args.algos) > 1:
         a, b = args.algos[:2]
-        text += f"Iteration time {a} / {b}: {iteration[a] / iteration[b]:.2f}.\n\n"
+        text += (
+            f"Iteration time {a} / {b}: {iteration[a] / iteration[b]:.2f}; throughput {a} / {b}: "
+            f"{iteration[b] / iteration[a]:.2f}.\n\n"
+        )
     text += watch.line()
     common.write_result(f"profile_{args.env}_cpu.md", text)
 
