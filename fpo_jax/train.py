@@ -331,8 +331,11 @@ def _bytes(tree: Any) -> int:
 
 
 def _device_memory_bytes() -> int | None:
-    device = jax.devices()[0]
-    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    device = jax.local_devices()[0]  # only this process's devices report their memory
+    try:
+        stats = device.memory_stats()
+    except Exception:  # not every backend implements it
+        stats = None
     if stats and "bytes_limit" in stats:
         return int(stats["bytes_limit"])
     try:
