@@ -48,7 +48,7 @@ import common  # noqa: E402  (also puts the repository on sys.path)
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from common import fmt_mib, fmt_rate, fmt_ratio, fmt_s  # noqa: E402
+from common import fmt_mib, fmt_rate, fmt_ratio, fmt_s, memory_of  # noqa: E402
 
 from fpo_jax import config as config_lib  # noqa: E402
 from fpo_jax import envs  # noqa: E402
@@ -79,25 +79,6 @@ def compile_timed(
 
 def nbytes(shapes: Any) -> int:
     return sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(shapes))
-
-
-def memory_of(compiled: Any) -> dict[str, int] | None:
-    """Argument / output / alias / temp bytes of a compiled program, and a peak estimate."""
-    try:
-        m = compiled.memory_analysis()
-    except Exception:  # noqa: BLE001 - not every backend implements it
-        return None
-    if m is None:
-        return None
-    out = {
-        "argument": int(m.argument_size_in_bytes),
-        "output": int(m.output_size_in_bytes),
-        "alias": int(m.alias_size_in_bytes),
-        "temp": int(m.temp_size_in_bytes),
-    }
-    # Live at once: the inputs, the outputs not aliased to (donated) inputs, XLA's scratch.
-    out["peak"] = out["argument"] + out["output"] - out["alias"] + out["temp"]
-    return out
 
 
 @dataclasses.dataclass

@@ -363,3 +363,22 @@ def plot_curves(ax: Any, steps: np.ndarray, returns: np.ndarray, label: str, col
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def memory_of(compiled: Any) -> dict[str, int] | None:
+    """Argument / output / alias / temp bytes of a compiled program, and a peak estimate."""
+    try:
+        m = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001 - not every backend implements it
+        return None
+    if m is None:
+        return None
+    out = {
+        "argument": int(m.argument_size_in_bytes),
+        "output": int(m.output_size_in_bytes),
+        "alias": int(m.alias_size_in_bytes),
+        "temp": int(m.temp_size_in_bytes),
+    }
+    # Live at once: the inputs, the outputs not aliased to (donated) inputs, XLA's scratch.
+    out["peak"] = out["argument"] + out["output"] - out["alias"] + out["temp"]
+    return out

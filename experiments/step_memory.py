@@ -39,16 +39,7 @@ def step_memory(env, config) -> dict[str, float]:
     trainer = Trainer(env, config)
     state = jax.eval_shape(trainer.init, jax.random.PRNGKey(0))
     compiled = jax.jit(trainer.train_step, donate_argnums=0).lower(state).compile()
-    m = compiled.memory_analysis()
-    mib = lambda b: b / 2**20
-    out = {
-        "argument": mib(m.argument_size_in_bytes),
-        "output": mib(m.output_size_in_bytes),
-        "alias": mib(m.alias_size_in_bytes),
-        "temp": mib(m.temp_size_in_bytes),
-    }
-    out["peak"] = out["argument"] + out["output"] - out["alias"] + out["temp"]
-    return out
+    return {k: v / 2**20 for k, v in common.memory_of(compiled).items()}
 
 
 def main(argv: list[str] | None = None) -> None:
