@@ -74,8 +74,9 @@ def make_policy(agent: Any, params: Any, obs_stats: normalization.RunningStats, 
     """
 
     def policy(obs: Array, key: Array) -> Array:
-        clip = None if config.obs_norm == "reference" else 10.0
-        obs = normalization.normalize(obs_stats, obs, config.normalize_observations, clip=clip)
+        obs = normalization.normalize(
+            obs_stats, obs, config.normalize_observations, mode=config.obs_norm
+        )
         return jnp.tanh(agent.eval_act(params, obs, key))
 
     return policy

@@ -73,12 +73,12 @@ def update(stats: RunningStats, batch: Array, mode: str = "welford") -> RunningS
 
 
 def normalize(
-    stats: RunningStats, obs: Array, enabled: bool = True, clip: float | None = 10.0
+    stats: RunningStats, obs: Array, enabled: bool = True, mode: str = "welford"
 ) -> Array:
-    """``clip((obs - mean) / std, -clip, clip)`` (no clip for ``clip=None``); identity when
-    ``enabled`` is False or no data has been seen."""
+    """``clip((obs - mean) / std, -10, 10)``; ``mode="reference"`` (the FPO authors') does not
+    clip. Identity when ``enabled`` is False or no data has been seen."""
     if not enabled:
         return obs
     z = (obs - stats.mean) / stats.std
     z = jnp.where(stats.count > 0, z, obs)
-    return z if clip is None else jnp.clip(z, -clip, clip)
+    return z if mode == "reference" else jnp.clip(z, -10.0, 10.0)

@@ -105,8 +105,7 @@ class TrainResult:
     def policy_of(self, i: int) -> Callable[[jax.Array, jax.Array], jax.Array]:
         """Member ``i``'s policy (see ``policy``), with its swept settings."""
         state = self.member(i)
-        act = self.trainer.policy_fn(state.params, state.obs_stats, state.hparams)
-        return act
+        return self.trainer.policy_fn(state.params, state.obs_stats, state.hparams)
 
     @property
     def final_eval_return(self) -> float:
@@ -345,17 +344,19 @@ def _device_memory_bytes() -> int | None:
 
 
 def _check_members_fit(trainer: Trainer, state: TrainState, config: TrainConfig) -> None:
-    """Before compiling: the states and one iteration's rollouts of all members must fit."""
+    """Before compiling a sweep or several seeds: the states and one iteration's rollouts of
+    all members must fit. (Tracing ``collect`` costs a second or so: single runs skip it.)"""
+    if config.num_members == 1:
+        return
     one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), state)
     rollout = jax.eval_shape(trainer.collect, one)[1]
     need = _bytes(state) + config.num_members * _bytes(rollout)
     have = _device_memory_bytes()
-    if config.num_members > 1:
-        room = f" of {have / 2**30:.1f} GiB" if have else ""
-        _log(
-            f"{config.num_members} members in one program: about {need / 2**20:,.0f} MiB for "
-            f"their states and rollouts{room} (plus working memory)"
-        )
+    room = f" of {have / 2**30:.1f} GiB" if have else ""
+    _log(
+        f"{config.num_members} members in one program: about {need / 2**20:,.0f} MiB for "
+        f"their states and rollouts{room} (plus working memory)"
+    )
     if have is not None and need > 0.8 * have:
         raise ConfigError(
             f"{config.num_members} members need about {need / 2**30:.1f} GiB for states and "

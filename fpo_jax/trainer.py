@@ -228,8 +228,7 @@ class Trainer:
 
     def _normalize(self, stats: normalization.RunningStats, obs: Array) -> Array:
         c = self.config
-        clip = None if c.obs_norm == "reference" else 10.0
-        return normalization.normalize(stats, obs, c.normalize_observations, clip=clip)
+        return normalization.normalize(stats, obs, c.normalize_observations, mode=c.obs_norm)
 
     # ------------------------------------------------------------------ rollout
     def _unroll(self, agent, params, stats_for_acting, carry, key):
