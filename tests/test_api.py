@@ -165,3 +165,31 @@ def test_an_agent_for_another_action_size_is_refused(tiny):
     config = TrainConfig(env="gridworld", **tiny)
     with pytest.raises(ValueError, match="built for 3-dim actions"):
         Trainer(envs.make_env("gridworld"), config, agent=FPOAgent(config, 3))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "env, changes",
+    [("CartpoleBalance", {}), ("inverted_pendulum", {"backend": "spring"})],
+    ids=["playground", "brax"],
+)
+def test_this_waves_features_on_real_simulators(env, changes, tiny, tmp_path):
+    """A sweep, the authors' normalisation, no initial-state refresh, a custom velocity network
+    and a stopping progress_fn, on a Playground and a Brax env in one run; then one member's
+    policy loaded from the run directory."""
+    from fpo_jax.config import preset, replace
+
+    config = replace(preset(env), **tiny, **changes, num_timesteps=3 * STEPS_PER_CALL,
+                     num_evals=3, progress=False, run_dir=str(tmp_path),
+                     sweep=("clip_epsilon=0.1,0.2",), obs_norm="reference",
+                     refresh_initial_states=False)  # fmt: skip
+    _, action_size = envs.env_sizes(envs.make_env(env, **changes))
+    agent = FPOAgent(config, action_size, network=TanhVelocity(action_size))
+    result = train(env, config, agent=agent, progress_fn=lambda record, state: record["call"] < 2)
+    assert result.stopped_early and result.history[-1]["call"] == 2
+    assert len(result.history[-1]["per_member/eval/episode_return"]) == 2
+    assert np.all(np.isfinite(result.history[-1]["per_member/total_loss"]))
+    run = fpo_jax.load_run(tmp_path, member=1, agent=agent)
+    assert run.step == 2 and run.config.clip_epsilon == 0.2
+    obs = jnp.zeros((3, run.trainer.obs_size))
+    assert run.policy(obs, jax.random.PRNGKey(0)).shape == (3, action_size)
