@@ -62,9 +62,9 @@ class TrainConfig:
     sweep: tuple[str, ...] = ()
     """Train a grid of settings in one program: 'name=v1,v2,...' per swept field (only fields
     that change no array shape: learning_rate, clip_epsilon, value_loss_coef, entropy_cost,
-    discount, gae_lambda, reward_scaling, velocity_output_scale, cfm_loss_clamp,
-    log_ratio_clamp, pair_log_ratio_clamp, max_grad_norm, dppo_sigma, gaussian_fixed_std,
-    eval_sigma); the grid is the product, times num_seeds. On the CLI repeat --sweep per
+    discount, gae_lambda, reward_scaling, velocity_output_scale, flow_noise_scale,
+    cfm_loss_clamp, log_ratio_clamp, pair_log_ratio_clamp, max_grad_norm, dppo_sigma,
+    gaussian_fixed_std, eval_sigma); the grid is the product, times num_seeds. On the CLI repeat --sweep per
     field."""
     num_devices: int | None = None
     """Shard the env batch over this many devices (None: every device JAX sees, on all hosts)."""
@@ -130,6 +130,10 @@ class TrainConfig:
     """Hidden sizes of the critic MLP."""
     velocity_output_scale: float = 0.25
     """The velocity MLP's output is multiplied by this (paper: 0.25)."""
+    flow_noise_scale: float = 1.0
+    """Flow policies: std of the flow's source noise in pre-tanh action space (paper: 1). The
+    flow models raw_action / flow_noise_scale, so an untrained flow (close to the identity map)
+    acts with noise of about this std; below 1 it explores less at the start."""
 
     num_pairs: int = 8
     """N: Monte-Carlo (t, eps) pairs per action for the CFM loss."""
@@ -256,6 +260,7 @@ SWEEPABLE = (
     "gae_lambda",
     "reward_scaling",
     "velocity_output_scale",
+    "flow_noise_scale",
     "cfm_loss_clamp",
     "log_ratio_clamp",
     "pair_log_ratio_clamp",
@@ -310,7 +315,9 @@ def validate(config: TrainConfig) -> TrainConfig:
             fail(f"{name} must be a positive integer, got {value!r}.")
     if c.num_evals < 0:
         fail(f"num_evals must be >= 0, got {c.num_evals}.")
-    for name in ["learning_rate", "clip_epsilon", "reward_scaling", "velocity_output_scale"]:
+    positive = ["learning_rate", "clip_epsilon", "reward_scaling", "velocity_output_scale",
+                "flow_noise_scale"]  # fmt: skip
+    for name in positive:
         if not getattr(c, name) > 0:
             fail(f"{name} must be positive, got {getattr(c, name)!r}.")
     for name in ["discount", "gae_lambda"]:
@@ -496,8 +503,9 @@ _TOY = {
 _TOY["bandit2d"] = _TOY["bandit"]
 
 # Named variants of a preset: preset(env, algo, variant=...), on the CLI --variant NAME. Applied
-# after the algorithm's overrides: (env, variant) -> settings for every algorithm, and
-# (env, variant, algo) -> that algorithm's own.
+# after the algorithm's overrides: (scope, variant) -> settings for every algorithm, and
+# (scope, variant, algo) -> that algorithm's own; a scope is an env name or a preset family
+# ("dm_control": every Playground DM Control task).
 #
 # "paper" for gridworld: the FPO authors' GridWorld run (their gridworld/main.py, PPO defaults
 # and DiffusionPolicy, which the paper's Figure 1 comes from): N = 50 pairs with t ~ U(0, 1),
@@ -550,8 +558,9 @@ _FAMILY_SOURCE = {
 
 
 def preset_variants(env: str) -> tuple[str, ...]:
-    """The named variants of ``env``'s preset (besides "default")."""
-    return tuple(sorted({k[1] for k in _VARIANTS if k[0] == env}))
+    """The named variants of ``env``'s preset (besides "default"): its own and its family's."""
+    scopes = {env, preset_family(env)}
+    return tuple(sorted({k[1] for k in _VARIANTS if k[0] in scopes}))
 
 
 def preset(env: str, algo: str = "fpo", variant: str = "default") -> TrainConfig:
@@ -583,13 +592,15 @@ def preset(env: str, algo: str = "fpo", variant: str = "default") -> TrainConfig
     overrides.update(ALGORITHMS[algo].preset_overrides.get(family, {}))
     source = _FAMILY_SOURCE[family]
     if variant != "default":
-        if (canonical, variant) not in _VARIANTS:
+        # An env's own variant wins over its family's of the same name.
+        scope = next((s for s in (canonical, family) if (s, variant) in _VARIANTS), None)
+        if scope is None:
             raise ConfigError(
                 f"variant={variant!r} is not one of {('default', *preset_variants(canonical))} "
                 f"for env {canonical!r}."
             )
-        overrides.update(_VARIANTS[(canonical, variant)])
-        overrides.update(_VARIANTS.get((canonical, variant, algo), {}))
+        overrides.update(_VARIANTS[(scope, variant)])
+        overrides.update(_VARIANTS.get((scope, variant, algo), {}))
         source = f"{source}, variant {variant!r}"
     return TrainConfig(env=canonical, algo=algo, preset_source=source, **overrides)
 

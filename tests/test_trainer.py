@@ -35,8 +35,10 @@ def on_policy_metrics(**changes):
         dict(algo="fpo", pair_storage="key", ratio="per_sample", trust_region="aspo"),
         dict(algo="ppo", entropy_cost=0.01),
         dict(algo="dppo", dppo_sigma=0.05),
+        dict(algo="fpo", flow_noise_scale=0.3),
+        dict(algo="dppo", dppo_sigma=0.05, flow_noise_scale=0.3),
     ],
-    ids=["fpo", "fpo-key-per_sample-aspo", "ppo", "dppo"],
+    ids=["fpo", "fpo-key-per_sample-aspo", "ppo", "dppo", "fpo-noise-0.3", "dppo-noise-0.3"],
 )
 def test_rollout_bookkeeping_gives_ratio_one_before_any_update(changes):
     """The stored extras and the normalisation used when acting are exactly those of the loss."""
@@ -123,3 +125,21 @@ def test_divergence_stops_with_step_and_metric_and_keeps_checkpoints(tmp_path):
     assert "last good checkpoint: step 3" in str(e.value)
     steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
     assert steps == [1, 2, 3]
+
+
+@pytest.mark.parametrize("algo", ["fpo", "dppo"])
+def test_flow_noise_scale_is_the_untrained_policys_spread(algo):
+    """A near-identity flow (tiny velocity output) acts with its source noise: std = the scale,
+    in training (act) and in evaluation (eval_act, random initial noise)."""
+    from fpo_jax.agents import ALGORITHMS
+
+    obs = jnp.zeros((4096, 3))
+    for scale in (1.0, 0.25):
+        config = TrainConfig(**{**SMALL, "algo": algo}, flow_noise_scale=scale,
+                             velocity_output_scale=1e-4, dppo_sigma=1e-4)  # fmt: skip
+        agent = ALGORITHMS[algo].make(config, 2)
+        params = agent.init(jax.random.PRNGKey(0), 3)
+        raw, _ = agent.act(params, obs, jax.random.PRNGKey(1))
+        evaluated = agent.eval_act(params, obs, jax.random.PRNGKey(2))
+        for actions in (raw, evaluated):
+            np.testing.assert_allclose(np.std(actions), scale, rtol=0.05)

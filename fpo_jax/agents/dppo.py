@@ -38,7 +38,7 @@ class DPPOAgent(FlowPolicy):
         """obs (*B, obs_dim) -> raw_action (*B, A), extras {path (*B, K+1, A),
         step_log_prob (*B, K)}."""
         c = self.config
-        raw_action, path = flow.sample(
+        x, path = flow.sample(
             self.velocity_fn,
             params,
             obs,
@@ -49,7 +49,8 @@ class DPPOAgent(FlowPolicy):
             sigma=c.dppo_sigma,
             return_path=True,
         )
-        return raw_action, {"path": path, "step_log_prob": self.step_log_probs(params, obs, path)}
+        extras = {"path": path, "step_log_prob": self.step_log_probs(params, obs, path)}
+        return self.to_raw_action(x), extras
 
     def objective(
         self, params: Params, obs: Array, raw_action: Array, extras: Extras, advantages: Array

@@ -16,6 +16,10 @@ from fpo_jax.config import TrainConfig
 class FlowPolicy:
     """A policy that integrates a velocity field ``v(obs, x_t, t)`` from noise (t = 1) to action.
 
+    The flow lives in its own space x, with N(0, I) source noise; the raw (pre-tanh) action is
+    ``flow_noise_scale * x`` (:meth:`to_raw_action`), a fixed linear map, so likelihood ratios and
+    CFM losses are those of x, and a scale below 1 shrinks the untrained policy's exploration.
+
     Args:
       config: the run's config (sampler settings, sizes of the default network).
       action_size: A.
@@ -50,17 +54,27 @@ class FlowPolicy:
             key, jnp.zeros((1, obs_size)), jnp.zeros((1, self.action_size)), jnp.ones((1, 1))
         )
 
+    def to_raw_action(self, x: Array) -> Array:
+        """The flow's sample (source noise of std 1) -> raw action (std ``flow_noise_scale``)."""
+        return x * self.config.flow_noise_scale
+
+    def from_raw_action(self, raw_action: Array) -> Array:
+        """Inverse of :meth:`to_raw_action`: the action in the flow's own space."""
+        return raw_action / self.config.flow_noise_scale
+
     def eval_act(self, params: Params, obs: Array, key: Array) -> Array:
         """Evaluation sampler: the config's eval integrator, step count and noise start."""
         c = self.config
-        return flow.sample(
-            self.velocity_fn,
-            params,
-            obs,
-            key,
-            action_dim=self.action_size,
-            integrator=c.eval_integrator,
-            num_steps=c.eval_flow_steps,
-            noise=c.eval_noise,
-            sigma=c.eval_sigma,
+        return self.to_raw_action(
+            flow.sample(
+                self.velocity_fn,
+                params,
+                obs,
+                key,
+                action_dim=self.action_size,
+                integrator=c.eval_integrator,
+                num_steps=c.eval_flow_steps,
+                noise=c.eval_noise,
+                sigma=c.eval_sigma,
+            )
         )

@@ -29,7 +29,7 @@ class FPOAgent(FlowPolicy):
         instead of eps and t."""
         c = self.config
         k_sample, k_pairs = jax.random.split(key)
-        raw_action = flow.sample(
+        x = flow.sample(
             self.velocity_fn,
             params,
             obs,
@@ -53,10 +53,8 @@ class FPOAgent(FlowPolicy):
                 num_grid_steps=c.flow_steps,
             )
             pairs = {"eps": eps, "t": t}
-        old = loss.cfm_loss(
-            self.velocity_fn, params, obs, raw_action, eps, t, weighting=c.cfm_weighting
-        )
-        return raw_action, {**pairs, "old_cfm_loss": old}
+        old = loss.cfm_loss(self.velocity_fn, params, obs, x, eps, t, weighting=c.cfm_weighting)
+        return self.to_raw_action(x), {**pairs, "old_cfm_loss": old}
 
     def pairs_from_keys(self, pair_keys: Array) -> tuple[Array, Array]:
         """One raw key per action (*B, 2) -> its pairs t (*B, N, 1), eps (*B, N, A)."""
@@ -86,7 +84,7 @@ class FPOAgent(FlowPolicy):
             self.velocity_fn,
             params,
             obs,
-            raw_action,
+            self.from_raw_action(raw_action),
             eps,
             t,
             extras["old_cfm_loss"],

@@ -1,0 +1,96 @@
+"""Why ``fpo_jax.networks.MLP`` flattens its inputs: dense layers over 2-D vs N-D row layouts.
+
+Times a forward + backward pass (one SGD step per minibatch, 32 minibatches in a ``lax.scan``,
+best of 5) of the two networks of an FPO update, fed the same numbers in two layouts:
+
+* the 4 x 32 SiLU velocity MLP over one minibatch's pairs: 128 trajectories x 30 steps x N = 8
+  pairs = 30,720 rows, as ``(3840, 8, d)`` (how the CFM loss holds them) and as ``(30720, d)``;
+* the 5 x 256 SiLU critic over one minibatch: ``(30, 128, d)`` (time-major, as GAE needs it)
+  and ``(3840, d)``.
+
+The layers are ``x @ W + b`` exactly as Flax's ``nn.Dense`` computes them, so the rows only
+differ in how many leading dims the dot sees.
+
+    python experiments/bench_dot_layout.py          # ~1 min; time it on a quiet machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402  (also puts the repository on sys.path)
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+MINIBATCHES = 32
+
+
+def init_mlp(sizes: list[int]) -> list[tuple[jax.Array, jax.Array]]:
+    keys = jax.random.split(jax.random.PRNGKey(0), len(sizes) - 1)
+    return [(jax.random.normal(k, (a, b)) / a**0.5, jnp.zeros(b))
+            for k, a, b in zip(keys, sizes[:-1], sizes[1:], strict=True)]  # fmt: skip
+
+
+def mlp(params: list[tuple[jax.Array, jax.Array]], x: jax.Array) -> jax.Array:
+    """x (..., d_in) -> (..., d_out), SiLU between layers; no reshapes."""
+    for i, (w, b) in enumerate(params):
+        x = x @ w + b
+        if i < len(params) - 1:
+            x = jax.nn.silu(x)
+    return x
+
+
+def epoch_seconds(sizes: list[int], shape: tuple[int, ...], repeats: int = 5) -> float:
+    """Best time of 32 minibatches of forward + backward + SGD on inputs of ``shape``."""
+    params = init_mlp(sizes)
+    xs = jax.random.normal(jax.random.PRNGKey(1), (MINIBATCHES, *shape))
+
+    def body(p, x):
+        grads = jax.grad(lambda p: jnp.mean(mlp(p, x) ** 2))(p)
+        return jax.tree.map(lambda a, g: a - 1e-3 * g, p, grads), None
+
+    run = jax.jit(lambda p: jax.lax.scan(body, p, xs)[0])
+    jax.block_until_ready(run(params))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(run(params))
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    args = common.parse_args(p, argv, "smaller rows (same layouts)")
+    scale = 8 if args.smoke else 1
+    clock = common.Stopwatch()
+    velocity = [5 + 1 + 8, 32, 32, 32, 32, 1]  # obs, x_t, time embedding -> A = 1
+    critic = [5, 256, 256, 256, 256, 256, 1]
+    cases = [
+        ("velocity 4 x 32", velocity, (3840 // scale, 8, velocity[0]),
+         (30720 // scale, velocity[0])),
+        ("critic 5 x 256", critic, (30, 128 // scale, critic[0]), (3840 // scale, critic[0])),
+    ]  # fmt: skip
+    rows = []
+    for name, sizes, nd, flat in cases:
+        t_nd, t_2d = epoch_seconds(sizes, nd), epoch_seconds(sizes, flat)
+        rows.append([name, str(nd), f"{1e3 * t_nd:.0f}", str(flat), f"{1e3 * t_2d:.0f}",
+                     f"{t_nd / t_2d:.2f}"])  # fmt: skip
+        common.log(f"{name}: {1e3 * t_nd:.0f} ms N-D vs {1e3 * t_2d:.0f} ms 2-D")
+    text = common.results_header(
+        "Dense layers over N-D vs flattened 2-D rows (XLA:CPU)",
+        f"{MINIBATCHES} minibatches, forward + backward + SGD, best of 5",
+    )
+    text += "\n" + common.markdown_table(
+        ["network", "N-D input", "ms / 32 minibatches", "2-D input", "ms / 32 minibatches",
+         "N-D / 2-D"], rows, "llrlrr")  # fmt: skip
+    text += "\n" + clock.line()
+    common.write_result("dot_layout_cpu.md", text)
+
+
+if __name__ == "__main__":
+    main()
