@@ -437,6 +437,14 @@ _DM_CONTROL_FPO = dict(
 # cites); `--discount 0.995` reproduces the script.
 _DM_CONTROL_DISCOUNT = {"BallInCup": 0.95, "FingerSpin": 0.95}
 
+# Flow policies (FPO, DPPO) on these envs: changes measured to matter, on top of the table
+# below (Gaussian PPO does not read these fields). ant: with the paper's unit source noise the untrained flow acts with pre-tanh noise of
+# std 1 and the ant falls within ~30 steps; FPO then learns slowly (eval return -15 -> 121 in 2M
+# steps at 1024 envs; a clip x lr sweep reached at most 49 at 0.8M). With source noise 0.3 the
+# same run went 208 -> 379 (random-noise evaluation; 1104 from zero noise), 0.6: 10 -> 346
+# (experiments/results/ant_cpu_2M.md).
+_FLOW_POLICY_ENV = {"ant": dict(flow_noise_scale=0.3)}
+
 # Brax's published PPO settings (the per-env table of Brax's training notebook,
 # notebooks/training.ipynb), used for every algorithm on Brax envs.
 _BRAX_PPO = {
@@ -589,6 +597,7 @@ def preset(env: str, algo: str = "fpo", variant: str = "default") -> TrainConfig
     )  # fmt: skip
     if family == "dm_control" and canonical in _DM_CONTROL_DISCOUNT:
         overrides["discount"] = _DM_CONTROL_DISCOUNT[canonical]
+    overrides.update(_FLOW_POLICY_ENV.get(canonical, {}))  # read by flow policies only
     overrides.update(ALGORITHMS[algo].preset_overrides.get(family, {}))
     source = _FAMILY_SOURCE[family]
     if variant != "default":

@@ -26,6 +26,12 @@ def test_brax_preset_keeps_entropy_only_for_ppo():
     assert preset("ant", "ppo").entropy_cost == 0.01
     assert preset("ant", "fpo").entropy_cost == 0.0
     assert "Brax" in preset("ant").preset_source
+
+
+def test_ant_flow_policies_start_with_smaller_source_noise_and_other_envs_keep_the_papers():
+    assert preset("ant", "fpo").flow_noise_scale == preset("ant", "dppo").flow_noise_scale == 0.3
+    for env in ("hopper", "CartpoleBalance", "gridworld"):
+        assert preset(env, "fpo").flow_noise_scale == 1.0
     # Case-insensitive names resolve to the registered spelling.
     assert preset("cartpolebalance").env == "CartpoleBalance"
 
