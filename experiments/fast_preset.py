@@ -8,8 +8,9 @@ settings and with our Gaussian PPO:
    cheap layout ``FAST_LAYOUT`` (4 epochs, 8 minibatches: a quarter of the paper layout's
    gradient work per env step, and 4x as many policy iterations per env step).
 2. ``variants``: on the first task, the static settings (a program each, the grid's best lr and
-   clip, 3 seeds): FPO++ (per-sample ratio + ASPO), N = 4 pairs, 5 flow steps, and the
-   zero-noise evaluation sampler (same training, so only the evaluation differs).
+   clip, 3 seeds): FPO++ (per-sample ratio + ASPO), N = 4 pairs, 5 flow steps, the
+   zero-noise evaluation sampler (same training, so only the evaluation differs) and a source
+   noise of std 0.3 (``flow_noise_scale``, the ant fix).
 3. ``baselines``: each task with the paper settings at the CPU-sized paper layout
    ``PAPER_LAYOUT`` (256 envs, 128 x 32 minibatches, 16 epochs: the issue's probe layout) and
    our Gaussian PPO (its DM Control preset, the paper's tuned PPO) at the fast layout (and, on
@@ -57,6 +58,7 @@ STATIC_VARIANTS = {
     "N = 4": dict(num_pairs=4),
     "5 flow steps": dict(flow_steps=5, eval_flow_steps=5),
     "zero-noise evaluation": dict(eval_noise="zero"),
+    "source noise 0.3": dict(flow_noise_scale=0.3),
 }
 SEARCH_STEPS = 1_000_000
 TIME_STEPS = 2_000_000
