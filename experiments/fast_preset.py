@@ -52,7 +52,9 @@ PAPER_LAYOUT = dict(num_envs=256, batch_size=128, num_minibatches=32, unroll_len
 # 30,720 env steps and 32 gradient steps per iteration (the paper layout: 122,880 and 512).
 FAST_LAYOUT = dict(num_envs=256, batch_size=128, num_minibatches=8, unroll_length=30,
                    num_epochs=4)  # fmt: skip
-GRID = {"learning_rate": (3e-4, 1e-3, 3e-3), "clip_epsilon": (0.05, 0.1, 0.2)}
+# A first grid with learning rate 3e-3 too diverged at 0.74M steps on CartpoleBalance (and
+# stopped: train() then stopped at the first non-finite member).
+GRID = {"learning_rate": (3e-4, 1e-3), "clip_epsilon": (0.05, 0.1, 0.2)}
 STATIC_VARIANTS = {
     "FPO++ (per-sample ratio, ASPO)": dict(ratio="per_sample", trust_region="aspo"),
     "N = 4": dict(num_pairs=4),
@@ -86,9 +88,12 @@ def store() -> Path:
 
 def run_program(
     name: str, task: str, algo: str, config_changes: dict[str, Any], sweep: tuple[str, ...],
-    num_timesteps: int, num_evals: int,
+    num_timesteps: int, num_evals: int, stop_when_solved: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Train one program (a sweep or a single setting, ``SEEDS`` seeds) unless its JSON exists.
+
+    ``stop_when_solved``: stop once every seed has evaluated at >= THRESHOLD (and the search
+    budget is done), since the time-to-return table needs nothing after that.
 
     Returns ``{name, task, algo, changes, members, steps (E,), wall (E,), returns (E, K),
     compile_seconds, seconds}`` with K = members (sweep values x seeds, in members.json order).
@@ -97,9 +102,18 @@ def run_program(
     if path.exists():
         return json.loads(path.read_text())
     common.log(f"{task}: {name} ({algo}, {sweep or 'no sweep'})")
+    reached = np.zeros(SEEDS, bool)
+
+    def stop_when_all_reached(record: dict[str, Any], state: Any) -> bool | None:
+        returns = record.get("per_member/eval/episode_return")
+        if returns is not None:
+            reached[:] |= np.asarray(returns) >= THRESHOLD
+        return False if reached.all() and record["env_steps"] >= SEARCH_STEPS else None
+
     t0 = time.perf_counter()
     res = train(task, preset(task, algo), num_seeds=SEEDS, sweep=sweep,
                 num_timesteps=num_timesteps, num_evals=num_evals, **EVAL,
+                progress_fn=stop_when_all_reached if stop_when_solved else None,
                 **config_changes)  # fmt: skip
     seconds = time.perf_counter() - t0
     k = res.config.num_members
@@ -110,7 +124,8 @@ def run_program(
         wall=[float(r["wall_time"]) for r in evals],
         returns=np.asarray([r["per_member/eval/episode_return"] for r in evals], np.float64)
         .reshape(len(evals), k).tolist(),
-        compile_seconds=res.compile_seconds, seconds=seconds,
+        compile_seconds=res.compile_seconds, seconds=seconds, stopped_early=res.stopped_early,
+        diverged_members=res.history[-1].get("diverged_members", []),
     )  # fmt: skip
     common.write_file(path, json.dumps(out, indent=1))
     common.log(f"  {seconds:.0f} s; final " + ", ".join(f"{x:.0f}" for x in out["returns"][-1]))
@@ -131,7 +146,8 @@ def split_members(prog: dict[str, Any]) -> dict[tuple, np.ndarray]:
 
 
 def final_mean(curve: np.ndarray) -> float:
-    return float(np.mean(curve[-1]))
+    """Mean final return over seeds; a diverged seed (NaN) counts as -inf."""
+    return float(np.mean(np.nan_to_num(curve[-1], nan=-np.inf)))
 
 
 def best_grid_point(grids: dict[str, dict[str, Any]]) -> tuple[float, float]:
@@ -163,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         PAPER_LAYOUT = FAST_LAYOUT = SMOKE["layout"]
         SEARCH_STEPS = TIME_STEPS = SMOKE["steps"]
     common.enable_compilation_cache()
-    stages = ["grid", "variants", "baselines", "time"] if args.stage == "all" else [args.stage]
+    stages = ["grid", "baselines", "time", "variants"] if args.stage == "all" else [args.stage]
     search_evals, time_evals = (4, 2) if args.smoke else (8, 32)
 
     def grids() -> dict[str, dict[str, Any]]:
@@ -186,13 +202,16 @@ def main(argv: list[str] | None = None) -> None:
             for task in TASKS:
                 steps = TIME_STEPS if task == TASKS[0] else SEARCH_STEPS
                 evals = 16 if task == TASKS[0] and not args.smoke else search_evals
-                run_program("paper settings", task, "fpo", PAPER_LAYOUT, (), steps, evals)
-                if task == TASKS[0]:  # the time-to-return table's PPO
-                    run_program("PPO, paper layout", task, "ppo", PAPER_LAYOUT, (), steps, evals)
-                run_program("PPO, fast layout", task, "ppo", FAST_LAYOUT, (), steps, time_evals)
+                timed = task == TASKS[0]  # these runs give the time-to-return table
+                run_program("paper settings", task, "fpo", PAPER_LAYOUT, (), steps, evals, timed)
+                if timed:
+                    run_program("PPO, paper layout", task, "ppo", PAPER_LAYOUT, (), steps, evals,
+                                timed)  # fmt: skip
+                run_program("PPO, fast layout", task, "ppo", FAST_LAYOUT, (), steps, time_evals,
+                            timed)  # fmt: skip
         elif stage == "time":
             run_program("fast setting", TASKS[0], "fpo", fast_changes(), (), TIME_STEPS,
-                        time_evals)  # fmt: skip
+                        time_evals, stop_when_solved=True)  # fmt: skip
     report(args.smoke)
 
 

@@ -501,7 +501,7 @@ def _train_loop(
         call_key = jax.random.fold_in(eval_base_key, call)
         ekeys = jax.vmap(lambda s: jax.random.fold_in(call_key, s))(member_seeds)
         out = jax.device_get(eval_fn(state, ekeys))
-        record = {name: np.mean(v) for name, v in out.items()}
+        record = {name: _nanmean(v) for name, v in out.items()}  # diverged members are NaN
         record.update({f"per_member/{name}": v for name, v in out.items()})
         if k > 1 and not config.sweep:  # the seeds' spread; a sweep's members differ on purpose
             record["eval/episode_return_stderr"] = np.std(out["eval/episode_return"]) / np.sqrt(k)
@@ -528,13 +528,26 @@ def _train_loop(
             desc=f"{config.algo}/{config.env}",
         )
     stopped_early = False
+    # Members are independent runs: one that diverges (e.g. a sweep's largest learning rate) is
+    # named once and carried on as NaN while the others train; only when all have, it stops.
+    diverged: list[int] = []
     t_start = time.perf_counter()
     for call in range(start_call + 1, config.num_calls + 1):
         t_call = time.perf_counter()
         state, metrics = step_fn(state)
         metrics = jax.device_get(metrics)
         call_seconds = time.perf_counter() - t_call
-        if not np.all(metrics["finite"]):
+        finite = np.asarray(metrics["finite"]).reshape(-1)
+        if k > 1 and finite.any():
+            for i in np.flatnonzero(~finite):
+                if i not in diverged:
+                    diverged.append(int(i))
+                    _log(
+                        f"member {i} {sweep_members(config)[i]} diverged (non-finite losses or "
+                        f"parameters) at iteration {call * config.iterations_per_call}; it is "
+                        "kept as NaN and the other members go on."
+                    )
+        elif not finite.all():
             bad = [n for n, v in metrics.items() if not np.all(np.isfinite(v))] or ["parameters"]
             kept = f"; last good checkpoint: step {ckpt.latest_step()}" if ckpt else ""
             raise TrainingDiverged(
@@ -549,6 +562,8 @@ def _train_loop(
             "env_steps_per_second": config.env_steps_per_call * k / call_seconds,
         }
         record.update({n: _nanmean(v) for n, v in metrics.items() if n != "finite"})
+        if diverged:
+            record["diverged_members"] = sorted(diverged)
         if k > 1:  # each member's own numbers, in the order of members.json
             record.update(
                 {f"per_member/{n}": np.asarray(v) for n, v in metrics.items() if n != "finite"}

@@ -127,6 +127,19 @@ def test_divergence_stops_with_step_and_metric_and_keeps_checkpoints(tmp_path):
     assert steps == [1, 2, 3]
 
 
+def test_a_diverging_sweep_member_is_named_and_the_others_train_on(capsys):
+    config = TrainConfig(**SMALL, num_timesteps=256 * 4, num_evals=2, progress=False,
+                         sweep=("reward_scaling=1.0,1e38",))  # fmt: skip
+    res = train(envs.make_env("gridworld"), config)
+    assert "member 1 {'reward_scaling': 1e+38, 'seed': 0} diverged" in capsys.readouterr().err
+    assert res.history[-1]["diverged_members"] == [1]
+    finite = [bool(np.all([np.isfinite(x).all() for x in jax.tree.leaves(res.member(i).params)]))
+              for i in range(2)]  # fmt: skip
+    assert finite == [True, False]
+    assert np.isfinite(res.history[-1]["per_member/eval/episode_return"][0])
+    assert np.isfinite(res.final_eval_return)  # the mean over the members that did not diverge
+
+
 @pytest.mark.parametrize("algo", ["fpo", "dppo"])
 def test_flow_noise_scale_is_the_untrained_policys_spread(algo):
     """A near-identity flow (tiny velocity output) acts with its source noise: std = the scale,
