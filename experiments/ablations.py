@@ -219,11 +219,7 @@ def main(argv: list[str] | None = None) -> None:
         for j, (_, label, _) in enumerate(variants):
             r = results[(task, label)]
             common.plot_curves(ax, r["steps"], r["curve"], label, f"C{j}")
-        ax.set_title(task)
-        ax.set_xlabel("env steps")
-        ax.set_ylabel("eval return")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        common.label_return_axes(ax, task)
     common.save_figure(fig, "ablations.png")
 
     md = [

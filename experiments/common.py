@@ -361,6 +361,15 @@ def plot_curves(ax: Any, steps: np.ndarray, returns: np.ndarray, label: str, col
     )
 
 
+def label_return_axes(ax: Any, title: str, legend_size: int = 7) -> None:
+    """Title, 'env steps' / 'eval return' labels, a light grid and the legend."""
+    ax.set_title(title)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("eval return")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend_size)
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 

@@ -191,11 +191,7 @@ def summarize(data: dict[str, Any], tag: str, header: str) -> None:
                 common.plot_curves(
                     ax, np.asarray(rec["steps"]), np.asarray(rec["returns"]), algo, f"C{j}"
                 )
-        ax.set_title(task)
-        ax.set_xlabel("env steps")
-        ax.set_ylabel("eval return")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        common.label_return_axes(ax, task)
     for ax in list(axes.flat)[len(tasks) :]:
         ax.axis("off")
     fig.suptitle(f"DM Control, budget {tag}: mean ± s.e. over seeds")

@@ -298,11 +298,7 @@ def report(smoke: bool) -> None:
             common.plot_curves(ax, np.asarray(prog["steps"]), np.asarray(prog["returns"]),
                                name, f"C{j}")  # fmt: skip
             j += 1
-        ax.set_title(task)
-        ax.set_xlabel("env steps")
-        ax.set_ylabel("eval return")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        common.label_return_axes(ax, task)
     common.save_figure(fig, "fast_preset.png")
     lines.append("\n![curves](fast_preset.png)\n")
     common.write_result("fast_preset.md", "\n".join(lines))

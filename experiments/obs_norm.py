@@ -130,11 +130,9 @@ def main(argv: list[str] | None = None) -> None:
         for j, mode in enumerate(MODES):
             r = results[(task, mode)]
             common.plot_curves(ax, r["steps"], r["curve"], MODE_LABEL[mode], f"C{j}")
-        ax.set_title(f"{task}: FPO, obs_norm (mean ± s.e., {seeds} seeds)")
-        ax.set_xlabel("env steps")
-        ax.set_ylabel("eval return")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        common.label_return_axes(
+            ax, f"{task}: FPO, obs_norm (mean ± s.e., {seeds} seeds)", legend_size=8
+        )
     common.save_figure(fig, "obs_norm.png")
 
     md = [
