@@ -7,16 +7,18 @@ settings and with our Gaussian PPO:
 1. ``grid``: on each task, one program per task trains lr x clip x seeds as ONE sweep at the
    cheap layout ``FAST_LAYOUT`` (4 epochs, 8 minibatches: a quarter of the paper layout's
    gradient work per env step, and 4x as many policy iterations per env step).
-2. ``variants``: on the first task, the static settings (a program each, the grid's best lr and
-   clip, 3 seeds): FPO++ (per-sample ratio + ASPO), N = 4 pairs, 5 flow steps, the
-   zero-noise evaluation sampler (same training, so only the evaluation differs) and a source
-   noise of std 0.3 (``flow_noise_scale``, the ant fix).
+2. ``noise``: at the grid's best lr and clip, the flow's source noise 0.1 and 0.3 (one sweep per
+   task; the grid's own member is the paper's 1): the ant fix (``flow_noise_scale``). The
+   fast setting is the grid's best point with the best noise (sums of final returns over tasks).
 3. ``baselines``: each task with the paper settings at the CPU-sized paper layout
    ``PAPER_LAYOUT`` (256 envs, 128 x 32 minibatches, 16 epochs: the issue's probe layout) and
    our Gaussian PPO (its DM Control preset, the paper's tuned PPO) at the fast layout (and, on
    the first task, at the paper layout too).
-4. ``time``: steps and wall time to an eval return of ``THRESHOLD`` on the first task, for the
-   chosen fast setting, the paper settings and PPO (the runs of 3. and one of the fast setting).
+4. ``time``: the fast setting on the first task for longer; with 3. it gives the steps and wall
+   time to an eval return of ``THRESHOLD`` (those runs stop once every seed got there).
+5. ``variants``: on the first task, static settings changed from the fast setting (a program
+   each, 3 seeds): FPO++ (per-sample ratio + ASPO), N = 4 pairs, 5 flow steps, and the
+   zero-noise evaluation sampler (same training, so only the evaluation differs).
 
 Every program's evaluation curve is stored as JSON under ``experiments/results/fast_preset/``
 (a stage skips programs already there, so a stopped search resumes); ``report`` (run after
@@ -55,12 +57,14 @@ FAST_LAYOUT = dict(num_envs=256, batch_size=128, num_minibatches=8, unroll_lengt
 # A first grid with learning rate 3e-3 too diverged at 0.74M steps on CartpoleBalance (and
 # stopped: train() then stopped at the first non-finite member).
 GRID = {"learning_rate": (3e-4, 1e-3), "clip_epsilon": (0.05, 0.1, 0.2)}
+# Then, at the grid's best lr and clip: the flow's source noise (sweepable; the grid's own
+# member is noise 1, the paper's). Ant learns only with a smaller one (results/ant_cpu_2M.md).
+NOISE_GRID = (0.1, 0.3)
 STATIC_VARIANTS = {
     "FPO++ (per-sample ratio, ASPO)": dict(ratio="per_sample", trust_region="aspo"),
     "N = 4": dict(num_pairs=4),
     "5 flow steps": dict(flow_steps=5, eval_flow_steps=5),
     "zero-noise evaluation": dict(eval_noise="zero"),
-    "source noise 0.3": dict(flow_noise_scale=0.3),
 }
 SEARCH_STEPS = 1_000_000
 TIME_STEPS = 2_000_000
@@ -159,6 +163,19 @@ def best_grid_point(grids: dict[str, dict[str, Any]]) -> tuple[float, float]:
     return max(score, key=score.get)  # type: ignore[arg-type]
 
 
+def noise_scores(grids: dict[str, Any], noise: dict[str, Any]) -> dict[float, float]:
+    """Source noise -> final return summed over tasks, at the grid's best (lr, clip); noise 1
+    is that grid point itself."""
+    best = best_grid_point(grids)
+    scores = {1.0: sum(final_mean(split_members(g)[best]) for g in grids.values())}
+    for prog in noise.values():
+        returns = np.asarray(prog["returns"])
+        for value in NOISE_GRID:
+            idx = [i for i, m in enumerate(prog["members"]) if m["flow_noise_scale"] == value]
+            scores[value] = scores.get(value, 0.0) + final_mean(returns[:, idx])
+    return scores
+
+
 def first_reach(steps: list[int], wall: list[float], curve: np.ndarray, threshold: float):
     """Per seed: (env steps, wall seconds) of the first evaluation >= threshold, or None."""
     out = []
@@ -172,27 +189,41 @@ def main(argv: list[str] | None = None) -> None:
     global TASKS, THRESHOLD, PAPER_LAYOUT, FAST_LAYOUT, SEARCH_STEPS, TIME_STEPS
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--stage", default="all",
-                   choices=["all", "grid", "variants", "baselines", "time", "report"])  # fmt: skip
+                   choices=["all", "grid", "noise", "baselines", "time", "variants",
+                            "report"])  # fmt: skip
     args = common.parse_args(p, argv, "gridworld, tiny layout, 2k steps")
     if args.smoke:
         TASKS, THRESHOLD = SMOKE["tasks"], SMOKE["threshold"]
         PAPER_LAYOUT = FAST_LAYOUT = SMOKE["layout"]
         SEARCH_STEPS = TIME_STEPS = SMOKE["steps"]
     common.enable_compilation_cache()
-    stages = ["grid", "baselines", "time", "variants"] if args.stage == "all" else [args.stage]
+    stages = ["grid", "noise", "baselines", "time", "variants"]
+    stages = stages if args.stage == "all" else [args.stage]
     search_evals, time_evals = (4, 2) if args.smoke else (8, 32)
 
     def grids() -> dict[str, dict[str, Any]]:
         return {task: run_program("grid", task, "fpo", FAST_LAYOUT, grid_sweep(), SEARCH_STEPS,
                                   search_evals) for task in TASKS}  # fmt: skip
 
-    def fast_changes() -> dict[str, Any]:
+    def at_best_grid_point() -> dict[str, Any]:
         lr, clip = best_grid_point(grids())
         return dict(FAST_LAYOUT, learning_rate=lr, clip_epsilon=clip)
+
+    def noise_runs() -> dict[str, dict[str, Any]]:
+        sweep = (f"flow_noise_scale={','.join(str(v) for v in NOISE_GRID)}",)
+        return {task: run_program("source noise", task, "fpo", at_best_grid_point(), sweep,
+                                  SEARCH_STEPS, search_evals) for task in TASKS}  # fmt: skip
+
+    def fast_changes() -> dict[str, Any]:
+        scores = noise_scores(grids(), noise_runs())
+        noise = max(scores, key=scores.get)  # type: ignore[arg-type]
+        return dict(at_best_grid_point(), flow_noise_scale=noise)
 
     for stage in stages:
         if stage == "grid":
             grids()
+        elif stage == "noise":
+            noise_runs()
         elif stage == "variants":
             fast = fast_changes()
             for label, change in STATIC_VARIANTS.items():
@@ -246,9 +277,35 @@ def report(smoke: bool) -> None:
         if len(grids) == len(TASKS):
             lr, clip = best_grid_point(grids)
             lines.append(f"\nBest on the sum over tasks: learning rate {lr:g}, clip {clip:g}.\n")
+    noise = {t: by[(t, "source noise")] for t in TASKS if (t, "source noise") in by}
+    if len(grids) == len(TASKS) and noise:
+        lines.append("\n## Source noise at that point (final eval return, mean ± s.e.)\n")
+        best = best_grid_point(grids)
+        rows = [
+            [
+                "1 (paper; the grid's member)",
+                *[common.fmt_pm(split_members(grids[t])[best][-1]) for t in TASKS],
+            ]
+        ]
+        for value in NOISE_GRID:
+            row = [f"{value:g}"]
+            for task in TASKS:
+                prog = noise.get(task)
+                idx = (
+                    [i for i, m in enumerate(prog["members"]) if m["flow_noise_scale"] == value]
+                    if prog
+                    else []
+                )
+                row.append(common.fmt_pm(np.asarray(prog["returns"])[-1, idx]) if idx else "-")
+            rows.append(row)
+        lines.append(common.markdown_table(["flow_noise_scale", *TASKS], rows,
+                                           "l" + "r" * len(TASKS)))  # fmt: skip
+        if len(noise) == len(TASKS):
+            scores = noise_scores(grids, noise)
+            lines.append(f"\nBest on the sum over tasks: {max(scores, key=scores.get):g}.\n")
     rows = []
     for (task, name), prog in by.items():
-        if name == "grid":
+        if name in ("grid", "source noise"):
             continue
         curve = np.asarray(prog["returns"])
         final, best = common.final_and_best(curve)
@@ -293,7 +350,7 @@ def report(smoke: bool) -> None:
     for ax, task in zip(axes[0], TASKS, strict=True):
         j = 0
         for (t, name), prog in by.items():
-            if t != task or name == "grid":
+            if t != task or name in ("grid", "source noise"):
                 continue
             common.plot_curves(ax, np.asarray(prog["steps"]), np.asarray(prog["returns"]),
                                name, f"C{j}")  # fmt: skip
