@@ -17,8 +17,9 @@ settings and with our Gaussian PPO:
 4. ``time``: the fast setting on the first task for longer; with 3. it gives the steps and wall
    time to an eval return of ``THRESHOLD`` (those runs stop once every seed got there).
 5. ``variants``: on the first task, static settings changed from the fast setting (a program
-   each, 3 seeds): FPO++ (per-sample ratio + ASPO), N = 4 pairs, 5 flow steps, and the
-   zero-noise evaluation sampler (same training, so only the evaluation differs).
+   each, 3 seeds): FPO++ (per-sample ratio + ASPO), N = 4 pairs, 5 flow steps, the
+   zero-noise evaluation sampler (same training, so only the evaluation differs), and the
+   paper layout (16 epochs of 32 minibatches) with the fast setting's lr, clip and noise.
 
 Every program's evaluation curve is stored as JSON under ``experiments/results/fast_preset/``
 (a stage skips programs already there, so a stopped search resumes); ``report`` (run after
@@ -65,6 +66,7 @@ STATIC_VARIANTS = {
     "N = 4": dict(num_pairs=4),
     "5 flow steps": dict(flow_steps=5, eval_flow_steps=5),
     "zero-noise evaluation": dict(eval_noise="zero"),
+    "paper layout": PAPER_LAYOUT,
 }
 SEARCH_STEPS = 1_000_000
 TIME_STEPS = 2_000_000
