@@ -537,9 +537,20 @@ _GRIDWORLD_PAPER = dict(
     log_ratio_clamp=3.0, pair_log_ratio_clamp=3.0, policy_hidden=(64, 64),
     value_hidden=(64, 64), velocity_output_scale=1.0, num_evals=10, num_eval_envs=128,
 )  # fmt: skip
+# "fast" for the DM Control tasks: a layout for a CPU budget, searched with sweeps on
+# CartpoleBalance and CartpoleSwingup (experiments/fast_preset.py, results/fast_preset.md):
+# 256 envs, 8 minibatches of 128 x 30 steps (30,720 steps per iteration), 4 epochs: a quarter
+# of the paper layout's gradient work per env step. Over lr {3e-4, 1e-3} x clip {0.05, 0.1,
+# 0.2} the paper's 3e-4 and 0.05 stayed best for FPO; its source noise 0.3 (vs 1) added most.
+_DM_CONTROL_FAST = dict(
+    num_envs=256, batch_size=128, num_minibatches=8, unroll_length=30, num_epochs=4,
+    num_timesteps=2_000_000, num_evals=10, num_eval_envs=64,
+)  # fmt: skip
 _VARIANTS: dict[tuple[str, ...], dict[str, Any]] = {
     ("gridworld", "paper"): _GRIDWORLD_PAPER,
     ("gridworld", "paper", "ppo"): dict(gaussian_fixed_std=0.5),
+    ("dm_control", "fast"): _DM_CONTROL_FAST,
+    ("dm_control", "fast", "fpo"): dict(flow_noise_scale=0.3),
 }
 
 

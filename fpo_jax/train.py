@@ -663,7 +663,8 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
         + algos
         + ". Sweeps: --sweep clip_epsilon=0.05,0.1 --sweep learning_rate=3e-4,1e-3 trains the "
         "grid (x --num-seeds) as one program. Preset variants: --variant paper (gridworld: the "
-        "FPO authors' GridWorld settings).",
+        "FPO authors' GridWorld settings), --variant fast (DM Control tasks: a layout and FPO "
+        "settings searched for a CPU budget).",
     )
     if known.sweep is not None:
         config = replace(config, sweep=tuple(known.sweep))

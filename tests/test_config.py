@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from fpo_jax.config import ConfigError, TrainConfig, preset, replace, validate
+from fpo_jax.config import ConfigError, TrainConfig, preset, preset_variants, replace, validate
 
 
 def test_dm_control_preset_is_the_papers():
@@ -81,3 +81,31 @@ def test_cli_variant_picks_the_named_preset_and_flags_still_override():
     assert parse_config(["--env", "gridworld"]) == preset("gridworld")
     with pytest.raises(ConfigError, match="variant='paper' is not one of"):
         parse_config(["--env", "CartpoleBalance", "--variant=paper"])
+
+
+def test_dm_control_fast_variant_is_the_setting_the_committed_search_chose():
+    """--variant fast = experiments/fast_preset.py's layout with the best lr, clip and source
+    noise of its committed results (experiments/results/fast_preset/), on every DM Control task;
+    PPO gets the layout only."""
+    import sys
+    from pathlib import Path
+
+    experiments = Path(__file__).resolve().parents[1] / "experiments"
+    sys.path.insert(0, str(experiments))
+    import fast_preset
+
+    stored = experiments / "results" / "fast_preset"
+    load = lambda task, name: json.loads((stored / f"{task}__{name}.json").read_text())
+    grids = {t: load(t, "grid") for t in fast_preset.TASKS}
+    noise = {t: load(t, "source_noise") for t in fast_preset.TASKS}
+    lr, clip = fast_preset.best_grid_point(grids)
+    scores = fast_preset.noise_scores(grids, noise)
+    for env in ("CartpoleBalance", "CheetahRun", "ReacherEasy"):
+        fpo, ppo = preset(env, "fpo", variant="fast"), preset(env, "ppo", variant="fast")
+        for name, value in fast_preset.FAST_LAYOUT.items():
+            assert getattr(fpo, name) == getattr(ppo, name) == value
+        assert (fpo.learning_rate, fpo.clip_epsilon) == (lr, clip)
+        assert fpo.flow_noise_scale == max(scores, key=scores.get)
+        assert ppo.learning_rate == preset(env, "ppo").learning_rate
+        assert "variant 'fast'" in fpo.preset_source
+    assert "fast" not in preset_variants("gridworld")
