@@ -245,6 +245,9 @@ def main(argv: list[str] | None = None) -> None:
         elif stage == "time":
             run_program("fast setting", TASKS[0], "fpo", fast_changes(), (), TIME_STEPS,
                         time_evals, stop_when_solved=True)  # fmt: skip
+            for task in TASKS[1:]:  # for the equal-wall-time comparison
+                run_program("fast setting", task, "fpo", fast_changes(), (), SEARCH_STEPS,
+                            search_evals)  # fmt: skip
     report(args.smoke)
 
 
@@ -320,6 +323,30 @@ def report(smoke: bool) -> None:
         lines.append(common.markdown_table(
             ["task", "setting", "algo", "steps", f"return at {SEARCH_STEPS:,}", "final",
              "best", "program s"], rows, "lllrrrrr"))  # fmt: skip
+    equal = []
+    for task in TASKS:
+        if (task, "fast setting") not in by:
+            continue
+        fast = by[(task, "fast setting")]
+        # the fast setting's wall time at its last evaluation within the search budget
+        i = max(j for j, st in enumerate(fast["steps"]) if st <= SEARCH_STEPS)
+        budget = fast["wall"][i]
+        for name in ("fast setting", "paper settings", "PPO, paper layout", "PPO, fast layout"):
+            prog = by.get((task, name))
+            if prog is None:
+                continue
+            j = max(j for j, w in enumerate(prog["wall"]) if w <= budget)
+            equal.append([task, name, prog["algo"], f"{budget:.0f}", f"{prog['steps'][j]:,}",
+                          common.fmt_pm(np.asarray(prog["returns"])[j])])  # fmt: skip
+    if equal:
+        lines.append("\n## At equal wall time (the fast setting's time for the search budget)\n")
+        lines.append(common.markdown_table(
+            ["task", "setting", "algo", "wall s", "env steps by then", "eval return then"],
+            equal, "lllrrr"))  # fmt: skip
+        lines.append(
+            "\nWall time since the first training call (compilation excluded, evaluations "
+            f"included), {SEEDS} seeds as one program; each row's last evaluation by then.\n"
+        )
     timed = [(n, by[(TASKS[0], n)]) for n in ("fast setting", "paper settings",
              "PPO, paper layout", "PPO, fast layout") if (TASKS[0], n) in by]  # fmt: skip
     if timed:
