@@ -64,8 +64,8 @@ class TrainConfig:
     that change no array shape: learning_rate, clip_epsilon, value_loss_coef, entropy_cost,
     discount, gae_lambda, reward_scaling, velocity_output_scale, flow_noise_scale,
     cfm_loss_clamp, log_ratio_clamp, pair_log_ratio_clamp, max_grad_norm, dppo_sigma,
-    gaussian_fixed_std, eval_sigma); the grid is the product, times num_seeds. On the CLI repeat --sweep per
-    field."""
+    gaussian_fixed_std, eval_sigma); the grid is the product, times num_seeds. On the CLI
+    repeat --sweep per field."""
     num_devices: int | None = None
     """Shard the env batch over this many devices (None: every device JAX sees, on all hosts)."""
     distributed: bool = False
@@ -438,8 +438,8 @@ _DM_CONTROL_FPO = dict(
 _DM_CONTROL_DISCOUNT = {"BallInCup": 0.95, "FingerSpin": 0.95}
 
 # Flow policies (FPO, DPPO) on these envs: changes measured to matter, on top of the table
-# below (Gaussian PPO does not read these fields). ant: with the paper's unit source noise the untrained flow acts with pre-tanh noise of
-# std 1 and the ant falls within ~30 steps; FPO then learns slowly (eval return -15 -> 121 in 2M
+# below (Gaussian PPO does not read these fields). ant: with the paper's unit source noise the
+# untrained flow acts with pre-tanh noise of std 1 and the ant falls within ~30 steps; FPO then learns slowly (eval return -15 -> 121 in 2M
 # steps at 1024 envs; a clip x lr sweep reached at most 49 at 0.8M). With source noise 0.3 the
 # same run went 208 -> 379 (random-noise evaluation; 1104 from zero noise), 0.6: 10 -> 346
 # (experiments/results/ant_cpu_2M.md).

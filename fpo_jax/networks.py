@@ -54,8 +54,8 @@ def matmul_2d(x: Array, kernel: Array) -> Array:
     """``x @ kernel`` computed on ``x`` flattened to 2-D.
 
     x: (..., d), kernel: (d, f) -> (..., f). The same numbers as ``x @ kernel``; on XLA:CPU a
-    dot over several leading dims runs 1.2-1.4x slower than the same dot over one flattened row
-    dim (see experiments/results/fpo_step_cost_cpu.md), so the leading dims are merged around it.
+    dot over several leading dims runs 1.2-1.5x slower than the same dot over one flattened row
+    dim (experiments/bench_dot_layout.py), so the leading dims are merged around it.
     """
     y = x.reshape(-1, x.shape[-1]) @ kernel
     return y.reshape(*x.shape[:-1], kernel.shape[-1])
@@ -81,7 +81,7 @@ class MLP(nn.Module):
         # Flax's default init (LeCun normal kernels, zero biases) for every layer.
         sizes = [*self.hidden_sizes, self.out_dim]
         names = [f"hidden_{i}" for i in range(len(self.hidden_sizes))] + ["output"]
-        # Every layer runs on one flattened row dim (XLA:CPU is 1.2-1.4x faster on 2-D dots than
+        # Every layer runs on one flattened row dim (XLA:CPU is 1.2-1.5x faster on 2-D dots than
         # on the same dots over several leading dims); the shapes are restored at the end.
         if len(inputs) == 1:
             lead = inputs[0].shape[:-1]

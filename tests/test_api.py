@@ -193,3 +193,26 @@ def test_this_waves_features_on_real_simulators(env, changes, tiny, tmp_path):
     assert run.step == 2 and run.config.clip_epsilon == 0.2
     obs = jnp.zeros((3, run.trainer.obs_size))
     assert run.policy(obs, jax.random.PRNGKey(0)).shape == (3, action_size)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "env, changes",
+    [("CartpoleBalance", {}), ("inverted_pendulum", {"backend": "spring"})],
+    ids=["playground", "brax"],
+)
+def test_source_noise_sweep_with_a_diverging_member_on_real_simulators(env, changes, tiny):
+    """flow_noise_scale as a swept setting, and members that diverge (reward scale 1e38) carried
+    as NaN while the others train, on a Playground and a Brax env."""
+    from fpo_jax.config import preset, replace
+
+    config = replace(preset(env), **tiny, **changes, num_timesteps=2 * STEPS_PER_CALL,
+                     num_evals=1, progress=False,
+                     sweep=("flow_noise_scale=0.3,1.0", "reward_scaling=1.0,1e38"))  # fmt: skip
+    result = train(env, config)
+    assert result.history[-1]["diverged_members"] == [1, 3]
+    for i, scale in [(0, 0.3), (2, 1.0)]:
+        assert result.members[i] == {"flow_noise_scale": scale, "reward_scaling": 1.0, "seed": 0}
+        leaves = jax.tree.leaves(result.member(i).params)
+        assert all(np.isfinite(x).all() for x in leaves)
+    assert np.isfinite(result.final_eval_return)
