@@ -439,8 +439,9 @@ _DM_CONTROL_DISCOUNT = {"BallInCup": 0.95, "FingerSpin": 0.95}
 
 # Flow policies (FPO, DPPO) on these envs: changes measured to matter, on top of the table
 # below (Gaussian PPO does not read these fields). ant: with the paper's unit source noise the
-# untrained flow acts with pre-tanh noise of std 1 and the ant falls within ~30 steps; FPO then learns slowly (eval return -15 -> 121 in 2M
-# steps at 1024 envs; a clip x lr sweep reached at most 49 at 0.8M). With source noise 0.3 the
+# untrained flow acts with pre-tanh noise of std 1 and the ant falls within ~30 steps; FPO then
+# learns slowly (eval return -15 -> 121 in 2M steps at 1024 envs; a clip x lr sweep reached at
+# most 49 at 0.8M). With source noise 0.3 the
 # same run went 208 -> 379 (random-noise evaluation; 1104 from zero noise), 0.6: 10 -> 346
 # (experiments/results/ant_cpu_2M.md).
 _FLOW_POLICY_ENV = {"ant": dict(flow_noise_scale=0.3)}
