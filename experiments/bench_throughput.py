@@ -54,9 +54,6 @@ from fpo_jax import config as config_lib  # noqa: E402
 from fpo_jax import envs  # noqa: E402
 from fpo_jax.trainer import Trainer  # noqa: E402
 
-SHIM_NOTES: list[str] = []
-
-
 # ----------------------------------------------------------------------------------------------
 # Programs and their timings
 
@@ -210,30 +207,6 @@ def build_raw(env: Any, cfg: config_lib.TrainConfig, scan_length: int) -> Method
 # 2. Brax PPO
 
 
-def install_brax_shims() -> None:
-    """PyPI brax 0.14.2 calls jax.device_put_replicated, removed in jax 0.10.2 (google/brax#671)."""
-    if hasattr(jax, "device_put_replicated"):
-        return
-
-    def device_put_replicated(x: Any, devices: list[Any]) -> Any:
-        # Stack one copy per device, then place it with an identity pmap over Brax's axis name
-        # "i": the result then carries exactly the sharding of the outputs of Brax's pmapped
-        # training epoch. With any other sharding (a plain device_put, or a pmap over another
-        # axis name) jax 0.10.2 compiles that epoch a second time on its second call.
-        stacked = jax.tree.map(lambda a: jnp.stack([jnp.asarray(a)] * len(devices)), x)
-        return jax.pmap(lambda t: t, axis_name="i", devices=devices)(stacked)
-
-    jax.device_put_replicated = device_put_replicated
-    SHIM_NOTES.append(
-        "`jax.device_put_replicated` (removed in jax 0.10.2, called by PyPI brax 0.14.2's PPO, "
-        "google/brax#671) is defined for this process only, as an identity `jax.pmap(axis_name="
-        "'i')` over `stack([x] * n_devices)`. Placing the replicated train state with a plain "
-        "`device_put` instead works too, but makes jax compile Brax's training epoch twice (the "
-        "first call's input sharding differs from later calls'): a first attempt measured that "
-        "second compile as 'steady-state' time. Nothing else in Brax's PPO needed changing."
-    )
-
-
 def run_brax_ppo(
     env: Any,
     cfg: config_lib.TrainConfig,
@@ -246,7 +219,7 @@ def run_brax_ppo(
     Epoch times come from Brax's own ``training/walltime`` (the first includes compilation);
     ``after_epoch`` runs after each epoch, outside Brax's timing (a round of the other programs).
     """
-    install_brax_shims()
+    common.install_brax_shims()
     from brax.training.agents.ppo import networks as ppo_networks
     from brax.training.agents.ppo import train as ppo_train
 
@@ -657,8 +630,8 @@ def main(argv: list[str] | None = None) -> None:
         "benchmark itself counts for about 1).",
         f"- benchmark wall time: {clock.seconds():.0f} s",
     ]
-    if SHIM_NOTES:
-        lines += ["", "## Shims (this process only)", "", *[f"- {s}" for s in SHIM_NOTES]]
+    if common.SHIM_NOTES:
+        lines += ["", "## Shims (this process only)", "", *[f"- {s}" for s in common.SHIM_NOTES]]
     text = "\n".join(lines) + "\n"
     print("\n" + text)
 

@@ -391,3 +391,36 @@ def memory_of(compiled: Any) -> dict[str, int] | None:
     # Live at once: the inputs, the outputs not aliased to (donated) inputs, XLA's scratch.
     out["peak"] = out["argument"] + out["output"] - out["alias"] + out["temp"]
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Brax
+
+SHIM_NOTES: list[str] = []
+
+
+def install_brax_shims() -> None:
+    """PyPI brax 0.14.2 calls jax.device_put_replicated, removed in jax 0.10.2 (google/brax#671)."""
+    import jax
+    import jax.numpy as jnp
+
+    if hasattr(jax, "device_put_replicated"):
+        return
+
+    def device_put_replicated(x: Any, devices: list[Any]) -> Any:
+        # Stack one copy per device, then place it with an identity pmap over Brax's axis name
+        # "i": the result then carries exactly the sharding of the outputs of Brax's pmapped
+        # training epoch. With any other sharding (a plain device_put, or a pmap over another
+        # axis name) jax 0.10.2 compiles that epoch a second time on its second call.
+        stacked = jax.tree.map(lambda a: jnp.stack([jnp.asarray(a)] * len(devices)), x)
+        return jax.pmap(lambda t: t, axis_name="i", devices=devices)(stacked)
+
+    jax.device_put_replicated = device_put_replicated
+    SHIM_NOTES.append(
+        "`jax.device_put_replicated` (removed in jax 0.10.2, called by PyPI brax 0.14.2's PPO, "
+        "google/brax#671) is defined for this process only, as an identity `jax.pmap(axis_name="
+        "'i')` over `stack([x] * n_devices)`. Placing the replicated train state with a plain "
+        "`device_put` instead works too, but makes jax compile Brax's training epoch twice (the "
+        "first call's input sharding differs from later calls'): a first attempt measured that "
+        "second compile as 'steady-state' time. Nothing else in Brax's PPO needed changing."
+    )

@@ -105,12 +105,14 @@ class TrainConfig:
     """Rewards are multiplied by this before GAE (paper: 10 on DM Control)."""
     normalize_observations: bool = True
     """Normalise observations with running mean and std."""
-    obs_norm: Literal["welford", "reference"] = "welford"
+    obs_norm: Literal["welford", "brax", "reference"] = "welford"
     """'welford': exact running statistics, updated every env step, used from the next
-    iteration (so the first minibatch's ratio is exactly 1). 'reference': the FPO authors' code,
-    to reproduce their numbers: its summed variance keeps only the newest batch (the std shrinks
-    about as 1/sqrt(iterations)), it is updated once per iteration before the update epochs, and
-    observations are not clipped."""
+    iteration (so the first minibatch's ratio is exactly 1); normalised observations clipped to
+    [-10, 10]. 'brax': Brax PPO's order: the same exact statistics, updated once per iteration
+    with the rollout's observations before the update epochs and used in the loss (the policy
+    acted with the previous ones), not clipped. 'reference': the FPO authors' code, to reproduce
+    their numbers: Brax's order, but its summed variance keeps only the newest batch (the std
+    shrinks about as 1/sqrt(iterations))."""
     refresh_initial_states: bool = True
     """Give auto-reset episodes fresh random initial states each iteration (one batched reset);
     False reuses each env's first state for the whole run, as Brax, Playground and the FPO
@@ -178,7 +180,8 @@ class TrainConfig:
     eval_flow_steps: int = 10
     """Integration steps at evaluation."""
     eval_noise: NoiseKind = "random"
-    """Initial noise of evaluation samples: 'zero' is FPO++'s zero-noise sampling."""
+    """Initial noise of evaluation samples: 'zero' is FPO++'s zero-noise sampling. Gaussian PPO:
+    'zero' acts with the mean action (its presets), 'random' samples (Brax PPO's default)."""
     eval_sigma: float = 0.0
     """Per-step noise of the 'stochastic' eval integrator."""
 
@@ -550,7 +553,23 @@ _DM_CONTROL_FAST = dict(
     num_envs=256, batch_size=128, num_minibatches=8, unroll_length=30, num_epochs=4,
     num_timesteps=2_000_000, num_evals=10, num_eval_envs=64,
 )  # fmt: skip
+# "brax": Brax PPO's own trainer, reproduced in this one (experiments/ppo_parity.py). For every
+# algorithm, Brax's behaviour: observation statistics updated with each rollout before its update
+# epochs and not clipped (obs_norm="brax"), every env restarting from its own first state, the
+# stochastic policy evaluated. For PPO on DM Control, Playground's Brax PPO config
+# (dm_control_suite_params.brax_ppo_config: lr 1e-3, entropy 0.01, discount 0.995 (0.95 for
+# BallInCup and FingerSpin), reward scaling 10, 2048 envs, 1024 x 32 x 30, 16 epochs) with
+# Brax's default clip 0.3 (the config's action repeat 4 for "PendulumSwingUp" never applies:
+# the registered name is "PendulumSwingup", so the config Playground hands out has repeat 1,
+# and so does ours); on Brax envs, the
+# Brax notebook settings that the plain preset already holds. Brax's num_resets_per_eval (10 in
+# Playground's config: all envs reset 10 times between evaluations) has no counterpart here.
+_BRAX_BEHAVIOUR = dict(obs_norm="brax", refresh_initial_states=False, eval_noise="random")
+_PLAYGROUND_BRAX_PPO = dict(learning_rate=1e-3, entropy_cost=0.01, clip_epsilon=0.3)
 _VARIANTS: dict[tuple[str, ...], dict[str, Any]] = {
+    ("dm_control", "brax"): _BRAX_BEHAVIOUR,
+    ("dm_control", "brax", "ppo"): _PLAYGROUND_BRAX_PPO,
+    ("brax", "brax"): _BRAX_BEHAVIOUR,
     ("gridworld", "paper"): _GRIDWORLD_PAPER,
     ("gridworld", "paper", "ppo"): dict(gaussian_fixed_std=0.5),
     ("dm_control", "fast"): _DM_CONTROL_FAST,

@@ -1,9 +1,12 @@
 """Running observation statistics, as a pytree that lives in the train state.
 
-Two modes (``TrainConfig.obs_norm``):
+Three modes (``TrainConfig.obs_norm``):
 
 * ``"welford"`` (default, correct): Chan et al.'s parallel update of count, mean and the sum of
   squared deviations ``m2``, so ``std = sqrt(m2 / count)`` is the std of every observation seen.
+  Normalised observations are clipped to [-10, 10].
+* ``"brax"``: the same statistics, not clipped (Brax's ``running_statistics.normalize``). The
+  trainer also applies them in Brax's order (see :mod:`fpo_jax.trainer`).
 * ``"reference"``: what the FPO authors' code computes, to reproduce their numbers exactly. Its
   update of the summed variance *replaces* it with the newest batch's term instead of adding to
   it (``m2' = sum_b (x - mean)(x - mean')``), while ``count`` keeps growing; after k updates with
@@ -55,13 +58,12 @@ def update(stats: RunningStats, batch: Array, mode: str = "welford") -> RunningS
     ``m2' = sum_b (x - mean) (x - mean')``, the previous ``m2`` dropped (see module docstring).
     """
     batch = batch.reshape(-1, batch.shape[-1]).astype(jnp.float32)
+    _check_mode(mode)
     if mode == "reference":
         n = stats.count + batch.shape[0]
         mean = stats.mean + jnp.sum(batch - stats.mean, axis=0) / n
         m2 = jnp.sum((batch - stats.mean) * (batch - mean), axis=0)
         return RunningStats(count=n, mean=mean, m2=m2)
-    if mode != "welford":
-        raise ValueError(f"Unknown normalisation mode {mode!r}; use 'welford' or 'reference'.")
     n_b = jnp.asarray(batch.shape[0], jnp.float32)
     mean_b = jnp.mean(batch, axis=0)
     m2_b = jnp.sum(jnp.square(batch - mean_b), axis=0)
@@ -75,10 +77,19 @@ def update(stats: RunningStats, batch: Array, mode: str = "welford") -> RunningS
 def normalize(
     stats: RunningStats, obs: Array, enabled: bool = True, mode: str = "welford"
 ) -> Array:
-    """``clip((obs - mean) / std, -10, 10)``; ``mode="reference"`` (the FPO authors') does not
-    clip. Identity when ``enabled`` is False or no data has been seen."""
+    """``clip((obs - mean) / std, -10, 10)``; modes "reference" (the FPO authors') and "brax"
+    do not clip. Identity when ``enabled`` is False or no data has been seen."""
+    _check_mode(mode)
     if not enabled:
         return obs
     z = (obs - stats.mean) / stats.std
     z = jnp.where(stats.count > 0, z, obs)
-    return z if mode == "reference" else jnp.clip(z, -10.0, 10.0)
+    return jnp.clip(z, -10.0, 10.0) if mode == "welford" else z
+
+
+MODES = ("welford", "brax", "reference")
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"Unknown normalisation mode {mode!r}; use one of {MODES}.")

@@ -29,8 +29,9 @@ One training iteration (all inside one compiled program, no host round trip):
 Observations are normalised with the running statistics *as they were at the start of the
 iteration* both when acting and when computing the loss, so the ratio is exactly 1 on the first
 minibatch; statistics gathered during the rollout take effect from the next iteration.
-(``obs_norm="reference"`` instead reproduces the FPO authors' order: statistics updated once
-after the rollout and used in the loss; see :mod:`fpo_jax.normalization`.)
+(``obs_norm="brax"`` and ``"reference"`` instead follow Brax PPO's and the FPO authors' order:
+statistics updated once after the rollout and used in the loss; see
+:mod:`fpo_jax.normalization`.)
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class Rollout:
 
     ``traj``: dict of arrays with leading dims (num_trajectories, unroll_length), num_trajectories
     = batch_size * num_minibatches: ``obs`` (normalised as when acting; raw with
-    ``obs_norm="reference"``, which normalises in :meth:`Trainer.update`), ``raw_action``,
+    ``obs_norm="brax"`` / ``"reference"``, which normalise in :meth:`Trainer.update`), ``raw_action``,
     ``extras`` (the agent's), ``reward``, ``done``, ``truncation``. ``bootstrap_obs``:
     (num_trajectories, obs_dim), the normalised observation after each trajectory's last step.
     ``logs``: per-unroll episode counts and return sums (for the metrics).
@@ -112,6 +113,12 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
         parts.append(optax.clip_by_global_norm(config.max_grad_norm))
     parts.append(optax.adam(lr))
     return optax.chain(*parts)
+
+
+def _stats_after_rollout(config: TrainConfig) -> bool:
+    """Whether the rollout stores raw observations, normalised in the loss with statistics
+    updated once after the rollout (Brax's and the FPO authors' order)."""
+    return config.obs_norm in ("brax", "reference")
 
 
 def _all_finite(tree: Any) -> Array:
@@ -235,7 +242,7 @@ class Trainer:
         """One unroll of ``unroll_length`` steps. Returns (carry, (traj (T, B, ...), bootstrap))."""
         env_state, new_stats = carry
 
-        reference = self.config.obs_norm == "reference"
+        stats_after_rollout = _stats_after_rollout(self.config)
 
         def env_step(carry, step_key):
             env_state, new_stats = carry
@@ -246,9 +253,9 @@ class Trainer:
             done = next_state.done
             episode_return = next_state.info["episode_metrics"]["sum_reward"]
             transition = {
-                # 'reference' normalises in the loss, with the statistics updated after the
-                # rollout (the FPO authors' order); 'welford' stores what the policy saw.
-                "obs": raw_obs if reference else obs,
+                # 'brax' / 'reference' normalise in the loss, with the statistics updated
+                # after the rollout; 'welford' stores what the policy saw.
+                "obs": raw_obs if stats_after_rollout else obs,
                 "raw_action": raw_action,
                 "extras": extras,
                 "reward": next_state.reward,
@@ -259,14 +266,14 @@ class Trainer:
                 "episodes": jnp.sum(done),
                 "episode_return_sum": jnp.sum(jnp.where(done > 0, episode_return, 0.0)),
             }
-            if not reference:
+            if not stats_after_rollout:
                 new_stats = normalization.update(new_stats, raw_obs)
             return (next_state, new_stats), (transition, logs)
 
         keys = jax.random.split(key, self.config.unroll_length)
         (env_state, new_stats), (traj, logs) = jax.lax.scan(env_step, (env_state, new_stats), keys)
         bootstrap_obs = envs.flat_obs(env_state.obs)
-        if not reference:
+        if not stats_after_rollout:
             bootstrap_obs = self._normalize(stats_for_acting, bootstrap_obs)
         return (env_state, new_stats), (traj, bootstrap_obs, logs)
 
@@ -345,9 +352,9 @@ class Trainer:
         )
         bootstrap_obs = bootstrap_obs.reshape(-1, bootstrap_obs.shape[-1])
         traj, bootstrap_obs = self._shard((traj, bootstrap_obs))
-        if c.obs_norm == "reference" and c.normalize_observations:
+        if _stats_after_rollout(c) and c.normalize_observations:
             # Once per iteration, from the rollout's observations, before the update epochs.
-            new_stats = normalization.update(new_stats, traj["obs"], mode="reference")
+            new_stats = normalization.update(new_stats, traj["obs"], mode=c.obs_norm)
         state = state.replace(
             env_state=self._shard(env_state),
             obs_stats=new_stats if c.normalize_observations else state.obs_stats,
@@ -365,7 +372,7 @@ class Trainer:
         c = self.config
         key, k_sgd = jax.random.split(state.key)
         traj, bootstrap_obs = rollout.traj, rollout.bootstrap_obs
-        if c.obs_norm == "reference":  # raw observations, normalised with the new statistics
+        if _stats_after_rollout(c):  # raw observations, normalised with the new statistics
             traj = {**traj, "obs": self._normalize(state.obs_stats, traj["obs"])}
             bootstrap_obs = self._normalize(state.obs_stats, bootstrap_obs)
         data = (traj, bootstrap_obs)

@@ -117,7 +117,9 @@ def test_gridworld_paper_variant_is_the_authors_run_and_the_default_stays_cpu_fa
     default = preset("gridworld", "fpo")
     assert default == preset("gridworld", "fpo", variant="default")
     assert (default.num_pairs, default.learning_rate) == (8, 1e-3)  # the CPU-fast preset
-    with pytest.raises(ConfigError, match=r"variant='paper' is not one of \('default', 'fast'\)"):
+    with pytest.raises(
+        ConfigError, match=r"variant='paper' is not one of \('default', 'brax', 'fast'\)"
+    ):
         preset("CartpoleBalance", "fpo", variant="paper")
     with pytest.raises(ConfigError, match="variant='papr'"):
         preset("gridworld", "fpo", variant="papr")
@@ -137,7 +139,9 @@ def test_pair_log_ratio_clamp_clips_each_pair_before_the_mean():
 
 
 def test_gaussian_fixed_std_is_used_for_sampling_ratio_and_eval():
-    config = TrainConfig(env="gridworld", algo="ppo", **TINY, gaussian_fixed_std=0.5)
+    config = TrainConfig(
+        env="gridworld", algo="ppo", **TINY, gaussian_fixed_std=0.5, eval_noise="zero"
+    )
     agent = GaussianPPOAgent(config, 2)
     params = agent.init(jax.random.PRNGKey(0), 2)
     obs = jax.random.normal(jax.random.PRNGKey(1), (4096, 2))

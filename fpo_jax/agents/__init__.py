@@ -56,17 +56,18 @@ register_algorithm(
     "flow policy trained with the FPO surrogate",
     {"brax": dict(clip_epsilon=0.05, entropy_cost=0.0)},
 )
-# FPO paper, Table 1 baselines: tuned Gaussian PPO (lr 3e-4, clip 0.1, entropy 0.01) and DPPO
-# (clip 0.2, sigma 0.05).
+# FPO paper, Table 1 baselines: tuned Gaussian PPO (lr 3e-4, clip 0.1, entropy 0.01, evaluated
+# at the mean action) and DPPO (clip 0.2, sigma 0.05).
+_PPO_EVAL = dict(eval_noise="zero")
 register_algorithm(
     "ppo",
     GaussianPPOAgent,
     "tanh-Gaussian PPO baseline",
     {
-        "dm_control": dict(clip_epsilon=0.1, entropy_cost=0.01),
-        "brax": dict(clip_epsilon=0.3),
-        "builtin": dict(entropy_cost=0.01),
-        "default": dict(entropy_cost=0.01),
+        "dm_control": dict(clip_epsilon=0.1, entropy_cost=0.01, **_PPO_EVAL),
+        "brax": dict(clip_epsilon=0.3, **_PPO_EVAL),
+        "builtin": dict(entropy_cost=0.01, **_PPO_EVAL),
+        "default": dict(entropy_cost=0.01, **_PPO_EVAL),
     },
 )
 # DPPO is evaluated with the stochastic chain it is trained with (sigma noise at every step), as

@@ -19,7 +19,9 @@ class GaussianPPOAgent:
 
     The ratio uses the Gaussian log-probs of the pre-squash ``u`` (the squash's Jacobian cancels).
     The entropy bonus estimates the squashed distribution's entropy with one sample:
-    ``H = H_gauss + E[log |d tanh(u)/du|]``. Evaluation uses the mean action. With
+    ``H = H_gauss + E[log |d tanh(u)/du|]``. Evaluation (``config.eval_noise``): "zero" acts
+    with the mean ``tanh(mu)`` (the FPO paper's baseline), "random" samples like a rollout
+    (Brax PPO's default ``deterministic_eval=False``). With
     ``config.gaussian_fixed_std`` set, ``s`` is that constant (the network's scale head is
     ignored) and only the mean is learned.
     """
@@ -73,6 +75,7 @@ class GaussianPPOAgent:
         return policy_loss - c.entropy_cost * jnp.mean(entropy), metrics
 
     def eval_act(self, params: Params, obs: Array, key: Array) -> Array:
-        del key
-        loc, _ = self.distribution(params, obs)
-        return loc
+        loc, scale = self.distribution(params, obs)
+        if self.config.eval_noise == "zero":
+            return loc
+        return loc + scale * jax.random.normal(key, loc.shape, loc.dtype)

@@ -1,0 +1,244 @@
+"""Brax PPO and our Gaussian PPO side by side, with identical settings and evaluation.
+
+Brax PPO (``brax.training.agents.ppo.train``, Brax's own networks: 4 x 32 / 5 x 256 swish,
+tanh-Gaussian) runs with MuJoCo Playground's published settings for the task
+(``mujoco_playground.config.dm_control_suite_params.brax_ppo_config``) at a CPU-sized layout;
+ours runs the same settings through ``fpo_jax.train.train`` with all seeds as one program.
+Both evaluate the **stochastic** policy (Brax's default, ``deterministic_eval=False``; ours
+``eval_noise="random"``) on 128 envs for a whole 1000-step episode after every iteration, and
+once before training.
+
+The layout is the paper's scaled to 256 envs: batch 128 x 32 minibatches of 30-step
+trajectories (122,880 env steps per iteration), 16 epochs; Brax's ``num_resets_per_eval`` is 0
+at this budget (each env restarts from its own first state, as ours does with
+``refresh_initial_states=False``).
+
+Programs (each stored as JSON under ``experiments/results/ppo_parity/``; a program already
+there is not run again, so a stopped run resumes; ``--report`` rebuilds the tables):
+
+* ``brax``: Brax PPO, one process-sequential run per seed;
+* ``ours:NAME``: our PPO with the Brax settings and the changes ``OURS[NAME]`` (all seeds in
+  one program); ``ours:brax`` is ``--variant brax``, the others switch single differences.
+
+    python experiments/ppo_parity.py --task CartpoleBalance --programs brax
+    python experiments/ppo_parity.py --task CartpoleBalance --programs ours:brax,ours:default
+    python experiments/ppo_parity.py --report
+    python experiments/ppo_parity.py --smoke        # tiny, ~3 min, to /tmp
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402  (also puts the repository on sys.path)
+import numpy as np  # noqa: E402
+
+from fpo_jax import envs  # noqa: E402
+from fpo_jax.config import preset, replace  # noqa: E402
+from fpo_jax.train import train  # noqa: E402
+
+# The paper's layout (2048 envs, 1024 x 32, 16 epochs) scaled to 256 envs.
+LAYOUT = dict(num_envs=256, batch_size=128, num_minibatches=32, unroll_length=30, num_epochs=16)
+# Iterations per task (122,880 env steps each): CartpoleBalance as in the baseline probe
+# (1.1M steps); CartpoleSwingup longer, since it is harder.
+ITERATIONS = {"CartpoleBalance": 9, "CartpoleSwingup": 18}
+SEEDS = 5
+NUM_EVAL_ENVS = 128
+
+# Our PPO: the Brax-parity preset, then single changes back to our own defaults.
+OURS: dict[str, dict[str, Any]] = {
+    "brax": {},
+    # Our defaults before the parity work, with Brax's hyperparameters (the baseline probe).
+    "fpo_jax defaults": dict(obs_norm="welford", refresh_initial_states=True),
+    "fresh initial states": dict(refresh_initial_states=True),
+    "welford obs statistics": dict(obs_norm="welford"),
+}
+
+
+def store() -> Path:
+    return common.out_dir() / "ppo_parity"
+
+
+def program_path(task: str, name: str) -> Path:
+    return store() / f"{task}__{name}.json".replace(" ", "_").replace("/", "-")
+
+
+def brax_settings(task: str) -> dict[str, Any]:
+    """Playground's Brax PPO config for ``task`` at ``LAYOUT`` (Brax's argument names)."""
+    from mujoco_playground.config import dm_control_suite_params
+
+    cfg = dict(dm_control_suite_params.brax_ppo_config(task))
+    cfg.update(
+        num_envs=LAYOUT["num_envs"],
+        batch_size=LAYOUT["batch_size"],
+        num_minibatches=LAYOUT["num_minibatches"],
+        unroll_length=LAYOUT["unroll_length"],
+        num_updates_per_batch=LAYOUT["num_epochs"],
+        num_resets_per_eval=0,
+    )
+    cfg.pop("num_timesteps")
+    cfg.pop("num_evals")
+    return cfg
+
+
+def iteration_steps(task: str) -> int:
+    s = brax_settings(task)
+    return s["batch_size"] * s["num_minibatches"] * s["unroll_length"] * s["action_repeat"]
+
+
+def run_brax(task: str, seed: int, iterations: int) -> dict[str, Any]:
+    """One Brax PPO run: eval return before training and after each iteration."""
+    common.install_brax_shims()
+    from brax.training.agents.ppo import train as ppo_train
+    from mujoco_playground import wrapper as pg_wrapper
+
+    env = envs.make_env(task)
+    steps, returns, wall = [], [], []
+    t0 = time.perf_counter()
+
+    def progress(step: int, metrics: dict[str, Any]) -> None:
+        if "eval/episode_reward" in metrics:
+            steps.append(int(step))
+            returns.append(float(metrics["eval/episode_reward"]))
+            wall.append(time.perf_counter() - t0)
+            common.log(f"  brax seed {seed}: {step} steps, eval {returns[-1]:.1f}")
+
+    ppo_train.train(
+        environment=env,
+        wrap_env_fn=pg_wrapper.wrap_for_brax_training,
+        num_timesteps=iterations * iteration_steps(task),
+        num_evals=iterations + 1,  # one before training, one after each iteration
+        num_eval_envs=NUM_EVAL_ENVS,
+        deterministic_eval=False,
+        seed=seed,
+        progress_fn=progress,
+        **brax_settings(task),
+    )
+    return dict(steps=steps, returns=returns, wall=wall)
+
+
+def ours_config(task: str, changes: dict[str, Any]) -> Any:
+    """Our PPO with ``--variant brax`` at ``LAYOUT`` and stochastic evaluation, then ``changes``."""
+    config = preset(task, "ppo", variant="brax")
+    return replace(config, **LAYOUT, num_eval_envs=NUM_EVAL_ENVS, eval_noise="random", **changes)
+
+
+def run_program(task: str, program: str, iterations: int, seeds: int) -> dict[str, Any]:
+    path = program_path(task, program)
+    if path.exists():
+        return json.loads(path.read_text())
+    common.log(f"{task}: {program}, {seeds} seeds, {iterations} iterations")
+    t0 = time.perf_counter()
+    if program == "brax":
+        runs = [run_brax(task, seed, iterations) for seed in range(seeds)]
+        steps = runs[0]["steps"]
+        returns = np.array([r["returns"] for r in runs]).T  # (E, seeds)
+        wall = runs[0]["wall"]
+        changes: dict[str, Any] = {}
+    else:
+        name = program.split(":", 1)[1]
+        changes = OURS[name]
+        config = ours_config(task, changes)
+        res = train(
+            task, config, num_seeds=seeds, num_timesteps=iterations * config.env_steps_per_iteration,
+            num_evals=iterations + 1, progress=False,
+        )  # fmt: skip
+        evals = [r for r in res.history if r.get("eval/episode_return") is not None]
+        steps = [int(r["env_steps"]) for r in evals]
+        returns = np.array([r["per_member/eval/episode_return"] for r in evals]).reshape(
+            len(evals), seeds
+        )
+        wall = [float(r["wall_time"]) for r in evals]
+    out = dict(
+        task=task, program=program, changes=changes, steps=steps, wall=wall,
+        returns=returns.tolist(), seconds=time.perf_counter() - t0,
+    )  # fmt: skip
+    common.write_file(path, json.dumps(out, indent=1))
+    common.log(f"  {out['seconds']:.0f} s; final " + ", ".join(f"{x:.0f}" for x in returns[-1]))
+    return out
+
+
+def report() -> None:
+    progs = [json.loads(p.read_text()) for p in sorted(store().glob("*.json"))]
+    if not progs:
+        raise SystemExit(f"No programs under {store()}: run some first.")
+    lines = [
+        common.results_header(
+            "Brax PPO vs fpo_jax PPO, identical settings and evaluation",
+            "per task: see the tables (122,880 env steps per iteration)",
+            [
+                f"layout: {LAYOUT}; Playground's Brax PPO config for each task otherwise "
+                "(`dm_control_suite_params.brax_ppo_config`), `num_resets_per_eval` 0",
+                f"evaluation: the stochastic policy, {NUM_EVAL_ENVS} envs, one 1000-step "
+                "episode each, before training and after every iteration",
+            ],
+        )
+    ]
+    plt = common.pyplot()
+    tasks = sorted({p["task"] for p in progs})
+    fig, axes = plt.subplots(2, len(tasks), figsize=(6 * len(tasks), 8), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for col, task in enumerate(tasks):
+        mine = [p for p in progs if p["task"] == task]
+        mine.sort(key=lambda p: (p["program"] != "brax", p["program"] != "ours:brax", p["program"]))
+        lines += [f"\n## {task}\n", "Eval return, mean ± standard error over seeds:\n"]
+        steps = max((p["steps"] for p in mine), key=len)
+        headers = ["program", "seeds", *[f"{s / 1e6:.2f}M" for s in steps]]
+        rows = []
+        for i, p in enumerate(mine):
+            r = np.asarray(p["returns"], np.float64)
+            rows.append([p["program"], r.shape[1], *[common.fmt_pm(x, 0) for x in r]])
+            common.plot_curves(axes[0, col], np.asarray(p["steps"]), r, p["program"],
+                               colors[i % len(colors)])  # fmt: skip
+            axes[1, col].scatter(np.full(r.shape[1], i), r[-1], color=colors[i % len(colors)])
+        lines.append(common.markdown_table(headers, rows))
+        lines += ["\nFinal return per seed (seed 0 first) and wall time of the program:\n"]
+        lines.append(
+            common.markdown_table(
+                ["program", "final returns", "seeds >= 900", "wall time", "changes"],
+                [
+                    [p["program"], ", ".join(f"{x:.0f}" for x in p["returns"][-1]),
+                     f"{int(np.sum(np.asarray(p['returns'][-1]) >= 900))} / "
+                     f"{len(p['returns'][-1])}", common.fmt_s(p["seconds"], 0),
+                     json.dumps(p["changes"]) if p["changes"] else "-"]
+                    for p in mine
+                ],
+            )
+        )  # fmt: skip
+        common.label_return_axes(axes[0, col], task)
+        axes[1, col].set_xticks(range(len(mine)), [p["program"] for p in mine], rotation=30,
+                                ha="right", fontsize=7)  # fmt: skip
+        axes[1, col].set_ylabel("final eval return (one dot per seed)")
+        axes[1, col].grid(alpha=0.3)
+    common.save_figure(fig, "ppo_parity.png")
+    lines.append("\n![curves and final returns](ppo_parity.png)\n")
+    common.write_result("ppo_parity.md", "\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--task", default="CartpoleBalance", choices=sorted(ITERATIONS))
+    p.add_argument("--programs", default="brax,ours:brax",
+                   help="comma-separated: brax, ours:NAME with NAME in " + ", ".join(OURS))  # fmt: skip
+    p.add_argument("--seeds", type=int, default=SEEDS)
+    p.add_argument("--iterations", type=int, default=None, help="default: per task")
+    p.add_argument("--report", action="store_true", help="only rebuild the tables and figure")
+    args = common.parse_args(p, argv, smoke="1 iteration at 64 envs, 2 seeds")
+    if args.smoke:
+        LAYOUT.update(num_envs=64, batch_size=32, num_minibatches=4, num_epochs=2)
+        args.seeds, args.iterations = 2, 1
+    if not args.report:
+        iterations = args.iterations or ITERATIONS[args.task]
+        for program in args.programs.split(","):
+            run_program(args.task, program.strip(), iterations, args.seeds)
+    report()
+
+
+if __name__ == "__main__":
+    main()
