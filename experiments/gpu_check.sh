@@ -258,7 +258,7 @@ import shlex
 import sys
 
 from fpo_jax import config as config_lib
-from fpo_jax.train import parse_config
+from fpo_jax.cli import parse_config
 
 bench = None
 for line in open(sys.argv[1]):

@@ -1,4 +1,5 @@
-"""Train a policy: ``python -m fpo_jax.train --env ant`` or ``fpo_jax.train.train(env, config)``.
+"""Train a policy: ``fpo_jax.train.train(env, config)``, or ``python -m fpo_jax.train --env ant``
+(the command line lives in :mod:`fpo_jax.cli`; running this file as a script calls it).
 
 The Python loop here only calls the compiled training step, evaluates, logs and checkpoints;
 all the training math is inside :class:`fpo_jax.trainer.Trainer`'s compiled step.
@@ -16,13 +17,10 @@ hyperparameters ride along in the state as traced values (``TrainState.hparams``
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import importlib.util
-import json
 import math
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -34,35 +32,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fpo_jax import envs, parallel
-from fpo_jax.checkpoint import Checkpointer, CheckpointError
-from fpo_jax.config import (
-    ConfigError,
-    TrainConfig,
-    preset,
-    replace,
-    sweep_members,
-    validate,
-)
+from fpo_jax import envs, parallel, runs
+from fpo_jax.agents import ALGORITHMS
+from fpo_jax.checkpoint import Checkpointer
+from fpo_jax.config import TrainConfig, replace, sweep_members, validate
+from fpo_jax.errors import ConfigError, TrainingDiverged
+from fpo_jax.presets import preset
 from fpo_jax.run_log import MetricsWriter, plot_learning_curve
+from fpo_jax.runs import member_inputs
 from fpo_jax.trainer import Trainer, TrainState
 
-# Fields that may differ between a run and its resumption without changing what is computed.
-_RESUMABLE_CHANGES = {"run_dir", "resume", "overwrite", "progress", "num_timesteps",
-                      "compile_cache",
-                      "tensorboard", "wandb_project", "preset_source", "num_devices",
-                      "distributed"}  # fmt: skip
-# What a run writes into its directory (what --overwrite removes; other files are left alone).
-RUN_FILES = ("config.json", "members.json", "metrics.jsonl", "checkpoints",
-             "learning_curve.png", "tensorboard")  # fmt: skip
 _DISTRIBUTED_VARS = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 
 # progress_fn(record, state) -> False to stop; see train().
 ProgressFn = Callable[[dict[str, Any], TrainState], Any]
-
-
-class TrainingDiverged(RuntimeError):
-    """A non-finite loss or parameter appeared; the last good checkpoint was kept."""
 
 
 @dataclass
@@ -117,42 +100,6 @@ class TrainResult:
 # Checks before anything is built or written
 
 
-def read_run_config(run_dir: str | Path) -> TrainConfig:
-    """The config of the run in ``run_dir``; ConfigError naming the file if it is missing or bad."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise ConfigError(f"{run_dir}: no config.json there, so no fpo_jax run to use.")
-    try:
-        return TrainConfig.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError, ValueError) as e:
-        raise ConfigError(f"{path} is not a valid fpo_jax config ({e}).") from e
-
-
-def _holds_run(directory: Path) -> list[str]:
-    return [name for name in RUN_FILES if (directory / name).exists()]
-
-
-def _check_writable(directory: Path) -> None:
-    if directory.exists() and not directory.is_dir():
-        raise ConfigError(f"--run-dir {directory} exists and is not a directory.")
-    existing = directory
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"--run-dir {directory}: {existing} is not writable.")
-
-
-def _check_resume_config(saved: TrainConfig, config: TrainConfig) -> None:
-    diffs = [
-        f.name
-        for f in dataclasses.fields(TrainConfig)
-        if f.name not in _RESUMABLE_CHANGES and getattr(saved, f.name) != getattr(config, f.name)
-    ]
-    if diffs:
-        details = ", ".join(f"{n}: {getattr(saved, n)!r} -> {getattr(config, n)!r}" for n in diffs)
-        raise ConfigError(f"Cannot resume with a config that changes what is computed ({details}).")
-
-
 def _check_distributed_vars() -> None:
     present = [v for v in _DISTRIBUTED_VARS if v in os.environ]
     if present and len(present) < len(_DISTRIBUTED_VARS):
@@ -166,6 +113,12 @@ def _check_distributed_vars() -> None:
             raise ConfigError(f"--distributed: {name}={os.environ[name]!r} is not an integer.")
 
 
+def check_algorithm(config: TrainConfig) -> None:
+    """ConfigError unless ``config.algo`` is registered (:data:`fpo_jax.agents.ALGORITHMS`)."""
+    if config.algo not in ALGORITHMS:
+        raise ConfigError(f"algo={config.algo!r} is not one of {tuple(ALGORITHMS)}.")
+
+
 def preflight(config: TrainConfig, *, env_is_name: bool = True) -> TrainConfig:
     """Every check that needs no simulator, no compilation and no writes; raises ConfigError.
 
@@ -174,6 +127,7 @@ def preflight(config: TrainConfig, *, env_is_name: bool = True) -> TrainConfig:
     whatever path its config.json recorded).
     """
     config = validate(config)
+    check_algorithm(config)
     if env_is_name:
         config = replace(config, env=envs.canonical_name(config.env))
     if config.distributed:
@@ -184,37 +138,7 @@ def preflight(config: TrainConfig, *, env_is_name: bool = True) -> TrainConfig:
     ]:
         if enabled and importlib.util.find_spec(module) is None:
             raise ConfigError(f"{flag} needs {module}: pip install 'fpo_jax[{extra}]'.")
-    if config.resume is not None:
-        if config.overwrite:
-            raise ConfigError("--resume and --overwrite contradict each other: pick one.")
-        resume = Path(config.resume).expanduser().resolve()
-        saved = read_run_config(resume)
-        # The run_dir recorded in a moved or copied run's config.json is stale, not a conflict.
-        if (
-            config.run_dir is not None
-            and config.run_dir != saved.run_dir
-            and Path(config.run_dir).expanduser().resolve() != resume
-        ):
-            raise ConfigError(
-                f"--resume {config.resume} and --run-dir {config.run_dir} name different "
-                "directories."
-            )
-        _check_resume_config(saved, config)
-        if not (resume / "checkpoints").is_dir():
-            raise ConfigError(f"--resume {config.resume}: the run has no checkpoints to resume.")
-        _check_writable(resume)
-        config = replace(config, resume=str(resume), run_dir=str(resume))
-    elif config.run_dir is not None:
-        run_dir = Path(config.run_dir).expanduser().resolve()
-        _check_writable(run_dir)
-        # Only process 0 writes the run, so only it asks (the others would see its files).
-        found = _holds_run(run_dir) if run_dir.is_dir() and parallel.is_main_process() else []
-        if found and not config.overwrite:
-            raise ConfigError(
-                f"--run-dir {config.run_dir} already holds a run ({', '.join(found)}): pass "
-                f"--resume {config.run_dir} to continue it or --overwrite to replace it."
-            )
-        config = replace(config, run_dir=str(run_dir))
+    config = runs.resolve_run_dir(config)
     if not config.distributed:
         available = jax.device_count()
         devices = config.num_devices or available
@@ -275,54 +199,11 @@ def _initialize_distributed_once() -> None:
         _distributed_initialized = True
 
 
-def enable_compilation_cache() -> Path:
-    """Turn on JAX's persistent compilation cache (what the CLI does unless --no-compile-cache).
-
-    The folder is ``$JAX_COMPILATION_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/fpo_jax/xla``
-    (default ``~/.cache/fpo_jax/xla``). Programs that compile in under a second are not kept.
-    """
-    folder = os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(
-        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fpo_jax" / "xla"
-    )
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", folder)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-    return Path(folder)
-
-
 def _compilation_cache_entries() -> int | None:
     folder = jax.config.jax_compilation_cache_dir
     if not jax.config.jax_enable_compilation_cache or not folder or not Path(folder).is_dir():
         return None
     return sum(1 for _ in Path(folder).iterdir())
-
-
-def _prepare_run_dir(config: TrainConfig) -> Path | None:
-    """Create the run directory (removing the old run's files with --overwrite); write config."""
-    if config.run_dir is None or not parallel.is_main_process():
-        return Path(config.run_dir) if config.run_dir else None
-    run_dir = Path(config.run_dir)
-    if config.overwrite and config.resume is None:
-        for name in _holds_run(run_dir) if run_dir.is_dir() else []:
-            path = run_dir / name
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(config.to_json())
-    (run_dir / "members.json").write_text(json.dumps(sweep_members(config), indent=1))
-    return run_dir
-
-
-def member_inputs(config: TrainConfig) -> tuple[list[dict[str, float]], jax.Array, dict]:
-    """The members of a run, their PRNG keys ``(M, 2)`` and swept values ``{name: (M,)}``.
-
-    Member ``(setting, seed)`` starts from ``PRNGKey(seed)``, exactly as the single run of that
-    setting and seed would, so a sweep member reproduces that run.
-    """
-    members = sweep_members(config)
-    keys = jax.vmap(jax.random.PRNGKey)(jnp.array([m["seed"] for m in members]))
-    names = [n for n in members[0] if n != "seed"]
-    hparams = {n: jnp.array([m[n] for m in members], jnp.float32) for n in names}
-    return members, keys, hparams
 
 
 def _bytes(tree: Any) -> int:
@@ -438,7 +319,7 @@ def train(
         state, step = ckpt.restore(like=state)
         start_call = int(np.asarray(state.iteration)[0]) // config.iterations_per_call
         _log(f"resumed from {ckpt.directory} at iteration {step}")
-    run_dir = _prepare_run_dir(config)
+    run_dir = runs.prepare_run_dir(config)
     if run_dir is not None and config.checkpoint and ckpt is None:
         ckpt = Checkpointer(run_dir / "checkpoints", log=_log)
     main_process = parallel.is_main_process()
@@ -627,85 +508,7 @@ def _train_loop(
     )
 
 
-# ----------------------------------------------------------------------------------------------
-# Command line
+if __name__ == "__main__":  # `python -m fpo_jax.train ...` is the CLI (fpo_jax.cli)
+    from fpo_jax.cli import main
 
-
-def parse_config(argv: list[str] | None = None) -> TrainConfig:
-    """CLI flags -> config: the preset of ``--env``/``--algo``/``--variant`` (or of the resumed
-    run), then flags."""
-    import tyro
-
-    from fpo_jax.agents import ALGORITHMS
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--env", default=TrainConfig.env)
-    pre.add_argument("--algo", default=TrainConfig.algo)
-    pre.add_argument("--resume", default=None)
-    pre.add_argument("--sweep", action="append", default=None)
-    pre.add_argument("--variant", default="default")
-    known, _ = pre.parse_known_args(argv)
-    # --sweep repeats (one per field): collected here, then removed for tyro; --variant picks
-    # the preset (not a config field).
-    argv = _without_option(_without_option(argv, "--sweep"), "--variant")
-    if known.resume:
-        default = read_run_config(known.resume)
-    else:
-        default = preset(known.env, known.algo, variant=known.variant)
-    algos = "; ".join(f"{name}: {a.description}" for name, a in ALGORITHMS.items())
-    config = tyro.cli(
-        TrainConfig,
-        default=default,
-        args=argv,
-        description="Train a flow policy with FPO (or the PPO / DPPO baselines). The defaults "
-        "shown are the preset for --env/--algo; every flag overrides it. Algorithms: "
-        + algos
-        + ". Sweeps: --sweep clip_epsilon=0.05,0.1 --sweep learning_rate=3e-4,1e-3 trains the "
-        "grid (x --num-seeds) as one program. Preset variants: --variant paper (gridworld: the "
-        "FPO authors' GridWorld settings), --variant fast (DM Control tasks: a layout and FPO "
-        "settings searched for a CPU budget).",
-    )
-    if known.sweep is not None:
-        config = replace(config, sweep=tuple(known.sweep))
-    return config
-
-
-def _without_option(argv: list[str], option: str) -> list[str]:
-    """``argv`` without ``option VALUE`` / ``option=VALUE`` pairs."""
-    out, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == option:
-            skip = True
-        elif not arg.startswith(option + "="):
-            out.append(arg)
-    return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    config = None
-    try:
-        config = parse_config(argv)
-        if config.compile_cache:
-            enable_compilation_cache()
-        result = train(config.env, config)
-    except (ConfigError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except TrainingDiverged as e:
-        print(f"error: training diverged: {e}", file=sys.stderr)
-        return 3
-    except KeyboardInterrupt:
-        where = f"; continue with --resume {config.run_dir}" if config and config.run_dir else ""
-        print(f"interrupted{where}", file=sys.stderr)
-        return 130
-    _log(f"final eval return: {result.final_eval_return:.2f}")
-    if result.config.run_dir:
-        _log(f"run directory: {result.config.run_dir}")
-    return 0
-
-
-if __name__ == "__main__":
     sys.exit(main())

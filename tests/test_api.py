@@ -15,7 +15,8 @@ import pytest
 import fpo_jax
 from fpo_jax import envs, loss
 from fpo_jax.agents import ALGORITHMS, FPOAgent, register_algorithm
-from fpo_jax.config import ConfigError, TrainConfig, preset
+from fpo_jax.config import ConfigError, TrainConfig
+from fpo_jax.presets import preset
 from fpo_jax.train import train
 from fpo_jax.trainer import Trainer
 
@@ -177,7 +178,8 @@ def test_this_waves_features_on_real_simulators(env, changes, tiny, tmp_path):
     """A sweep, the authors' normalisation, no initial-state refresh, a custom velocity network
     and a stopping progress_fn, on a Playground and a Brax env in one run; then one member's
     policy loaded from the run directory."""
-    from fpo_jax.config import preset, replace
+    from fpo_jax.config import replace
+    from fpo_jax.presets import preset
 
     config = replace(preset(env), **tiny, **changes, num_timesteps=3 * STEPS_PER_CALL,
                      num_evals=3, progress=False, run_dir=str(tmp_path),
@@ -204,7 +206,8 @@ def test_this_waves_features_on_real_simulators(env, changes, tiny, tmp_path):
 def test_source_noise_sweep_with_a_diverging_member_on_real_simulators(env, changes, tiny):
     """flow_noise_scale as a swept setting, and members that diverge (reward scale 1e38) carried
     as NaN while the others train, on a Playground and a Brax env."""
-    from fpo_jax.config import preset, replace
+    from fpo_jax.config import replace
+    from fpo_jax.presets import preset
 
     config = replace(preset(env), **tiny, **changes, num_timesteps=2 * STEPS_PER_CALL,
                      num_evals=1, progress=False,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import tiny_flags
 
-from fpo_jax import train as train_cli
+from fpo_jax import cli as train_cli
 from fpo_jax.config import TrainConfig
 
 

@@ -11,6 +11,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import jax
+import jax.numpy as jnp
+
+from fpo_jax import normalization
 from fpo_jax.agents.base import Agent
 from fpo_jax.agents.dppo import DPPOAgent
 from fpo_jax.agents.flow_policy import FlowPolicy
@@ -27,7 +31,7 @@ class Algorithm:
       description: one line for ``--help``.
       preset_overrides: config fields this algorithm changes in each preset family
         (``"dm_control"``, ``"brax"``, ``"builtin"``, ``"default"``; see
-        :func:`fpo_jax.config.preset`). Missing families change nothing.
+        :func:`fpo_jax.presets.preset`). Missing families change nothing.
     """
 
     make: Callable[..., Agent]
@@ -85,11 +89,32 @@ register_algorithm(
 )
 
 
+Policy = Callable[[jax.Array, jax.Array], jax.Array]
+
+
 def make_agent(config: Any, action_size: int) -> Agent:
     """The agent named by ``config.algo`` for an action space of ``action_size`` dims."""
     if config.algo not in ALGORITHMS:
         raise ValueError(f"algo={config.algo!r} is not one of {tuple(ALGORITHMS)}.")
     return ALGORITHMS[config.algo].make(config=config, action_size=action_size)
+
+
+def make_policy(
+    agent: Any, params: Any, obs_stats: normalization.RunningStats, config: Any
+) -> Policy:
+    """``policy(obs (..., obs_dim), key) -> action (..., A)`` in [-1, 1], jit-able.
+
+    Normalises ``obs`` with ``obs_stats`` (as in training) and samples with the agent's
+    evaluation sampler; ``params`` are the policy's own (``state.params["policy"]``).
+    """
+
+    def policy(obs: jax.Array, key: jax.Array) -> jax.Array:
+        obs = normalization.normalize(
+            obs_stats, obs, config.normalize_observations, mode=config.obs_norm
+        )
+        return jnp.tanh(agent.eval_act(params, obs, key))
+
+    return policy
 
 
 __all__ = [
@@ -100,6 +125,8 @@ __all__ = [
     "FPOAgent",
     "FlowPolicy",
     "GaussianPPOAgent",
+    "Policy",
     "make_agent",
+    "make_policy",
     "register_algorithm",
 ]
