@@ -3,11 +3,15 @@
 :data:`ALGORITHMS` is the single source of truth for algorithm names: config validation, the
 CLI's ``--algo`` and the per-algorithm preset overrides all read it. A new algorithm is one
 module with an :class:`Agent` plus one :func:`register_algorithm` call.
+
+Each entry also declares the settings its agent reads (``reads``); a setting that another
+algorithm reads but the chosen one does not is refused when changed (see
+:func:`unread_settings`), so a value nothing reads is an error, not a silent no-op.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,11 +36,15 @@ class Algorithm:
       preset_overrides: config fields this algorithm changes in each preset family
         (``"dm_control"``, ``"brax"``, ``"builtin"``, ``"default"``; see
         :func:`fpo_jax.presets.preset`). Missing families change nothing.
+      reads: the config fields its agent reads (the settings the trainer reads for every
+        algorithm, such as the layout, optimiser and GAE, are not listed); None: not declared,
+        so nothing is refused on its behalf.
     """
 
     make: Callable[..., Agent]
     description: str
     preset_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    reads: frozenset[str] | None = None
 
 
 ALGORITHMS: dict[str, Algorithm] = {}
@@ -47,9 +55,32 @@ def register_algorithm(
     make: Callable[..., Agent],
     description: str,
     preset_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    reads: Collection[str] | None = None,
 ) -> None:
-    """Make ``name`` a valid ``algo`` (config, CLI, presets). Re-registering replaces the entry."""
-    ALGORITHMS[name] = Algorithm(make, description, dict(preset_overrides or {}))
+    """Make ``name`` a valid ``algo`` (config, CLI, presets). Re-registering replaces the entry.
+
+    ``reads``: the config fields the agent reads (see :class:`Algorithm`).
+    """
+    declared = None if reads is None else frozenset(reads)
+    ALGORITHMS[name] = Algorithm(make, description, dict(preset_overrides or {}), declared)
+
+
+def unread_settings(algo: str) -> frozenset[str]:
+    """Settings another registered algorithm reads and ``algo`` does not (empty if ``algo``
+    declares nothing): a value of one of these that differs from ``algo``'s preset changes
+    nothing, so it is refused (see :func:`fpo_jax.train.preflight`)."""
+    own = ALGORITHMS[algo].reads
+    if own is None:
+        return frozenset()
+    read_by_some = set().union(*(a.reads or () for a in ALGORITHMS.values()))
+    return frozenset(read_by_some - own)
+
+
+# What every flow policy (FPO, DPPO) reads: the velocity network and the evaluation sampler.
+_FLOW_POLICY_READS = frozenset({
+    "policy_hidden", "velocity_output_scale", "flow_noise_scale", "eval_integrator",
+    "eval_flow_steps", "eval_noise", "eval_sigma",
+})  # fmt: skip
 
 
 # Flow policies have no tractable entropy, so Brax PPO's entropy bonus is dropped for them; the
@@ -59,6 +90,21 @@ register_algorithm(
     FPOAgent,
     "flow policy trained with the FPO surrogate",
     {"brax": dict(clip_epsilon=0.05, entropy_cost=0.0)},
+    reads=_FLOW_POLICY_READS
+    | {
+        "clip_epsilon",
+        "integrator",
+        "flow_steps",
+        "num_pairs",
+        "t_sampler",
+        "pair_storage",
+        "cfm_weighting",
+        "ratio",
+        "trust_region",
+        "cfm_loss_clamp",
+        "log_ratio_clamp",
+        "pair_log_ratio_clamp",
+    },  # fmt: skip
 )
 # FPO paper, Table 1 baselines: tuned Gaussian PPO (lr 3e-4, clip 0.1, entropy 0.01) and DPPO
 # (clip 0.2, sigma 0.05).
@@ -72,6 +118,8 @@ register_algorithm(
         "builtin": dict(entropy_cost=0.01),
         "default": dict(entropy_cost=0.01),
     },
+    # The mean action is evaluated: no sampler settings.
+    reads={"policy_hidden", "clip_epsilon", "trust_region", "entropy_cost", "gaussian_fixed_std"},
 )
 # DPPO is evaluated with the stochastic chain it is trained with (sigma noise at every step), as
 # the FPO authors evaluate it; change --eval-sigma together with --dppo-sigma.
@@ -86,6 +134,8 @@ register_algorithm(
         "builtin": _DPPO_EVAL,
         "default": _DPPO_EVAL,
     },
+    # Always the stochastic chain: no integrator choice, and its own per-step PPO clip.
+    reads=_FLOW_POLICY_READS | {"clip_epsilon", "flow_steps", "dppo_sigma"},
 )
 
 
@@ -129,4 +179,5 @@ __all__ = [
     "make_agent",
     "make_policy",
     "register_algorithm",
+    "unread_settings",
 ]
