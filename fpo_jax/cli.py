@@ -23,7 +23,7 @@ import tyro
 from fpo_jax.agents import ALGORITHMS
 from fpo_jax.config import TrainConfig, replace
 from fpo_jax.errors import CheckpointError, ConfigError, TrainingDiverged
-from fpo_jax.presets import preset
+from fpo_jax.presets import preset, with_changes
 from fpo_jax.runs import read_run_config
 from fpo_jax.train import _log, train
 
@@ -50,9 +50,9 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     pre.add_argument("--sweep", action="append", default=None)
     pre.add_argument("--variant", default="default")
     known, _ = pre.parse_known_args(argv)
-    # --sweep repeats (one per field): collected here, then removed for tyro; --variant picks
-    # the preset (not a config field).
-    argv = _without_option(_without_option(argv, "--sweep"), "--variant")
+    # --sweep repeats (one per field): collected here, then removed for tyro. --variant picks
+    # the preset here, and tyro records it in the config.
+    argv = _without_option(argv, "--sweep")
     if known.resume:
         default = read_run_config(known.resume)
     else:
@@ -70,10 +70,29 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
         "FPO authors' GridWorld settings), --variant fast (DM Control tasks: a layout and FPO "
         "settings searched for a CPU budget).",
     )
-    config = TrainConfig(**_as_fields(config))
+    parsed = TrainConfig(**_as_fields(config))
+    given = _flag_names(argv)
+    changes = {
+        name: value
+        for name, value in _as_fields(parsed).items()
+        if name in given or value != getattr(default, name)
+    }
+    # As train(**overrides) applies them: --dppo-sigma also moves the evaluation sigma unless
+    # --eval-sigma is given.
+    config = with_changes(default, changes)
     if known.sweep is not None:
         config = replace(config, sweep=tuple(known.sweep))
     return config
+
+
+def _flag_names(argv: list[str]) -> set[str]:
+    """The config fields named by ``--flag`` / ``--flag=v`` / ``--no-flag`` in ``argv``."""
+    names = set()
+    for arg in argv:
+        if arg.startswith("--"):
+            name = arg[2:].partition("=")[0].replace("-", "_")
+            names |= {name, name.removeprefix("no_")}
+    return names
 
 
 def _without_option(argv: list[str], option: str) -> list[str]:

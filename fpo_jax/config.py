@@ -50,6 +50,10 @@ class TrainConfig:
     algo: str = "fpo"
     """Algorithm, a name in fpo_jax.agents.ALGORITHMS: fpo (flow policy, FPO), ppo (tanh-Gaussian
     PPO baseline), dppo (denoising-MDP baseline), or one you registered."""
+    variant: str = "default"
+    """The named variant of the env's preset the defaults came from (on the CLI it picks the
+    preset: 'paper' for gridworld, 'fast' for DM Control tasks); kept with the run, so
+    --resume continues the same variant."""
     backend: str | None = None
     """Brax physics backend (generalized, positional, spring, mjx); None: Brax's default."""
     impl: str = "jax"
@@ -65,12 +69,6 @@ class TrainConfig:
     cfm_loss_clamp, log_ratio_clamp, pair_log_ratio_clamp, max_grad_norm, dppo_sigma,
     gaussian_fixed_std, eval_sigma); the grid is the product, times num_seeds. On the CLI
     repeat --sweep per field."""
-    num_devices: int | None = None
-    """Shard the env batch over this many devices (None: every device JAX sees, on all hosts)."""
-    distributed: bool = False
-    """Call jax.distributed.initialize first (multi-host; reads JAX_COORDINATOR_ADDRESS,
-    JAX_NUM_PROCESSES, JAX_PROCESS_ID, or auto-detects SLURM / TPU / ... clusters)."""
-
     num_timesteps: int = 1_000_000
     """Environment steps to train for (rounded up to whole calls of the compiled step)."""
     num_envs: int = 256
@@ -181,6 +179,8 @@ class TrainConfig:
     eval_sigma: float = 0.0
     """Per-step noise of the 'stochastic' eval integrator."""
 
+    # Run options: where and how the run is kept and shown, never what it computes
+    # (RUN_OPTIONS below; --resume may change them).
     run_dir: str | None = None
     """Where config.json, metrics.jsonl, checkpoints/ and plots go; None: nothing written. A
     directory that already holds a run is refused unless --resume or --overwrite is given."""
@@ -201,6 +201,11 @@ class TrainConfig:
     """Also write TensorBoard scalars to run_dir/tensorboard."""
     wandb_project: str | None = None
     """Also log to this Weights & Biases project."""
+    num_devices: int | None = None
+    """Shard the env batch over this many devices (None: every device JAX sees, on all hosts)."""
+    distributed: bool = False
+    """Call jax.distributed.initialize first (multi-host; reads JAX_COORDINATOR_ADDRESS,
+    JAX_NUM_PROCESSES, JAX_PROCESS_ID, or auto-detects SLURM / TPU / ... clusters)."""
 
     # Bookkeeping, not a setting: no CLI flag (fpo_jax.cli hides it).
     preset_source: str = field(default="TrainConfig defaults", compare=False)
@@ -244,6 +249,30 @@ class TrainConfig:
             raise ValueError(f"Unknown config fields {unknown}.")
         d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
         return cls(**d)
+
+
+# Fields that say where and how a run is kept and shown (directory, resuming, checkpoints,
+# progress, loggers, devices, compile cache), never what it computes: a resumed run may change
+# them. Every other field (but the bookkeeping preset_source) is part of the computation.
+RUN_OPTIONS = (
+    "run_dir",
+    "resume",
+    "overwrite",
+    "checkpoint",
+    "progress",
+    "compile_cache",
+    "tensorboard",
+    "wandb_project",
+    "num_devices",
+    "distributed",
+)
+
+
+def computed_fields() -> tuple[str, ...]:
+    """The fields that define what a run computes: all but :data:`RUN_OPTIONS` and the
+    bookkeeping ``preset_source``."""
+    skip = {*RUN_OPTIONS, "preset_source"}
+    return tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in skip)
 
 
 # Hyperparameters that change no array shape: they can be swept inside one compiled program

@@ -9,11 +9,12 @@ where it comes from.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fpo_jax import envs
-from fpo_jax.agents import ALGORITHMS
-from fpo_jax.config import TrainConfig
+from fpo_jax.agents import ALGORITHMS, unread_settings
+from fpo_jax.config import TrainConfig, replace
 from fpo_jax.errors import ConfigError
 
 # The ten DeepMind Control tasks of the FPO paper's Table 1.
@@ -206,7 +207,9 @@ def preset_variants(env: str) -> tuple[str, ...]:
     return tuple(sorted({k[1] for k in _VARIANTS if k[0] in scopes}))
 
 
-def preset(env: str, algo: str = "fpo", variant: str = "default") -> TrainConfig:
+def preset(
+    env: str, algo: str = "fpo", variant: str = "default", *, family: str | None = None
+) -> TrainConfig:
     """Default config for an env and algorithm, with ``preset_source`` saying where it came from.
 
     * Playground DM Control tasks: the FPO paper's hyperparameters (and its tuned PPO / DPPO).
@@ -216,20 +219,28 @@ def preset(env: str, algo: str = "fpo", variant: str = "default") -> TrainConfig
 
     Then the algorithm's own overrides for that family (``fpo_jax.agents.ALGORITHMS``), then
     the named ``variant``'s, if not "default" (``preset("gridworld", algo, variant="paper")``:
-    the FPO authors' GridWorld settings, see ``_GRIDWORLD_PAPER``).
+    the FPO authors' GridWorld settings, see ``_GRIDWORLD_PAPER``). Settings that another
+    algorithm reads but ``algo`` does not (:func:`fpo_jax.agents.unread_settings`) keep their
+    ``TrainConfig`` defaults, so a changed value of one is recognisable as the user's.
+
+    ``family``: use this table instead of the env's own, with ``env`` only as a label (for an
+    env object, :func:`fpo_jax.train.train` passes its class name and ``"default"``).
     Raises ConfigError for an unknown algorithm or variant and ValueError for an unknown env.
     """
     if algo not in ALGORITHMS:
         raise ConfigError(f"algo={algo!r} is not one of {tuple(ALGORITHMS)}.")
-    canonical = envs.canonical_name(env) if env else env
-    family = preset_family(canonical)
+    if family is None:
+        canonical = envs.canonical_name(env) if env else env
+        family = preset_family(canonical)
+    else:
+        canonical = env
     overrides: dict[str, Any] = dict(
         {"builtin": _TOY.get(canonical, {}), "brax": _BRAX_PPO.get(canonical, {}),
          "dm_control": _DM_CONTROL_FPO, "default": {}}[family]
     )  # fmt: skip
     if family == "dm_control" and canonical in _DM_CONTROL_DISCOUNT:
         overrides["discount"] = _DM_CONTROL_DISCOUNT[canonical]
-    overrides.update(_FLOW_POLICY_ENV.get(canonical, {}))  # read by flow policies only
+    overrides.update(_FLOW_POLICY_ENV.get(canonical, {}))
     overrides.update(ALGORITHMS[algo].preset_overrides.get(family, {}))
     source = _FAMILY_SOURCE[family]
     if variant != "default":
@@ -243,4 +254,19 @@ def preset(env: str, algo: str = "fpo", variant: str = "default") -> TrainConfig
         overrides.update(_VARIANTS[(scope, variant)])
         overrides.update(_VARIANTS.get((scope, variant, algo), {}))
         source = f"{source}, variant {variant!r}"
-    return TrainConfig(env=canonical, algo=algo, preset_source=source, **overrides)
+    unread = unread_settings(algo)
+    overrides = {k: v for k, v in overrides.items() if k not in unread}
+    return TrainConfig(env=canonical, algo=algo, variant=variant, preset_source=source, **overrides)
+
+
+def with_changes(config: TrainConfig, changes: Mapping[str, Any]) -> TrainConfig:
+    """``config`` with ``changes`` applied as a user's flags are: a setting that follows
+    another in its algorithm's registry entry (DPPO: ``eval_sigma`` follows ``dppo_sigma``)
+    takes the leader's new value when only the leader is changed and the two were equal."""
+    new = replace(config, **changes)
+    entry = ALGORITHMS.get(new.algo)
+    for follower, leader in (entry.follows if entry else {}).items():
+        linked = getattr(config, follower) == getattr(config, leader)
+        if leader in changes and follower not in changes and linked:
+            new = replace(new, **{follower: getattr(new, leader)})
+    return new

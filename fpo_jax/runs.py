@@ -11,7 +11,6 @@ can load runs through it.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -21,14 +20,9 @@ import jax
 import jax.numpy as jnp
 
 from fpo_jax import parallel
-from fpo_jax.config import TrainConfig, replace, sweep_members
+from fpo_jax.config import TrainConfig, computed_fields, replace, sweep_members
 from fpo_jax.errors import ConfigError
 
-# Fields that may differ between a run and its resumption without changing what is computed.
-_RESUMABLE_CHANGES = {"run_dir", "resume", "overwrite", "progress", "num_timesteps",
-                      "compile_cache",
-                      "tensorboard", "wandb_project", "preset_source", "num_devices",
-                      "distributed"}  # fmt: skip
 # What a run writes into its directory (what --overwrite removes; other files are left alone).
 RUN_FILES = ("config.json", "members.json", "metrics.jsonl", "checkpoints",
              "learning_curve.png", "tensorboard")  # fmt: skip
@@ -62,12 +56,23 @@ def check_writable(directory: Path) -> None:
 
 
 def check_resume_config(saved: TrainConfig, config: TrainConfig) -> None:
-    """ConfigError if ``config`` differs from the run's ``saved`` one in what is computed."""
-    diffs = [
-        f.name
-        for f in dataclasses.fields(TrainConfig)
-        if f.name not in _RESUMABLE_CHANGES and getattr(saved, f.name) != getattr(config, f.name)
-    ]
+    """ConfigError, in one sentence, if ``config`` computes something else than the run's
+    ``saved`` one: every field but the run options (:data:`fpo_jax.config.RUN_OPTIONS`) must
+    match, except ``num_timesteps``, which may grow or shrink while the learning rate is
+    constant (with ``lr_schedule="linear"`` the decay spans the whole run, so it may not)."""
+    if config.variant != saved.variant:
+        raise ConfigError(
+            f"--variant {config.variant!r} cannot be used with --resume: the run was trained "
+            f"with variant {saved.variant!r}, which it keeps."
+        )
+    diffs = [n for n in computed_fields() if getattr(saved, n) != getattr(config, n)]
+    if "num_timesteps" in diffs and saved.lr_schedule == config.lr_schedule == "linear":
+        raise ConfigError(
+            f"Cannot resume with num_timesteps {saved.num_timesteps} -> {config.num_timesteps}: "
+            "lr_schedule='linear' decays the learning rate over the whole run, so a new length "
+            "changes every step's learning rate (a constant schedule could be extended)."
+        )
+    diffs = [n for n in diffs if n != "num_timesteps"]  # a constant rate: any length is fine
     if diffs:
         details = ", ".join(f"{n}: {getattr(saved, n)!r} -> {getattr(config, n)!r}" for n in diffs)
         raise ConfigError(f"Cannot resume with a config that changes what is computed ({details}).")

@@ -33,11 +33,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from fpo_jax import envs, parallel, runs
-from fpo_jax.agents import ALGORITHMS
+from fpo_jax.agents import ALGORITHMS, unread_settings
 from fpo_jax.checkpoint import Checkpointer
-from fpo_jax.config import TrainConfig, replace, sweep_members, validate
+from fpo_jax.config import TrainConfig, parse_sweep, replace, sweep_members, validate
 from fpo_jax.errors import ConfigError, TrainingDiverged
-from fpo_jax.presets import preset
+from fpo_jax.presets import preset, with_changes
 from fpo_jax.run_log import MetricsWriter, plot_learning_curve
 from fpo_jax.runs import member_inputs
 from fpo_jax.trainer import Trainer, TrainState
@@ -119,17 +119,56 @@ def check_algorithm(config: TrainConfig) -> None:
         raise ConfigError(f"algo={config.algo!r} is not one of {tuple(ALGORITHMS)}.")
 
 
-def preflight(config: TrainConfig, *, env_is_name: bool = True) -> TrainConfig:
+def check_settings_read(config: TrainConfig, *, env_is_name: bool = True) -> None:
+    """ConfigError if ``config`` changes a setting its algorithm never reads.
+
+    A setting that another algorithm reads but ``config.algo`` does not
+    (:func:`fpo_jax.agents.unread_settings`), at a value other than the algorithm's preset for
+    the env and variant, would change nothing: it is refused in one sentence naming the setting
+    and the algorithm, and so is sweeping one. A resumed run is compared with its own saved
+    config instead (which is what it computes).
+    """
+    unread = unread_settings(config.algo)
+    if not unread:
+        return
+    if config.resume is not None:
+        base = runs.read_run_config(config.resume)
+    elif env_is_name:
+        base = preset(config.env, config.algo, config.variant)
+    else:
+        base = preset(config.env, config.algo, config.variant, family="default")
+    for name in sorted(unread):
+        value = getattr(config, name)
+        if value != getattr(base, name):
+            raise ConfigError(
+                f"{name}={value!r} has no effect with algo={config.algo!r}, which never reads "
+                f"{name} (its preset keeps {getattr(base, name)!r}): drop it or pick an "
+                "algorithm that reads it."
+            )
+    for name in parse_sweep(config) if config.resume is None else ():
+        if name in unread:
+            raise ConfigError(
+                f"--sweep {name}: algo={config.algo!r} never reads {name}, so every member "
+                "would train the same."
+            )
+
+
+def preflight(
+    config: TrainConfig, *, env_is_name: bool = True, check_reads: bool = True
+) -> TrainConfig:
     """Every check that needs no simulator, no compilation and no writes; raises ConfigError.
+
+    ``check_reads=False`` skips refusing settings the registered algorithm never reads (for an
+    injected agent, which may read others).
 
     Returns the config to run: validated, with the env's canonical name, and with ``run_dir``
     and ``resume`` as resolved absolute paths (the run directory is where ``--resume`` points,
     whatever path its config.json recorded).
     """
     config = validate(config)
-    check_algorithm(config)
     if env_is_name:
         config = replace(config, env=envs.canonical_name(config.env))
+    check_algorithm(config)
     if config.distributed:
         _check_distributed_vars()
     for enabled, module, extra, flag in [
@@ -139,6 +178,8 @@ def preflight(config: TrainConfig, *, env_is_name: bool = True) -> TrainConfig:
         if enabled and importlib.util.find_spec(module) is None:
             raise ConfigError(f"{flag} needs {module}: pip install 'fpo_jax[{extra}]'.")
     config = runs.resolve_run_dir(config)
+    if check_reads:
+        check_settings_read(config, env_is_name=env_is_name)
     if not config.distributed:
         available = jax.device_count()
         devices = config.num_devices or available
@@ -250,6 +291,28 @@ def _check_members_fit(trainer: Trainer, state: TrainState, config: TrainConfig)
 # Training
 
 
+def resolve_config(
+    env: str | Any, config: TrainConfig | None = None, **overrides: Any
+) -> TrainConfig:
+    """The config :func:`train` runs (before :func:`preflight`), built as the CLI builds it.
+
+    Without ``config``: the preset of ``env``, ``overrides.get("algo")`` and
+    ``overrides.get("variant")``; an env object gets the default table (its class name only
+    labels the run) with the algorithm's own overrides. Then ``overrides`` as flags
+    (:func:`fpo_jax.presets.with_changes`).
+    """
+    env_is_name = isinstance(env, str)
+    if config is None:
+        algo, variant = overrides.get("algo", "fpo"), overrides.get("variant", "default")
+        if env_is_name:
+            config = preset(env, algo, variant)
+        else:
+            config = preset(type(env).__name__, algo, variant, family="default")
+    elif env_is_name and envs.canonical_name(env) != envs.canonical_name(config.env):
+        raise ConfigError(f"train({env!r}, config) but config.env is {config.env!r}.")
+    return with_changes(config, overrides) if overrides else config
+
+
 def train(
     env: str | Any,
     config: TrainConfig | None = None,
@@ -264,7 +327,9 @@ def train(
     Args:
       env: an env name for :func:`fpo_jax.envs.make_env` (any case), or an env object (a Brax
         ``Env``, a MuJoCo Playground ``MjxEnv`` or a built-in toy env).
-      config: the full config; default: the preset for ``env`` and ``overrides.get("algo")``.
+      config: the full config; default: the preset for ``env``, ``overrides.get("algo")`` and
+        ``overrides.get("variant")``, as the CLI builds it (for an env object: the default
+        table with the algorithm's own overrides, ``preset(name, algo, family="default")``).
       agent: the algorithm, any :class:`fpo_jax.agents.Agent` (e.g.
         ``FPOAgent(config, action_size, network=MyVelocityNet())``); default: ``config.algo``'s.
       value_network: the critic, a Flax module ``obs (..., obs_dim) -> (...,)``; default: the
@@ -274,7 +339,10 @@ def train(
         to metrics.jsonl), ``state`` the current :class:`TrainState` (leading seed axis).
         Returning ``False`` (not merely falsy ``None``) stops the run cleanly: it is evaluated
         and checkpointed at that point, and can be resumed later.
-      **overrides: config fields to change, e.g. ``num_timesteps=200_000, algo="ppo"``.
+      **overrides: config fields to change, e.g. ``num_timesteps=200_000, algo="ppo"``, applied
+        as CLI flags are (:func:`fpo_jax.presets.with_changes`: ``dppo_sigma`` also moves the
+        DPPO evaluation sigma unless ``eval_sigma`` is given). A changed setting the algorithm
+        never reads is refused (ConfigError), unless ``agent`` is injected.
 
     Returns:
       a :class:`TrainResult`.
@@ -286,16 +354,11 @@ def train(
       TrainingDiverged: a non-finite loss or parameter; the last good checkpoint is kept.
     """
     env_is_name = isinstance(env, str)
-    if config is None:
-        algo = overrides.get("algo", "fpo")
-        config = preset(env, algo) if env_is_name else TrainConfig(env=type(env).__name__)
-    elif env_is_name and envs.canonical_name(env) != envs.canonical_name(config.env):
-        raise ConfigError(f"train({env!r}, config) but config.env is {config.env!r}.")
-    config = replace(config, **overrides) if overrides else config
+    config = resolve_config(env, config, **overrides)
     if config.distributed:
         _check_distributed_vars()
         _initialize_distributed_once()
-    config = preflight(config, env_is_name=env_is_name)
+    config = preflight(config, env_is_name=env_is_name, check_reads=agent is None)
     k = config.num_members
     _log(
         f"{config.algo} on {config.env}, {config.num_timesteps:,} env steps x {k} "

@@ -39,12 +39,16 @@ class Algorithm:
       reads: the config fields its agent reads (the settings the trainer reads for every
         algorithm, such as the layout, optimiser and GAE, are not listed); None: not declared,
         so nothing is refused on its behalf.
+      follows: ``{follower: leader}``: settings whose value follows another's when only the
+        leader is changed and the two were equal (DPPO: the evaluation sigma follows
+        ``dppo_sigma``); see :func:`fpo_jax.presets.with_changes`.
     """
 
     make: Callable[..., Agent]
     description: str
     preset_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     reads: frozenset[str] | None = None
+    follows: Mapping[str, str] = field(default_factory=dict)
 
 
 ALGORITHMS: dict[str, Algorithm] = {}
@@ -56,13 +60,16 @@ def register_algorithm(
     description: str,
     preset_overrides: Mapping[str, Mapping[str, Any]] | None = None,
     reads: Collection[str] | None = None,
+    follows: Mapping[str, str] | None = None,
 ) -> None:
     """Make ``name`` a valid ``algo`` (config, CLI, presets). Re-registering replaces the entry.
 
-    ``reads``: the config fields the agent reads (see :class:`Algorithm`).
+    ``reads``, ``follows``: see :class:`Algorithm`.
     """
     declared = None if reads is None else frozenset(reads)
-    ALGORITHMS[name] = Algorithm(make, description, dict(preset_overrides or {}), declared)
+    ALGORITHMS[name] = Algorithm(
+        make, description, dict(preset_overrides or {}), declared, dict(follows or {})
+    )
 
 
 def unread_settings(algo: str) -> frozenset[str]:
@@ -83,13 +90,14 @@ _FLOW_POLICY_READS = frozenset({
 })  # fmt: skip
 
 
-# Flow policies have no tractable entropy, so Brax PPO's entropy bonus is dropped for them; the
-# clip is the FPO paper's 0.05 (FPO) / 0.2 (DPPO), and Brax PPO's own default 0.3 for PPO.
+# Flow policies have no tractable entropy and do not read entropy_cost, so presets keep it at 0
+# for them (fpo_jax.presets drops what an algorithm does not read, Brax PPO's entropy bonus
+# among it); the clip is the FPO paper's 0.05 (FPO) / 0.2 (DPPO), and Brax PPO's own 0.3 for PPO.
 register_algorithm(
     "fpo",
     FPOAgent,
     "flow policy trained with the FPO surrogate",
-    {"brax": dict(clip_epsilon=0.05, entropy_cost=0.0)},
+    {"brax": dict(clip_epsilon=0.05)},
     reads=_FLOW_POLICY_READS
     | {
         "clip_epsilon",
@@ -122,7 +130,8 @@ register_algorithm(
     reads={"policy_hidden", "clip_epsilon", "trust_region", "entropy_cost", "gaussian_fixed_std"},
 )
 # DPPO is evaluated with the stochastic chain it is trained with (sigma noise at every step), as
-# the FPO authors evaluate it; change --eval-sigma together with --dppo-sigma.
+# the FPO authors evaluate it; --dppo-sigma moves the evaluation sigma too unless --eval-sigma
+# is given.
 _DPPO_EVAL = dict(eval_integrator="stochastic", eval_sigma=0.05)
 register_algorithm(
     "dppo",
@@ -130,12 +139,13 @@ register_algorithm(
     "denoising-MDP baseline (per-step Gaussian likelihoods of a stochastic flow chain)",
     {
         "dm_control": dict(clip_epsilon=0.2, dppo_sigma=0.05, **_DPPO_EVAL),
-        "brax": dict(clip_epsilon=0.2, entropy_cost=0.0, **_DPPO_EVAL),
+        "brax": dict(clip_epsilon=0.2, **_DPPO_EVAL),
         "builtin": _DPPO_EVAL,
         "default": _DPPO_EVAL,
     },
     # Always the stochastic chain: no integrator choice, and its own per-step PPO clip.
     reads=_FLOW_POLICY_READS | {"clip_epsilon", "flow_steps", "dppo_sigma"},
+    follows={"eval_sigma": "dppo_sigma"},
 )
 
 
