@@ -56,7 +56,8 @@ class TrainResult:
       state: final :class:`TrainState` of every member, with a leading member axis (size
         ``config.num_members``, also when it is 1); :meth:`member` picks one.
       policy: the first member's ``policy(obs (..., obs_dim), key) -> action (..., A)`` in
-        [-1, 1], jit-able, with the evaluation sampler; :meth:`policy_of` gives another's.
+        [-1, 1], jit-able, with the evaluation sampler; if member 0 diverged, the first member
+        that did not (a line on stderr says which). :meth:`policy_of` gives another's.
       history: one dict per call of the compiled step (env steps, losses, ratio statistics,
         eval returns when evaluated).
       config: the validated config that ran.
@@ -212,6 +213,11 @@ def _nanmean(x: Any) -> float:
     return float(x[finite].mean()) if finite.any() else float("nan")
 
 
+def _copy(tree: Any) -> Any:
+    """A copy of every array in ``tree`` (same sharding), safe from a later donation."""
+    return jax.tree.map(jnp.copy, tree)
+
+
 def _format_seconds(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s"
@@ -336,7 +342,8 @@ def train(
         paper's MLP. A run with an injected agent or critic resumes when given the same again.
       progress_fn: called on the host after each call of the compiled step as
         ``progress_fn(record, state)``: ``record`` is that call's metrics dict (the line written
-        to metrics.jsonl), ``state`` the current :class:`TrainState` (leading seed axis).
+        to metrics.jsonl), ``state`` the current :class:`TrainState` (leading member axis), a
+        copy that stays valid after later calls (the compiled step donates its own buffers).
         Returning ``False`` (not merely falsy ``None``) stops the run cleanly: it is evaluated
         and checkpointed at that point, and can be resumed later.
       **overrides: config fields to change, e.g. ``num_timesteps=200_000, algo="ppo"``, applied
@@ -515,7 +522,9 @@ def _train_loop(
         evaluated = call in eval_calls
         if evaluated:
             record.update(run_eval(state, call))
-        if progress_fn is not None and progress_fn(dict(record), state) is False:
+        # The next call donates ``state``'s buffers: the callback gets its own copy, which
+        # stays readable however long it is kept.
+        if progress_fn is not None and progress_fn(dict(record), _copy(state)) is False:
             stopped_early = True
             if not evaluated:
                 record.update(run_eval(state, call))
@@ -558,7 +567,13 @@ def _train_loop(
             f"{config.algo} on {config.env}",
             members=members,
         )
-    final = jax.tree.map(lambda x: x[0], state)
+    first = next(i for i in range(k) if i not in diverged)  # not all diverged: it would stop
+    if first > 0:
+        _log(
+            f"result.policy is member {first}'s {members[first]}, the first that did not "
+            f"diverge (member 0 {members[0]} did)"
+        )
+    final = jax.tree.map(lambda x: x[first], state)
     return TrainResult(
         state=state,
         policy=trainer.policy_fn(final.params, final.obs_stats, final.hparams),
