@@ -53,7 +53,8 @@ import common  # noqa: E402  (also puts the repository on sys.path)
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fpo_jax.config import SWEEPABLE, TrainConfig, preset, replace  # noqa: E402
+from fpo_jax.config import SWEEPABLE, TrainConfig, replace  # noqa: E402
+from fpo_jax.presets import preset  # noqa: E402
 from fpo_jax.train import train  # noqa: E402
 
 # The paper's FPO setting; every variant changes one field of it.

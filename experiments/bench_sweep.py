@@ -54,7 +54,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402  (also puts the repository on sys.path)
 import jax  # noqa: E402
 
-from fpo_jax.config import preset, replace  # noqa: E402
+from fpo_jax.config import replace  # noqa: E402
+from fpo_jax.presets import preset  # noqa: E402
 from fpo_jax.train import train  # noqa: E402
 
 CLIPS = (0.05, 0.1, 0.2)

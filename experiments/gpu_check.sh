@@ -258,7 +258,8 @@ import shlex
 import sys
 
 from fpo_jax import config as config_lib
-from fpo_jax.train import parse_config
+from fpo_jax.cli import parse_config
+from fpo_jax.train import check_algorithm, check_settings_read
 
 bench = None
 for line in open(sys.argv[1]):
@@ -266,6 +267,8 @@ for line in open(sys.argv[1]):
     argv = shlex.split(cmd)
     if "fpo_jax.train" in argv:
         cfg = config_lib.validate(parse_config(argv[argv.index("fpo_jax.train") + 1 :]))
+        check_algorithm(cfg)
+        check_settings_read(cfg)
         print(f"{name}: {cfg.algo} on {cfg.env}, {cfg.num_envs} envs x {cfg.num_seeds} seeds, "
               f"{cfg.env_steps_per_iteration:,} env steps / iteration, {cfg.num_timesteps:,} steps")
     elif any(a.endswith("bench_throughput.py") for a in argv):

@@ -44,7 +44,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fpo_jax import envs, flow, normalization  # noqa: E402
-from fpo_jax.config import preset  # noqa: E402
+from fpo_jax.presets import preset  # noqa: E402
 from fpo_jax.toy_envs import BANDIT_MODES, discretize_action  # noqa: E402
 from fpo_jax.train import train  # noqa: E402
 from fpo_jax.trainer import Trainer  # noqa: E402

@@ -36,7 +36,7 @@ import common  # noqa: E402  (also puts the repository on sys.path)
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fpo_jax.config import preset  # noqa: E402
+from fpo_jax.presets import preset  # noqa: E402
 from fpo_jax.train import train  # noqa: E402
 
 MODES = ("welford", "reference")

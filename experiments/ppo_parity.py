@@ -43,11 +43,19 @@ from fpo_jax import envs  # noqa: E402
 from fpo_jax.config import preset, replace  # noqa: E402
 from fpo_jax.train import train  # noqa: E402
 
-# The paper's layout (2048 envs, 1024 x 32, 16 epochs) scaled to 256 envs.
-LAYOUT = dict(num_envs=256, batch_size=128, num_minibatches=32, unroll_length=30, num_epochs=16)
-# Iterations per task (122,880 env steps each): CartpoleBalance as in the baseline probe
-# (1.1M steps); CartpoleSwingup longer, since it is harder.
-ITERATIONS = {"CartpoleBalance": 9, "CartpoleSwingup": 18}
+# The paper's layout (2048 envs, 1024 x 32, 16 epochs) scaled to 256 envs: 122,880 env steps
+# per iteration.
+R1 = dict(num_envs=256, batch_size=128, num_minibatches=32, unroll_length=30, num_epochs=16)
+# The layout of the PPO learning test in tests/test_learning.py (16,384 steps per iteration).
+CI = dict(num_envs=128, batch_size=128, num_minibatches=8, unroll_length=16, num_epochs=4)
+# Per task: layout, iterations, env arguments. CartpoleBalance as in the baseline probe (1.1M
+# steps); CartpoleSwingup longer, since it is harder; Brax inverted_pendulum (Brax's notebook
+# settings) at the learning test's budget, to show the test's threshold is one Brax PPO meets.
+TASKS: dict[str, dict[str, Any]] = {
+    "CartpoleBalance": dict(layout=R1, iterations=9, env={}),
+    "CartpoleSwingup": dict(layout=R1, iterations=18, env={}),
+    "inverted_pendulum": dict(layout=CI, iterations=12, env=dict(backend="spring")),
+}
 SEEDS = 5
 NUM_EVAL_ENVS = 128
 
@@ -70,20 +78,34 @@ def program_path(task: str, name: str) -> Path:
 
 
 def brax_settings(task: str) -> dict[str, Any]:
-    """Playground's Brax PPO config for ``task`` at ``LAYOUT`` (Brax's argument names)."""
-    from mujoco_playground.config import dm_control_suite_params
+    """Brax PPO's arguments for ``task`` at the task's layout.
 
-    cfg = dict(dm_control_suite_params.brax_ppo_config(task))
+    DM Control: Playground's Brax PPO config (``dm_control_suite_params.brax_ppo_config``).
+    Brax envs: Brax's notebook settings, as our plain preset holds them. ``num_resets_per_eval``
+    is 0 (envs restart from their own first state, as ours do with --variant brax).
+    """
+    layout = TASKS[task]["layout"]
+    if envs.is_dm_control_name(task):
+        from mujoco_playground.config import dm_control_suite_params
+
+        cfg = dict(dm_control_suite_params.brax_ppo_config(task))
+        cfg.pop("num_timesteps")
+        cfg.pop("num_evals")
+    else:
+        c = preset(task, "ppo")
+        cfg = dict(
+            learning_rate=c.learning_rate, entropy_cost=c.entropy_cost, discounting=c.discount,
+            reward_scaling=c.reward_scaling, episode_length=c.episode_length,
+            action_repeat=c.action_repeat, normalize_observations=c.normalize_observations,
+        )  # fmt: skip
     cfg.update(
-        num_envs=LAYOUT["num_envs"],
-        batch_size=LAYOUT["batch_size"],
-        num_minibatches=LAYOUT["num_minibatches"],
-        unroll_length=LAYOUT["unroll_length"],
-        num_updates_per_batch=LAYOUT["num_epochs"],
+        num_envs=layout["num_envs"],
+        batch_size=layout["batch_size"],
+        num_minibatches=layout["num_minibatches"],
+        unroll_length=layout["unroll_length"],
+        num_updates_per_batch=layout["num_epochs"],
         num_resets_per_eval=0,
     )
-    cfg.pop("num_timesteps")
-    cfg.pop("num_evals")
     return cfg
 
 
@@ -93,12 +115,18 @@ def iteration_steps(task: str) -> int:
 
 
 def run_brax(task: str, seed: int, iterations: int) -> dict[str, Any]:
-    """One Brax PPO run: eval return before training and after each iteration."""
+    """One Brax PPO run (Brax's own networks, 4 x 32 / 5 x 256 swish; stochastic evaluation):
+    eval return before training and after each iteration."""
     common.install_brax_shims()
     from brax.training.agents.ppo import train as ppo_train
-    from mujoco_playground import wrapper as pg_wrapper
 
-    env = envs.make_env(task)
+    env = envs.make_env(task, **TASKS[task]["env"])
+    if envs.is_playground_env(env):
+        from mujoco_playground import wrapper as pg_wrapper
+
+        wrap = dict(wrap_env_fn=pg_wrapper.wrap_for_brax_training)
+    else:
+        wrap = {}
     steps, returns, wall = [], [], []
     t0 = time.perf_counter()
 
@@ -111,7 +139,7 @@ def run_brax(task: str, seed: int, iterations: int) -> dict[str, Any]:
 
     ppo_train.train(
         environment=env,
-        wrap_env_fn=pg_wrapper.wrap_for_brax_training,
+        **wrap,
         num_timesteps=iterations * iteration_steps(task),
         num_evals=iterations + 1,  # one before training, one after each iteration
         num_eval_envs=NUM_EVAL_ENVS,
@@ -124,9 +152,12 @@ def run_brax(task: str, seed: int, iterations: int) -> dict[str, Any]:
 
 
 def ours_config(task: str, changes: dict[str, Any]) -> Any:
-    """Our PPO with ``--variant brax`` at ``LAYOUT`` and stochastic evaluation, then ``changes``."""
+    """Our PPO with ``--variant brax`` at the task's layout, stochastic evaluation, ``changes``."""
     config = preset(task, "ppo", variant="brax")
-    return replace(config, **LAYOUT, num_eval_envs=NUM_EVAL_ENVS, eval_noise="random", **changes)
+    return replace(
+        config, **TASKS[task]["layout"], **TASKS[task]["env"], num_eval_envs=NUM_EVAL_ENVS,
+        eval_noise="random", **changes,
+    )  # fmt: skip
 
 
 def run_program(task: str, program: str, iterations: int, seeds: int) -> dict[str, Any]:
@@ -171,10 +202,10 @@ def report() -> None:
     lines = [
         common.results_header(
             "Brax PPO vs fpo_jax PPO, identical settings and evaluation",
-            "per task: see the tables (122,880 env steps per iteration)",
+            "per task: see the tables",
             [
-                f"layout: {LAYOUT}; Playground's Brax PPO config for each task otherwise "
-                "(`dm_control_suite_params.brax_ppo_config`), `num_resets_per_eval` 0",
+                f"layouts: {TASKS}; Playground's Brax PPO config for each DM Control task, "
+                "Brax's notebook settings for Brax envs, otherwise; `num_resets_per_eval` 0",
                 f"evaluation: the stochastic policy, {NUM_EVAL_ENVS} envs, one 1000-step "
                 "episode each, before training and after every iteration",
             ],
@@ -223,7 +254,7 @@ def report() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--task", default="CartpoleBalance", choices=sorted(ITERATIONS))
+    p.add_argument("--task", default="CartpoleBalance", choices=sorted(TASKS))
     p.add_argument("--programs", default="brax,ours:brax",
                    help="comma-separated: brax, ours:NAME with NAME in " + ", ".join(OURS))  # fmt: skip
     p.add_argument("--seeds", type=int, default=SEEDS)
@@ -231,10 +262,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--report", action="store_true", help="only rebuild the tables and figure")
     args = common.parse_args(p, argv, smoke="1 iteration at 64 envs, 2 seeds")
     if args.smoke:
-        LAYOUT.update(num_envs=64, batch_size=32, num_minibatches=4, num_epochs=2)
+        TASKS[args.task]["layout"] = dict(
+            num_envs=64, batch_size=32, num_minibatches=4, unroll_length=16, num_epochs=2
+        )
         args.seeds, args.iterations = 2, 1
     if not args.report:
-        iterations = args.iterations or ITERATIONS[args.task]
+        iterations = args.iterations or TASKS[args.task]["iterations"]
         for program in args.programs.split(","):
             run_program(args.task, program.strip(), iterations, args.seeds)
     report()

@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 from fpo_jax import envs, loss  # noqa: E402
-from fpo_jax.config import preset, replace  # noqa: E402
+from fpo_jax.config import replace  # noqa: E402
+from fpo_jax.presets import preset  # noqa: E402
 from fpo_jax.trainer import Trainer  # noqa: E402
 
 

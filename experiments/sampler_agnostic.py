@@ -33,7 +33,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fpo_jax import envs  # noqa: E402
-from fpo_jax.config import preset  # noqa: E402
+from fpo_jax.presets import preset  # noqa: E402
 from fpo_jax.train import train  # noqa: E402
 from fpo_jax.trainer import Trainer  # noqa: E402
 

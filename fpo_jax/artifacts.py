@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,11 +28,13 @@ import numpy as np
 from flax import serialization
 
 from fpo_jax import normalization
-from fpo_jax.agents import make_agent
-from fpo_jax.config import ConfigError, TrainConfig, replace, sweep_members
+from fpo_jax.agents import Policy, make_agent, make_policy
+from fpo_jax.checkpoint import Checkpointer
+from fpo_jax.config import TrainConfig, replace, sweep_members
+from fpo_jax.errors import ConfigError
+from fpo_jax.runs import member_inputs, read_run_config
 
 Array = jax.Array
-Policy = Callable[[Array, Array], Array]
 
 FORMAT = "fpo_jax.policy"
 FORMAT_VERSION = 1
@@ -64,22 +65,6 @@ def _with_config(agent: Any, config: TrainConfig) -> Any:
     if agent is not None and dataclasses.is_dataclass(agent) and hasattr(agent, "config"):
         return dataclasses.replace(agent, config=config)
     return agent
-
-
-def make_policy(agent: Any, params: Any, obs_stats: normalization.RunningStats, config) -> Policy:
-    """``policy(obs (..., obs_dim), key) -> action (..., A)`` in [-1, 1], jit-able.
-
-    Normalises ``obs`` with ``obs_stats`` (as in training) and samples with the agent's
-    evaluation sampler; ``params`` are the policy's own (``state.params["policy"]``).
-    """
-
-    def policy(obs: Array, key: Array) -> Array:
-        obs = normalization.normalize(
-            obs_stats, obs, config.normalize_observations, mode=config.obs_norm
-        )
-        return jnp.tanh(agent.eval_act(params, obs, key))
-
-    return policy
 
 
 @dataclass
@@ -138,9 +123,8 @@ def load_run(
       ConfigError: not a run directory, bad seed index, or an env that cannot be rebuilt.
       CheckpointError: no readable checkpoint (or not the requested one).
     """
+    # Simulators are imported here, on first use: load_policy and export files need none.
     from fpo_jax import envs
-    from fpo_jax.checkpoint import Checkpointer
-    from fpo_jax.train import member_inputs, read_run_config
     from fpo_jax.trainer import Trainer
 
     run_dir = Path(run_dir).expanduser().resolve()

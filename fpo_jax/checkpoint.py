@@ -32,9 +32,7 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
-
-class CheckpointError(RuntimeError):
-    """No readable checkpoint (or none matching the state's structure)."""
+from fpo_jax.errors import CheckpointError
 
 
 def _leaf_name(i: int) -> str:

@@ -1,9 +1,15 @@
-"""Training configuration: one frozen dataclass, per-env presets, and validation.
+"""Training configuration: one frozen dataclass and the checks of its own fields.
 
 ``TrainConfig`` is flat on purpose: every field is a CLI flag of the same name
-(``--num-timesteps``, ``--clip-epsilon``...). Presets (:func:`preset`) supply the defaults for an
-environment and algorithm; explicit flags override them. :func:`validate` runs before anything is
-compiled and fails with one sentence naming the field.
+(``--num-timesteps``, ``--clip-epsilon``...). Presets (:func:`fpo_jax.presets.preset`) supply the
+defaults for an environment and algorithm; explicit flags override them. :func:`validate` runs
+before anything is compiled and fails with one sentence naming the field. Checks that need a
+registry (is the algorithm registered, does the env exist) live where the registries are known:
+:func:`fpo_jax.train.preflight`.
+
+This module sits at the bottom of the package: it imports only :mod:`fpo_jax.errors`, and owns
+the choices of every ``Literal``-typed setting (the functions in :mod:`fpo_jax.loss` and
+:mod:`fpo_jax.flow` check their arguments against the same aliases).
 
 Batch layout (Brax semantics): each training iteration collects
 ``batch_size * num_minibatches`` trajectories of ``unroll_length`` steps, by stepping
@@ -21,24 +27,17 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import tyro
+from fpo_jax.errors import ConfigError
 
-from fpo_jax.flow import DeterministicIntegrator, Integrator, NoiseKind, TimeKind
-from fpo_jax.loss import Ratio, TrustRegion, Weighting
-
-# The ten DeepMind Control tasks of the FPO paper's Table 1.
-PAPER_DM_CONTROL_TASKS = (
-    "BallInCup",
-    "CartpoleBalance",
-    "CheetahRun",
-    "FingerSpin",
-    "FingerTurnEasy",
-    "FingerTurnHard",
-    "FishSwim",
-    "PointMass",
-    "ReacherEasy",
-    "ReacherHard",
-)
+# The choices, once: TrainConfig's fields are typed with these Literals, and fpo_jax.loss /
+# fpo_jax.flow check their arguments against them.
+Weighting = Literal["eps", "velocity"]
+Ratio = Literal["mean", "per_sample"]
+TrustRegion = Literal["ppo", "aspo"]
+TimeKind = Literal["grid", "uniform"]
+DeterministicIntegrator = Literal["euler", "midpoint", "rk4"]
+Integrator = Literal[DeterministicIntegrator, "stochastic"]
+NoiseKind = Literal["random", "zero"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +50,10 @@ class TrainConfig:
     algo: str = "fpo"
     """Algorithm, a name in fpo_jax.agents.ALGORITHMS: fpo (flow policy, FPO), ppo (tanh-Gaussian
     PPO baseline), dppo (denoising-MDP baseline), or one you registered."""
+    variant: str = "default"
+    """The named variant of the env's preset the defaults came from (on the CLI it picks the
+    preset: 'paper' for gridworld, 'fast' for DM Control tasks); kept with the run, so
+    --resume continues the same variant."""
     backend: str | None = None
     """Brax physics backend (generalized, positional, spring, mjx); None: Brax's default."""
     impl: str = "jax"
@@ -66,12 +69,6 @@ class TrainConfig:
     cfm_loss_clamp, log_ratio_clamp, pair_log_ratio_clamp, max_grad_norm, dppo_sigma,
     gaussian_fixed_std, eval_sigma); the grid is the product, times num_seeds. On the CLI
     repeat --sweep per field."""
-    num_devices: int | None = None
-    """Shard the env batch over this many devices (None: every device JAX sees, on all hosts)."""
-    distributed: bool = False
-    """Call jax.distributed.initialize first (multi-host; reads JAX_COORDINATOR_ADDRESS,
-    JAX_NUM_PROCESSES, JAX_PROCESS_ID, or auto-detects SLURM / TPU / ... clusters)."""
-
     num_timesteps: int = 1_000_000
     """Environment steps to train for (rounded up to whole calls of the compiled step)."""
     num_envs: int = 256
@@ -185,6 +182,8 @@ class TrainConfig:
     eval_sigma: float = 0.0
     """Per-step noise of the 'stochastic' eval integrator."""
 
+    # Run options: where and how the run is kept and shown, never what it computes
+    # (RUN_OPTIONS below; --resume may change them).
     run_dir: str | None = None
     """Where config.json, metrics.jsonl, checkpoints/ and plots go; None: nothing written. A
     directory that already holds a run is refused unless --resume or --overwrite is given."""
@@ -205,9 +204,14 @@ class TrainConfig:
     """Also write TensorBoard scalars to run_dir/tensorboard."""
     wandb_project: str | None = None
     """Also log to this Weights & Biases project."""
+    num_devices: int | None = None
+    """Shard the env batch over this many devices (None: every device JAX sees, on all hosts)."""
+    distributed: bool = False
+    """Call jax.distributed.initialize first (multi-host; reads JAX_COORDINATOR_ADDRESS,
+    JAX_NUM_PROCESSES, JAX_PROCESS_ID, or auto-detects SLURM / TPU / ... clusters)."""
 
-    # Bookkeeping, not a setting: no CLI flag.
-    preset_source: tyro.conf.Suppress[str] = field(default="TrainConfig defaults", compare=False)
+    # Bookkeeping, not a setting: no CLI flag (fpo_jax.cli hides it).
+    preset_source: str = field(default="TrainConfig defaults", compare=False)
     """Where the defaults came from (set by presets)."""
 
     # Derived sizes --------------------------------------------------------------------------
@@ -250,6 +254,30 @@ class TrainConfig:
         return cls(**d)
 
 
+# Fields that say where and how a run is kept and shown (directory, resuming, checkpoints,
+# progress, loggers, devices, compile cache), never what it computes: a resumed run may change
+# them. Every other field (but the bookkeeping preset_source) is part of the computation.
+RUN_OPTIONS = (
+    "run_dir",
+    "resume",
+    "overwrite",
+    "checkpoint",
+    "progress",
+    "compile_cache",
+    "tensorboard",
+    "wandb_project",
+    "num_devices",
+    "distributed",
+)
+
+
+def computed_fields() -> tuple[str, ...]:
+    """The fields that define what a run computes: all but :data:`RUN_OPTIONS` and the
+    bookkeeping ``preset_source``."""
+    skip = {*RUN_OPTIONS, "preset_source"}
+    return tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in skip)
+
+
 # Hyperparameters that change no array shape: they can be swept inside one compiled program
 # (carried as traced values in the train state; see fpo_jax.trainer). Every other field is
 # static: it changes shapes or the program's structure (N pairs, flow steps, network sizes, env
@@ -274,10 +302,6 @@ SWEEPABLE = (
 )
 
 
-class ConfigError(ValueError):
-    """An invalid configuration, reported before anything is compiled."""
-
-
 def literal_choices() -> dict[str, tuple[Any, ...]]:
     """Each field typed ``Literal[...]`` -> its allowed values (the one place they are listed)."""
     hints = typing.get_type_hints(TrainConfig, include_extras=True)
@@ -288,14 +312,12 @@ def literal_choices() -> dict[str, tuple[Any, ...]]:
     }
 
 
-def _algorithm_names() -> tuple[str, ...]:
-    from fpo_jax.agents import ALGORITHMS  # local import: agents import this module
-
-    return tuple(ALGORITHMS)
-
-
 def validate(config: TrainConfig) -> TrainConfig:
-    """Check a config; raise ConfigError with one sentence naming the offending field."""
+    """Check a config's own fields; raise ConfigError with one sentence naming the field.
+
+    Whether ``algo`` is registered and ``env`` exists is checked by
+    :func:`fpo_jax.train.preflight`, which knows the registries.
+    """
     c = config
 
     def fail(msg: str) -> None:
@@ -304,9 +326,6 @@ def validate(config: TrainConfig) -> TrainConfig:
     for name, choices in literal_choices().items():
         if getattr(c, name) not in choices:
             fail(f"{name}={getattr(c, name)!r} is not one of {choices}.")
-    algorithms = _algorithm_names()
-    if c.algo not in algorithms:
-        fail(f"algo={c.algo!r} is not one of {algorithms}.")
     positive_ints = [
         "num_timesteps", "num_envs", "episode_length", "action_repeat", "unroll_length",
         "batch_size", "num_minibatches", "num_epochs", "iterations_per_call", "num_pairs",
@@ -407,247 +426,6 @@ def sweep_members(config: TrainConfig) -> list[dict[str, float]]:
     ]
 
 
-# ----------------------------------------------------------------------------------------------
-# Presets
-# ----------------------------------------------------------------------------------------------
-
-# FPO paper (McAllister et al., arXiv 2507.21053), Playground DM Control experiments (2048 envs, unroll 30, 1024 x 32
-# minibatches, 16 epochs, lr 3e-4, clip 0.05, N = 8, 10 Euler steps, discount 0.995, GAE 0.95,
-# reward scale 10, value coefficient 0.25, no entropy term).
-_DM_CONTROL_FPO = dict(
-    num_timesteps=60_000_000,
-    num_envs=2048,
-    episode_length=1000,
-    unroll_length=30,
-    batch_size=1024,
-    num_minibatches=32,
-    num_epochs=16,
-    learning_rate=3e-4,
-    clip_epsilon=0.05,
-    num_pairs=8,
-    flow_steps=10,
-    discount=0.995,
-    gae_lambda=0.95,
-    reward_scaling=10.0,
-    value_loss_coef=0.25,
-    entropy_cost=0.0,
-    num_evals=10,
-)
-# Per-algorithm changes to every preset (the paper's tuned PPO and DPPO baselines, Brax's PPO
-# clip, ...) live with each algorithm's registry entry: fpo_jax.agents.ALGORITHMS.
-# The paper's text gives discount 0.95 for these two tasks, while the authors' released FPO
-# script uses 0.995 for every task. We follow the paper's text (the specification its Table 1
-# cites); `--discount 0.995` reproduces the script.
-_DM_CONTROL_DISCOUNT = {"BallInCup": 0.95, "FingerSpin": 0.95}
-
-# Flow policies (FPO, DPPO) on these envs: changes measured to matter, on top of the table
-# below (Gaussian PPO does not read these fields). ant: with the paper's unit source noise the
-# untrained flow acts with pre-tanh noise of std 1 and the ant falls within ~30 steps; FPO then
-# learns slowly (eval return -15 -> 121 in 2M steps at 1024 envs; a clip x lr sweep reached at
-# most 49 at 0.8M). With source noise 0.3 the
-# same run went 208 -> 379 (random-noise evaluation; 1104 from zero noise), 0.6: 10 -> 346
-# (experiments/results/ant_cpu_2M.md).
-_FLOW_POLICY_ENV = {"ant": dict(flow_noise_scale=0.3)}
-
-# Brax's published PPO settings (the per-env table of Brax's training notebook,
-# notebooks/training.ipynb), used for every algorithm on Brax envs.
-_BRAX_PPO = {
-    "ant": dict(
-        num_timesteps=50_000_000, num_envs=4096, batch_size=2048, num_minibatches=32,
-        num_epochs=4, unroll_length=5, discount=0.97, learning_rate=3e-4, entropy_cost=1e-2,
-        reward_scaling=10.0, episode_length=1000, num_evals=10,
-    ),
-    "halfcheetah": dict(
-        num_timesteps=50_000_000, num_envs=2048, batch_size=512, num_minibatches=32,
-        num_epochs=8, unroll_length=20, discount=0.95, learning_rate=3e-4, entropy_cost=1e-3,
-        reward_scaling=1.0, episode_length=1000, num_evals=20,
-    ),
-    "hopper": dict(
-        num_timesteps=50_000_000, num_envs=4096, batch_size=2048, num_minibatches=32,
-        num_epochs=4, unroll_length=20, discount=0.97, learning_rate=3e-4, entropy_cost=1e-3,
-        reward_scaling=10.0, episode_length=1000, num_evals=20,
-    ),
-    "walker2d": dict(
-        num_timesteps=50_000_000, num_envs=4096, batch_size=2048, num_minibatches=32,
-        num_epochs=4, unroll_length=20, discount=0.97, learning_rate=3e-4, entropy_cost=1e-3,
-        reward_scaling=10.0, episode_length=1000, num_evals=20,
-    ),
-    "reacher": dict(
-        num_timesteps=50_000_000, num_envs=2048, batch_size=256, num_minibatches=32,
-        num_epochs=8, unroll_length=50, discount=0.95, learning_rate=3e-4, entropy_cost=1e-3,
-        reward_scaling=5.0, episode_length=1000, action_repeat=4, num_evals=20,
-    ),
-    "swimmer": dict(
-        num_timesteps=50_000_000, num_envs=2048, batch_size=512, num_minibatches=32,
-        num_epochs=8, unroll_length=20, discount=0.95, learning_rate=3e-4, entropy_cost=1e-3,
-        reward_scaling=1.0, episode_length=1000, num_evals=20,
-    ),
-    "inverted_double_pendulum": dict(
-        num_timesteps=20_000_000, num_envs=2048, batch_size=1024, num_minibatches=32,
-        num_epochs=4, unroll_length=5, discount=0.97, learning_rate=3e-4, entropy_cost=1e-2,
-        reward_scaling=10.0, episode_length=1000, num_evals=20,
-    ),
-    "humanoid": dict(
-        num_timesteps=50_000_000, num_envs=2048, batch_size=1024, num_minibatches=32,
-        num_epochs=8, unroll_length=10, discount=0.97, learning_rate=3e-4, entropy_cost=1e-3,
-        reward_scaling=0.1, episode_length=1000, num_evals=10,
-    ),
-    "inverted_pendulum": dict(
-        num_timesteps=2_000_000, num_envs=2048, batch_size=1024, num_minibatches=32,
-        num_epochs=4, unroll_length=5, discount=0.97, learning_rate=3e-4, entropy_cost=1e-2,
-        reward_scaling=10.0, episode_length=1000, num_evals=20,
-    ),
-}  # fmt: skip
-
-# Small, CPU-friendly settings measured to learn here (see tests/test_learning.py).
-_TOY = {
-    "gridworld": dict(
-        num_timesteps=300_000, num_envs=64, episode_length=100, unroll_length=20, batch_size=64,
-        num_minibatches=4, num_epochs=4, discount=0.99, learning_rate=1e-3, reward_scaling=0.1,
-        clip_epsilon=0.1, num_evals=5, num_eval_envs=64,
-    ),
-    "bandit": dict(
-        num_timesteps=100_000, num_envs=64, episode_length=1, unroll_length=1, batch_size=256,
-        num_minibatches=4, num_epochs=4, discount=0.0, learning_rate=1e-3, clip_epsilon=0.1,
-        num_evals=5, num_eval_envs=256,
-    ),
-}  # fmt: skip
-_TOY["bandit2d"] = _TOY["bandit"]
-
-# Named variants of a preset: preset(env, algo, variant=...), on the CLI --variant NAME. Applied
-# after the algorithm's overrides: (scope, variant) -> settings for every algorithm, and
-# (scope, variant, algo) -> that algorithm's own; a scope is an env name or a preset family
-# ("dm_control": every Playground DM Control task).
-#
-# "paper" for gridworld: the FPO authors' GridWorld run (their gridworld/main.py, PPO defaults
-# and DiffusionPolicy, which the paper's Figure 1 comes from): N = 50 pairs with t ~ U(0, 1),
-# the unweighted u-MSE CFM loss, clip 0.2, Adam 3e-4, gradient-norm clip 0.5, gamma 0.99,
-# GAE lambda 0.98, 10 epochs of 6 minibatches on ~2048 env steps per batch (ours: 60 envs x 34
-# steps = 2040, minibatches of 10 trajectories = 340 steps; theirs: one env, 2048 steps, 341-step
-# minibatches), each pair's log-ratio and their mean clamped to [-3, 3], no entropy term, no
-# observation normalisation (their observations already lie in [-1, 1]), reward scale 1, the
-# 100-step limit of their env, 64 x 64 policy and critic MLPs, velocity output unscaled. The
-# Gaussian baseline has a fixed std of 0.5 as in the paper's appendix figure (their PPO code
-# uses a fixed covariance of 0.5, i.e. std 0.71: --gaussian-fixed-std 0.7071). Not reproduced:
-# their ReLU (ours SiLU), raw-t input (ours sin/cos embedding), one Adam per network, GAE and
-# advantage normalisation once per batch (ours per minibatch), tanh squashing (theirs: clip,
-# then round at +-0.5), their PPO's KL early stop (0.02) and their nominal linear lr decay over
-# 200M steps (constant in practice). Slow on a CPU: use the default preset for quick runs.
-_GRIDWORLD_PAPER = dict(
-    num_timesteps=1_000_000, num_envs=60, episode_length=100, unroll_length=34, batch_size=10,
-    num_minibatches=6, num_epochs=10, learning_rate=3e-4, max_grad_norm=0.5, discount=0.99,
-    gae_lambda=0.98, clip_epsilon=0.2, entropy_cost=0.0, reward_scaling=1.0,
-    normalize_observations=False, num_pairs=50, t_sampler="uniform", cfm_weighting="velocity",
-    log_ratio_clamp=3.0, pair_log_ratio_clamp=3.0, policy_hidden=(64, 64),
-    value_hidden=(64, 64), velocity_output_scale=1.0, num_evals=10, num_eval_envs=128,
-)  # fmt: skip
-# "fast" for the DM Control tasks: a layout for a CPU budget, searched with sweeps on
-# CartpoleBalance and CartpoleSwingup (experiments/fast_preset.py, results/fast_preset.md):
-# 256 envs, 8 minibatches of 128 x 30 steps (30,720 steps per iteration), 4 epochs: a quarter
-# of the paper layout's gradient work per env step. Over lr {3e-4, 1e-3} x clip {0.05, 0.1,
-# 0.2} the paper's 3e-4 and 0.05 stayed best for FPO, and a source noise of 0.3 (vs 1) helped
-# (CartpoleBalance 417 -> 473 at 1M steps). Per env step it matches the paper settings on
-# CartpoleBalance and trails them on CartpoleSwingup; it needs ~3.5x less time per step, so at
-# equal wall time on a CPU it leads on both.
-_DM_CONTROL_FAST = dict(
-    num_envs=256, batch_size=128, num_minibatches=8, unroll_length=30, num_epochs=4,
-    num_timesteps=2_000_000, num_evals=10, num_eval_envs=64,
-)  # fmt: skip
-# "brax": Brax PPO's own trainer, reproduced in this one (experiments/ppo_parity.py). For every
-# algorithm, Brax's behaviour: observation statistics updated with each rollout before its update
-# epochs and not clipped (obs_norm="brax"), every env restarting from its own first state, the
-# stochastic policy evaluated. For PPO on DM Control, Playground's Brax PPO config
-# (dm_control_suite_params.brax_ppo_config: lr 1e-3, entropy 0.01, discount 0.995 (0.95 for
-# BallInCup and FingerSpin), reward scaling 10, 2048 envs, 1024 x 32 x 30, 16 epochs) with
-# Brax's default clip 0.3 (the config's action repeat 4 for "PendulumSwingUp" never applies:
-# the registered name is "PendulumSwingup", so the config Playground hands out has repeat 1,
-# and so does ours); on Brax envs, the
-# Brax notebook settings that the plain preset already holds. Brax's num_resets_per_eval (10 in
-# Playground's config: all envs reset 10 times between evaluations) has no counterpart here.
-_BRAX_BEHAVIOUR = dict(obs_norm="brax", refresh_initial_states=False, eval_noise="random")
-_PLAYGROUND_BRAX_PPO = dict(learning_rate=1e-3, entropy_cost=0.01, clip_epsilon=0.3)
-_VARIANTS: dict[tuple[str, ...], dict[str, Any]] = {
-    ("dm_control", "brax"): _BRAX_BEHAVIOUR,
-    ("dm_control", "brax", "ppo"): _PLAYGROUND_BRAX_PPO,
-    ("brax", "brax"): _BRAX_BEHAVIOUR,
-    ("gridworld", "paper"): _GRIDWORLD_PAPER,
-    ("gridworld", "paper", "ppo"): dict(gaussian_fixed_std=0.5),
-    ("dm_control", "fast"): _DM_CONTROL_FAST,
-    ("dm_control", "fast", "fpo"): dict(flow_noise_scale=0.3),
-}
-
-
-def preset_family(env: str) -> str:
-    """Which preset table applies to ``env``: "builtin", "brax" (a published Brax PPO config),
-    "dm_control" (FPO paper), or "default" (TrainConfig defaults)."""
-    from fpo_jax import envs  # local import: config must stay importable without simulators
-
-    if env in _TOY:
-        return "builtin"
-    if env in _BRAX_PPO:
-        return "brax"
-    if envs.is_dm_control_name(env):
-        return "dm_control"
-    return "default"
-
-
-_FAMILY_SOURCE = {
-    "builtin": "fpo_jax toy-env preset (measured on a 2-core CPU)",
-    "brax": "Brax PPO published settings (Brax training notebook)",
-    "dm_control": "FPO paper, Playground DM Control hyperparameters",
-    "default": "TrainConfig defaults",
-}
-
-
-def preset_variants(env: str) -> tuple[str, ...]:
-    """The named variants of ``env``'s preset (besides "default"): its own and its family's."""
-    scopes = {env, preset_family(env)}
-    return tuple(sorted({k[1] for k in _VARIANTS if k[0] in scopes}))
-
-
-def preset(env: str, algo: str = "fpo", variant: str = "default") -> TrainConfig:
-    """Default config for an env and algorithm, with ``preset_source`` saying where it came from.
-
-    * Playground DM Control tasks: the FPO paper's hyperparameters (and its tuned PPO / DPPO).
-    * Brax envs with a published Brax PPO config: that config (entropy bonus only for PPO).
-    * Built-in toy envs: small settings measured to learn on a CPU.
-    * Anything else: ``TrainConfig`` defaults (a mid-sized layout, FPO paper optimiser).
-
-    Then the algorithm's own overrides for that family (``fpo_jax.agents.ALGORITHMS``), then
-    the named ``variant``'s, if not "default" (``preset("gridworld", algo, variant="paper")``:
-    the FPO authors' GridWorld settings, see ``_GRIDWORLD_PAPER``).
-    Raises ConfigError for an unknown algorithm or variant and ValueError for an unknown env.
-    """
-    from fpo_jax import envs
-    from fpo_jax.agents import ALGORITHMS
-
-    if algo not in ALGORITHMS:
-        raise ConfigError(f"algo={algo!r} is not one of {tuple(ALGORITHMS)}.")
-    canonical = envs.canonical_name(env) if env else env
-    family = preset_family(canonical)
-    overrides: dict[str, Any] = dict(
-        {"builtin": _TOY.get(canonical, {}), "brax": _BRAX_PPO.get(canonical, {}),
-         "dm_control": _DM_CONTROL_FPO, "default": {}}[family]
-    )  # fmt: skip
-    if family == "dm_control" and canonical in _DM_CONTROL_DISCOUNT:
-        overrides["discount"] = _DM_CONTROL_DISCOUNT[canonical]
-    overrides.update(_FLOW_POLICY_ENV.get(canonical, {}))  # read by flow policies only
-    overrides.update(ALGORITHMS[algo].preset_overrides.get(family, {}))
-    source = _FAMILY_SOURCE[family]
-    if variant != "default":
-        # An env's own variant wins over its family's of the same name.
-        scope = next((s for s in (canonical, family) if (s, variant) in _VARIANTS), None)
-        if scope is None:
-            raise ConfigError(
-                f"variant={variant!r} is not one of {('default', *preset_variants(canonical))} "
-                f"for env {canonical!r}."
-            )
-        overrides.update(_VARIANTS[(scope, variant)])
-        overrides.update(_VARIANTS.get((scope, variant, algo), {}))
-        source = f"{source}, variant {variant!r}"
-    return TrainConfig(env=canonical, algo=algo, preset_source=source, **overrides)
-
-
 def replace(config: TrainConfig, **changes: Any) -> TrainConfig:
     """``dataclasses.replace`` that reports unknown field names in one sentence."""
     known = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -655,3 +433,16 @@ def replace(config: TrainConfig, **changes: Any) -> TrainConfig:
     if unknown:
         raise ConfigError(f"Unknown config fields {unknown}; see `python -m fpo_jax.train --help`.")
     return dataclasses.replace(config, **changes)
+
+
+# Names that moved to fpo_jax.presets, still reachable here (``fpo_jax.config.preset`` is
+# documented). Resolved on first use so that this module keeps importing nothing above it.
+_MOVED_TO_PRESETS = ("PAPER_DM_CONTROL_TASKS", "preset", "preset_family", "preset_variants")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_PRESETS:
+        import fpo_jax.presets
+
+        return getattr(fpo_jax.presets, name)
+    raise AttributeError(f"module 'fpo_jax.config' has no attribute {name!r}")

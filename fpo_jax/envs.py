@@ -45,7 +45,7 @@ from mujoco_playground import registry as pg_registry
 from mujoco_playground import wrapper as pg_wrapper
 from mujoco_playground._src import mjx_env as pg_mjx_env
 
-from fpo_jax.config import ConfigError
+from fpo_jax.errors import ConfigError
 from fpo_jax.toy_envs import DEFAULT_EPISODE_LENGTH, TOY_ENVS
 
 __all__ = [

@@ -26,24 +26,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+from fpo_jax.config import Integrator, NoiseKind, TimeKind
+
 Array = jax.Array
 VelocityFn = Callable[[Any, Array, Array, Array], Array]
 StepFn = Callable[[VelocityFn, Any, Array, Array, Array, Any], Array]
 
-# The choices, once: TrainConfig's fields are typed with these Literals, and the tuples check
-# arguments here.
-TimeKind = Literal["grid", "uniform"]
-DeterministicIntegrator = Literal["euler", "midpoint", "rk4"]
-Integrator = Literal[DeterministicIntegrator, "stochastic"]
-NoiseKind = Literal["random", "zero"]
+# The choices are owned by fpo_jax.config (TrainConfig's fields are typed with them); the
+# tuples check arguments here.
 TIME_KINDS: tuple[str, ...] = get_args(TimeKind)
-INTEGRATORS: tuple[str, ...] = (*get_args(DeterministicIntegrator), "stochastic")
+INTEGRATORS: tuple[str, ...] = get_args(Integrator)
 NOISE_KINDS: tuple[str, ...] = get_args(NoiseKind)
 
 

@@ -24,14 +24,12 @@ from typing import Any, Literal, get_args
 import jax
 import jax.numpy as jnp
 
+from fpo_jax.config import Ratio, TrustRegion, Weighting
 from fpo_jax.flow import VelocityFn, expand_obs
 
 Array = jax.Array
 
-# The choices, once: TrainConfig's fields are typed with these Literals.
-Weighting = Literal["eps", "velocity"]
-Ratio = Literal["mean", "per_sample"]
-TrustRegion = Literal["ppo", "aspo"]
+# The choices are owned by fpo_jax.config (TrainConfig's fields are typed with them).
 WEIGHTINGS: tuple[str, ...] = get_args(Weighting)
 RATIOS: tuple[str, ...] = get_args(Ratio)
 TRUST_REGIONS: tuple[str, ...] = get_args(TrustRegion)

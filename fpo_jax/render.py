@@ -84,8 +84,7 @@ import numpy as np  # noqa: E402
 
 from fpo_jax import envs  # noqa: E402
 from fpo_jax.artifacts import Policy, load_run  # noqa: E402
-from fpo_jax.checkpoint import CheckpointError  # noqa: E402
-from fpo_jax.config import ConfigError  # noqa: E402
+from fpo_jax.errors import CheckpointError, ConfigError, RenderError  # noqa: E402
 from fpo_jax.toy_envs import GridWorld  # noqa: E402
 
 __all__ = [
@@ -103,10 +102,6 @@ Frames = list[np.ndarray]
 
 # Frame rate of the gridworld drawings (it has no physical time step).
 GRIDWORLD_FPS = 8.0
-
-
-class RenderError(ValueError):
-    """The environment cannot be rendered (no MuJoCo model and no drawing of ours)."""
 
 
 # ----------------------------------------------------------------------------------------------

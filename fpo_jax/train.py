@@ -1,4 +1,5 @@
-"""Train a policy: ``python -m fpo_jax.train --env ant`` or ``fpo_jax.train.train(env, config)``.
+"""Train a policy: ``fpo_jax.train.train(env, config)``, or ``python -m fpo_jax.train --env ant``
+(the command line lives in :mod:`fpo_jax.cli`; running this file as a script calls it).
 
 The Python loop here only calls the compiled training step, evaluates, logs and checkpoints;
 all the training math is inside :class:`fpo_jax.trainer.Trainer`'s compiled step.
@@ -16,13 +17,10 @@ hyperparameters ride along in the state as traced values (``TrainState.hparams``
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import importlib.util
-import json
 import math
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -34,35 +32,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fpo_jax import envs, parallel
-from fpo_jax.checkpoint import Checkpointer, CheckpointError
-from fpo_jax.config import (
-    ConfigError,
-    TrainConfig,
-    preset,
-    replace,
-    sweep_members,
-    validate,
-)
+from fpo_jax import envs, parallel, runs
+from fpo_jax.agents import ALGORITHMS, unread_settings
+from fpo_jax.checkpoint import Checkpointer
+from fpo_jax.config import TrainConfig, parse_sweep, replace, sweep_members, validate
+from fpo_jax.errors import ConfigError, TrainingDiverged
+from fpo_jax.presets import preset, with_changes
 from fpo_jax.run_log import MetricsWriter, plot_learning_curve
+from fpo_jax.runs import member_inputs
 from fpo_jax.trainer import Trainer, TrainState
 
-# Fields that may differ between a run and its resumption without changing what is computed.
-_RESUMABLE_CHANGES = {"run_dir", "resume", "overwrite", "progress", "num_timesteps",
-                      "compile_cache",
-                      "tensorboard", "wandb_project", "preset_source", "num_devices",
-                      "distributed"}  # fmt: skip
-# What a run writes into its directory (what --overwrite removes; other files are left alone).
-RUN_FILES = ("config.json", "members.json", "metrics.jsonl", "checkpoints",
-             "learning_curve.png", "tensorboard")  # fmt: skip
 _DISTRIBUTED_VARS = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 
 # progress_fn(record, state) -> False to stop; see train().
 ProgressFn = Callable[[dict[str, Any], TrainState], Any]
-
-
-class TrainingDiverged(RuntimeError):
-    """A non-finite loss or parameter appeared; the last good checkpoint was kept."""
 
 
 @dataclass
@@ -73,7 +56,8 @@ class TrainResult:
       state: final :class:`TrainState` of every member, with a leading member axis (size
         ``config.num_members``, also when it is 1); :meth:`member` picks one.
       policy: the first member's ``policy(obs (..., obs_dim), key) -> action (..., A)`` in
-        [-1, 1], jit-able, with the evaluation sampler; :meth:`policy_of` gives another's.
+        [-1, 1], jit-able, with the evaluation sampler; if member 0 diverged, the first member
+        that did not (a line on stderr says which). :meth:`policy_of` gives another's.
       history: one dict per call of the compiled step (env steps, losses, ratio statistics,
         eval returns when evaluated).
       config: the validated config that ran.
@@ -117,42 +101,6 @@ class TrainResult:
 # Checks before anything is built or written
 
 
-def read_run_config(run_dir: str | Path) -> TrainConfig:
-    """The config of the run in ``run_dir``; ConfigError naming the file if it is missing or bad."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise ConfigError(f"{run_dir}: no config.json there, so no fpo_jax run to use.")
-    try:
-        return TrainConfig.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError, ValueError) as e:
-        raise ConfigError(f"{path} is not a valid fpo_jax config ({e}).") from e
-
-
-def _holds_run(directory: Path) -> list[str]:
-    return [name for name in RUN_FILES if (directory / name).exists()]
-
-
-def _check_writable(directory: Path) -> None:
-    if directory.exists() and not directory.is_dir():
-        raise ConfigError(f"--run-dir {directory} exists and is not a directory.")
-    existing = directory
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"--run-dir {directory}: {existing} is not writable.")
-
-
-def _check_resume_config(saved: TrainConfig, config: TrainConfig) -> None:
-    diffs = [
-        f.name
-        for f in dataclasses.fields(TrainConfig)
-        if f.name not in _RESUMABLE_CHANGES and getattr(saved, f.name) != getattr(config, f.name)
-    ]
-    if diffs:
-        details = ", ".join(f"{n}: {getattr(saved, n)!r} -> {getattr(config, n)!r}" for n in diffs)
-        raise ConfigError(f"Cannot resume with a config that changes what is computed ({details}).")
-
-
 def _check_distributed_vars() -> None:
     present = [v for v in _DISTRIBUTED_VARS if v in os.environ]
     if present and len(present) < len(_DISTRIBUTED_VARS):
@@ -166,8 +114,53 @@ def _check_distributed_vars() -> None:
             raise ConfigError(f"--distributed: {name}={os.environ[name]!r} is not an integer.")
 
 
-def preflight(config: TrainConfig, *, env_is_name: bool = True) -> TrainConfig:
+def check_algorithm(config: TrainConfig) -> None:
+    """ConfigError unless ``config.algo`` is registered (:data:`fpo_jax.agents.ALGORITHMS`)."""
+    if config.algo not in ALGORITHMS:
+        raise ConfigError(f"algo={config.algo!r} is not one of {tuple(ALGORITHMS)}.")
+
+
+def check_settings_read(config: TrainConfig, *, env_is_name: bool = True) -> None:
+    """ConfigError if ``config`` changes a setting its algorithm never reads.
+
+    A setting that another algorithm reads but ``config.algo`` does not
+    (:func:`fpo_jax.agents.unread_settings`), at a value other than the algorithm's preset for
+    the env and variant, would change nothing: it is refused in one sentence naming the setting
+    and the algorithm, and so is sweeping one. A resumed run is compared with its own saved
+    config instead (which is what it computes).
+    """
+    unread = unread_settings(config.algo)
+    if not unread:
+        return
+    if config.resume is not None:
+        base = runs.read_run_config(config.resume)
+    elif env_is_name:
+        base = preset(config.env, config.algo, config.variant)
+    else:
+        base = preset(config.env, config.algo, config.variant, family="default")
+    for name in sorted(unread):
+        value = getattr(config, name)
+        if value != getattr(base, name):
+            raise ConfigError(
+                f"{name}={value!r} has no effect with algo={config.algo!r}, which never reads "
+                f"{name} (its preset keeps {getattr(base, name)!r}): drop it or pick an "
+                "algorithm that reads it."
+            )
+    for name in parse_sweep(config) if config.resume is None else ():
+        if name in unread:
+            raise ConfigError(
+                f"--sweep {name}: algo={config.algo!r} never reads {name}, so every member "
+                "would train the same."
+            )
+
+
+def preflight(
+    config: TrainConfig, *, env_is_name: bool = True, check_reads: bool = True
+) -> TrainConfig:
     """Every check that needs no simulator, no compilation and no writes; raises ConfigError.
+
+    ``check_reads=False`` skips refusing settings the registered algorithm never reads (for an
+    injected agent, which may read others).
 
     Returns the config to run: validated, with the env's canonical name, and with ``run_dir``
     and ``resume`` as resolved absolute paths (the run directory is where ``--resume`` points,
@@ -176,6 +169,7 @@ def preflight(config: TrainConfig, *, env_is_name: bool = True) -> TrainConfig:
     config = validate(config)
     if env_is_name:
         config = replace(config, env=envs.canonical_name(config.env))
+    check_algorithm(config)
     if config.distributed:
         _check_distributed_vars()
     for enabled, module, extra, flag in [
@@ -184,37 +178,9 @@ def preflight(config: TrainConfig, *, env_is_name: bool = True) -> TrainConfig:
     ]:
         if enabled and importlib.util.find_spec(module) is None:
             raise ConfigError(f"{flag} needs {module}: pip install 'fpo_jax[{extra}]'.")
-    if config.resume is not None:
-        if config.overwrite:
-            raise ConfigError("--resume and --overwrite contradict each other: pick one.")
-        resume = Path(config.resume).expanduser().resolve()
-        saved = read_run_config(resume)
-        # The run_dir recorded in a moved or copied run's config.json is stale, not a conflict.
-        if (
-            config.run_dir is not None
-            and config.run_dir != saved.run_dir
-            and Path(config.run_dir).expanduser().resolve() != resume
-        ):
-            raise ConfigError(
-                f"--resume {config.resume} and --run-dir {config.run_dir} name different "
-                "directories."
-            )
-        _check_resume_config(saved, config)
-        if not (resume / "checkpoints").is_dir():
-            raise ConfigError(f"--resume {config.resume}: the run has no checkpoints to resume.")
-        _check_writable(resume)
-        config = replace(config, resume=str(resume), run_dir=str(resume))
-    elif config.run_dir is not None:
-        run_dir = Path(config.run_dir).expanduser().resolve()
-        _check_writable(run_dir)
-        # Only process 0 writes the run, so only it asks (the others would see its files).
-        found = _holds_run(run_dir) if run_dir.is_dir() and parallel.is_main_process() else []
-        if found and not config.overwrite:
-            raise ConfigError(
-                f"--run-dir {config.run_dir} already holds a run ({', '.join(found)}): pass "
-                f"--resume {config.run_dir} to continue it or --overwrite to replace it."
-            )
-        config = replace(config, run_dir=str(run_dir))
+    config = runs.resolve_run_dir(config)
+    if check_reads:
+        check_settings_read(config, env_is_name=env_is_name)
     if not config.distributed:
         available = jax.device_count()
         devices = config.num_devices or available
@@ -247,6 +213,11 @@ def _nanmean(x: Any) -> float:
     return float(x[finite].mean()) if finite.any() else float("nan")
 
 
+def _copy(tree: Any) -> Any:
+    """A copy of every array in ``tree`` (same sharding), safe from a later donation."""
+    return jax.tree.map(jnp.copy, tree)
+
+
 def _format_seconds(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s"
@@ -275,54 +246,11 @@ def _initialize_distributed_once() -> None:
         _distributed_initialized = True
 
 
-def enable_compilation_cache() -> Path:
-    """Turn on JAX's persistent compilation cache (what the CLI does unless --no-compile-cache).
-
-    The folder is ``$JAX_COMPILATION_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/fpo_jax/xla``
-    (default ``~/.cache/fpo_jax/xla``). Programs that compile in under a second are not kept.
-    """
-    folder = os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(
-        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fpo_jax" / "xla"
-    )
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", folder)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-    return Path(folder)
-
-
 def _compilation_cache_entries() -> int | None:
     folder = jax.config.jax_compilation_cache_dir
     if not jax.config.jax_enable_compilation_cache or not folder or not Path(folder).is_dir():
         return None
     return sum(1 for _ in Path(folder).iterdir())
-
-
-def _prepare_run_dir(config: TrainConfig) -> Path | None:
-    """Create the run directory (removing the old run's files with --overwrite); write config."""
-    if config.run_dir is None or not parallel.is_main_process():
-        return Path(config.run_dir) if config.run_dir else None
-    run_dir = Path(config.run_dir)
-    if config.overwrite and config.resume is None:
-        for name in _holds_run(run_dir) if run_dir.is_dir() else []:
-            path = run_dir / name
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(config.to_json())
-    (run_dir / "members.json").write_text(json.dumps(sweep_members(config), indent=1))
-    return run_dir
-
-
-def member_inputs(config: TrainConfig) -> tuple[list[dict[str, float]], jax.Array, dict]:
-    """The members of a run, their PRNG keys ``(M, 2)`` and swept values ``{name: (M,)}``.
-
-    Member ``(setting, seed)`` starts from ``PRNGKey(seed)``, exactly as the single run of that
-    setting and seed would, so a sweep member reproduces that run.
-    """
-    members = sweep_members(config)
-    keys = jax.vmap(jax.random.PRNGKey)(jnp.array([m["seed"] for m in members]))
-    names = [n for n in members[0] if n != "seed"]
-    hparams = {n: jnp.array([m[n] for m in members], jnp.float32) for n in names}
-    return members, keys, hparams
 
 
 def _bytes(tree: Any) -> int:
@@ -369,6 +297,28 @@ def _check_members_fit(trainer: Trainer, state: TrainState, config: TrainConfig)
 # Training
 
 
+def resolve_config(
+    env: str | Any, config: TrainConfig | None = None, **overrides: Any
+) -> TrainConfig:
+    """The config :func:`train` runs (before :func:`preflight`), built as the CLI builds it.
+
+    Without ``config``: the preset of ``env``, ``overrides.get("algo")`` and
+    ``overrides.get("variant")``; an env object gets the default table (its class name only
+    labels the run) with the algorithm's own overrides. Then ``overrides`` as flags
+    (:func:`fpo_jax.presets.with_changes`).
+    """
+    env_is_name = isinstance(env, str)
+    if config is None:
+        algo, variant = overrides.get("algo", "fpo"), overrides.get("variant", "default")
+        if env_is_name:
+            config = preset(env, algo, variant)
+        else:
+            config = preset(type(env).__name__, algo, variant, family="default")
+    elif env_is_name and envs.canonical_name(env) != envs.canonical_name(config.env):
+        raise ConfigError(f"train({env!r}, config) but config.env is {config.env!r}.")
+    return with_changes(config, overrides) if overrides else config
+
+
 def train(
     env: str | Any,
     config: TrainConfig | None = None,
@@ -383,17 +333,23 @@ def train(
     Args:
       env: an env name for :func:`fpo_jax.envs.make_env` (any case), or an env object (a Brax
         ``Env``, a MuJoCo Playground ``MjxEnv`` or a built-in toy env).
-      config: the full config; default: the preset for ``env`` and ``overrides.get("algo")``.
+      config: the full config; default: the preset for ``env``, ``overrides.get("algo")`` and
+        ``overrides.get("variant")``, as the CLI builds it (for an env object: the default
+        table with the algorithm's own overrides, ``preset(name, algo, family="default")``).
       agent: the algorithm, any :class:`fpo_jax.agents.Agent` (e.g.
         ``FPOAgent(config, action_size, network=MyVelocityNet())``); default: ``config.algo``'s.
       value_network: the critic, a Flax module ``obs (..., obs_dim) -> (...,)``; default: the
         paper's MLP. A run with an injected agent or critic resumes when given the same again.
       progress_fn: called on the host after each call of the compiled step as
         ``progress_fn(record, state)``: ``record`` is that call's metrics dict (the line written
-        to metrics.jsonl), ``state`` the current :class:`TrainState` (leading seed axis).
+        to metrics.jsonl), ``state`` the current :class:`TrainState` (leading member axis), a
+        copy that stays valid after later calls (the compiled step donates its own buffers).
         Returning ``False`` (not merely falsy ``None``) stops the run cleanly: it is evaluated
         and checkpointed at that point, and can be resumed later.
-      **overrides: config fields to change, e.g. ``num_timesteps=200_000, algo="ppo"``.
+      **overrides: config fields to change, e.g. ``num_timesteps=200_000, algo="ppo"``, applied
+        as CLI flags are (:func:`fpo_jax.presets.with_changes`: ``dppo_sigma`` also moves the
+        DPPO evaluation sigma unless ``eval_sigma`` is given). A changed setting the algorithm
+        never reads is refused (ConfigError), unless ``agent`` is injected.
 
     Returns:
       a :class:`TrainResult`.
@@ -405,16 +361,11 @@ def train(
       TrainingDiverged: a non-finite loss or parameter; the last good checkpoint is kept.
     """
     env_is_name = isinstance(env, str)
-    if config is None:
-        algo = overrides.get("algo", "fpo")
-        config = preset(env, algo) if env_is_name else TrainConfig(env=type(env).__name__)
-    elif env_is_name and envs.canonical_name(env) != envs.canonical_name(config.env):
-        raise ConfigError(f"train({env!r}, config) but config.env is {config.env!r}.")
-    config = replace(config, **overrides) if overrides else config
+    config = resolve_config(env, config, **overrides)
     if config.distributed:
         _check_distributed_vars()
         _initialize_distributed_once()
-    config = preflight(config, env_is_name=env_is_name)
+    config = preflight(config, env_is_name=env_is_name, check_reads=agent is None)
     k = config.num_members
     _log(
         f"{config.algo} on {config.env}, {config.num_timesteps:,} env steps x {k} "
@@ -438,7 +389,7 @@ def train(
         state, step = ckpt.restore(like=state)
         start_call = int(np.asarray(state.iteration)[0]) // config.iterations_per_call
         _log(f"resumed from {ckpt.directory} at iteration {step}")
-    run_dir = _prepare_run_dir(config)
+    run_dir = runs.prepare_run_dir(config)
     if run_dir is not None and config.checkpoint and ckpt is None:
         ckpt = Checkpointer(run_dir / "checkpoints", log=_log)
     main_process = parallel.is_main_process()
@@ -571,7 +522,9 @@ def _train_loop(
         evaluated = call in eval_calls
         if evaluated:
             record.update(run_eval(state, call))
-        if progress_fn is not None and progress_fn(dict(record), state) is False:
+        # The next call donates ``state``'s buffers: the callback gets its own copy, which
+        # stays readable however long it is kept.
+        if progress_fn is not None and progress_fn(dict(record), _copy(state)) is False:
             stopped_early = True
             if not evaluated:
                 record.update(run_eval(state, call))
@@ -614,7 +567,13 @@ def _train_loop(
             f"{config.algo} on {config.env}",
             members=members,
         )
-    final = jax.tree.map(lambda x: x[0], state)
+    first = next(i for i in range(k) if i not in diverged)  # not all diverged: it would stop
+    if first > 0:
+        _log(
+            f"result.policy is member {first}'s {members[first]}, the first that did not "
+            f"diverge (member 0 {members[0]} did)"
+        )
+    final = jax.tree.map(lambda x: x[first], state)
     return TrainResult(
         state=state,
         policy=trainer.policy_fn(final.params, final.obs_stats, final.hparams),
@@ -627,85 +586,7 @@ def _train_loop(
     )
 
 
-# ----------------------------------------------------------------------------------------------
-# Command line
+if __name__ == "__main__":  # `python -m fpo_jax.train ...` is the CLI (fpo_jax.cli)
+    from fpo_jax.cli import main
 
-
-def parse_config(argv: list[str] | None = None) -> TrainConfig:
-    """CLI flags -> config: the preset of ``--env``/``--algo``/``--variant`` (or of the resumed
-    run), then flags."""
-    import tyro
-
-    from fpo_jax.agents import ALGORITHMS
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--env", default=TrainConfig.env)
-    pre.add_argument("--algo", default=TrainConfig.algo)
-    pre.add_argument("--resume", default=None)
-    pre.add_argument("--sweep", action="append", default=None)
-    pre.add_argument("--variant", default="default")
-    known, _ = pre.parse_known_args(argv)
-    # --sweep repeats (one per field): collected here, then removed for tyro; --variant picks
-    # the preset (not a config field).
-    argv = _without_option(_without_option(argv, "--sweep"), "--variant")
-    if known.resume:
-        default = read_run_config(known.resume)
-    else:
-        default = preset(known.env, known.algo, variant=known.variant)
-    algos = "; ".join(f"{name}: {a.description}" for name, a in ALGORITHMS.items())
-    config = tyro.cli(
-        TrainConfig,
-        default=default,
-        args=argv,
-        description="Train a flow policy with FPO (or the PPO / DPPO baselines). The defaults "
-        "shown are the preset for --env/--algo; every flag overrides it. Algorithms: "
-        + algos
-        + ". Sweeps: --sweep clip_epsilon=0.05,0.1 --sweep learning_rate=3e-4,1e-3 trains the "
-        "grid (x --num-seeds) as one program. Preset variants: --variant paper (gridworld: the "
-        "FPO authors' GridWorld settings), --variant fast (DM Control tasks: a layout and FPO "
-        "settings searched for a CPU budget).",
-    )
-    if known.sweep is not None:
-        config = replace(config, sweep=tuple(known.sweep))
-    return config
-
-
-def _without_option(argv: list[str], option: str) -> list[str]:
-    """``argv`` without ``option VALUE`` / ``option=VALUE`` pairs."""
-    out, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == option:
-            skip = True
-        elif not arg.startswith(option + "="):
-            out.append(arg)
-    return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    config = None
-    try:
-        config = parse_config(argv)
-        if config.compile_cache:
-            enable_compilation_cache()
-        result = train(config.env, config)
-    except (ConfigError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except TrainingDiverged as e:
-        print(f"error: training diverged: {e}", file=sys.stderr)
-        return 3
-    except KeyboardInterrupt:
-        where = f"; continue with --resume {config.run_dir}" if config and config.run_dir else ""
-        print(f"interrupted{where}", file=sys.stderr)
-        return 130
-    _log(f"final eval return: {result.final_eval_return:.2f}")
-    if result.config.run_dir:
-        _log(f"run directory: {result.config.run_dir}")
-    return 0
-
-
-if __name__ == "__main__":
     sys.exit(main())

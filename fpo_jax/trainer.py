@@ -45,8 +45,8 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from fpo_jax import artifacts, envs, loss, networks, normalization, parallel
-from fpo_jax.agents import Agent, make_agent
+from fpo_jax import envs, loss, networks, normalization, parallel
+from fpo_jax.agents import Agent, make_agent, make_policy
 from fpo_jax.config import SWEEPABLE, TrainConfig, parse_sweep, validate
 
 Array = jax.Array
@@ -426,7 +426,7 @@ class Trainer:
         start). A dict observation is read through its "state" entry.
         """
         agent = self._view(hparams or {}).agent
-        act = artifacts.make_policy(agent, params["policy"], obs_stats, self.config)
+        act = make_policy(agent, params["policy"], obs_stats, self.config)
         return lambda obs, key: act(envs.flat_obs(obs), key)
 
     def evaluate(self, state: TrainState, key: Array) -> Metrics:

@@ -15,7 +15,8 @@ import pytest
 import fpo_jax
 from fpo_jax import envs, loss
 from fpo_jax.agents import ALGORITHMS, FPOAgent, register_algorithm
-from fpo_jax.config import ConfigError, TrainConfig, preset
+from fpo_jax.config import ConfigError, TrainConfig
+from fpo_jax.presets import preset
 from fpo_jax.train import train
 from fpo_jax.trainer import Trainer
 
@@ -177,7 +178,8 @@ def test_this_waves_features_on_real_simulators(env, changes, tiny, tmp_path):
     """A sweep, the authors' normalisation, no initial-state refresh, a custom velocity network
     and a stopping progress_fn, on a Playground and a Brax env in one run; then one member's
     policy loaded from the run directory."""
-    from fpo_jax.config import preset, replace
+    from fpo_jax.config import replace
+    from fpo_jax.presets import preset
 
     config = replace(preset(env), **tiny, **changes, num_timesteps=3 * STEPS_PER_CALL,
                      num_evals=3, progress=False, run_dir=str(tmp_path),
@@ -204,7 +206,8 @@ def test_this_waves_features_on_real_simulators(env, changes, tiny, tmp_path):
 def test_source_noise_sweep_with_a_diverging_member_on_real_simulators(env, changes, tiny):
     """flow_noise_scale as a swept setting, and members that diverge (reward scale 1e38) carried
     as NaN while the others train, on a Playground and a Brax env."""
-    from fpo_jax.config import preset, replace
+    from fpo_jax.config import replace
+    from fpo_jax.presets import preset
 
     config = replace(preset(env), **tiny, **changes, num_timesteps=2 * STEPS_PER_CALL,
                      num_evals=1, progress=False,
@@ -216,3 +219,34 @@ def test_source_noise_sweep_with_a_diverging_member_on_real_simulators(env, chan
         leaves = jax.tree.leaves(result.member(i).params)
         assert all(np.isfinite(x).all() for x in leaves)
     assert np.isfinite(result.final_eval_return)
+
+
+@pytest.mark.slow
+def test_progress_fn_state_stays_readable_after_the_next_call_donates_its_buffers(tiny):
+    kept = []
+
+    def progress(record, state):
+        kept.append(state)
+
+    result = train("gridworld", **tiny, num_timesteps=3 * STEPS_PER_CALL, num_evals=1,
+                   progress=False, progress_fn=progress)  # fmt: skip
+    assert len(kept) == 3
+    # The state of call 1, read after calls 2 and 3 ran (and donated the step's buffers).
+    assert [int(s.iteration[0]) for s in kept] == [1, 2, 3]
+    first = jax.tree.leaves(kept[0].params)
+    assert all(np.isfinite(np.asarray(x)).all() for x in first)
+    last = jax.tree.leaves(result.state.params)
+    assert any(not np.array_equal(a, b) for a, b in zip(first, last, strict=True))
+
+
+@pytest.mark.slow
+def test_result_policy_is_the_first_finite_members_when_member_0_diverges(tiny, capsys):
+    result = train("gridworld", **tiny, num_timesteps=2 * STEPS_PER_CALL, num_evals=1,
+                   progress=False, sweep=("learning_rate=1e30,1e-3",))  # fmt: skip
+    assert result.history[-1]["diverged_members"] == [0]
+    assert "result.policy is member 1's" in capsys.readouterr().err
+    obs, key = jnp.zeros((5, result.trainer.obs_size)), jax.random.PRNGKey(0)
+    action = result.policy(obs, key)
+    assert np.isfinite(action).all()
+    np.testing.assert_array_equal(action, result.policy_of(1)(obs, key))
+    assert not np.isfinite(result.policy_of(0)(obs, key)).all()

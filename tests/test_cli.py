@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import tiny_flags
 
-from fpo_jax import train as train_cli
+from fpo_jax import cli as train_cli
 from fpo_jax.config import TrainConfig
 
 
@@ -91,6 +91,22 @@ BAD_INPUTS = {
     "more devices than exist": (["--env", "gridworld", "--num-devices", "3"],
                                 "num_devices=3 but JAX sees 1"),
     "resume elsewhere": (["--resume", "{run}", "--run-dir", "{new}"], "different directories"),
+    # A setting the chosen algorithm never reads.
+    "fpo entropy": (["--env", "gridworld", "--algo", "fpo", "--entropy-cost", "0.2"],
+                    "entropy_cost=0.2 has no effect with algo='fpo'"),
+    "ppo pairs": (["--env", "gridworld", "--algo", "ppo", "--num-pairs", "16"],
+                  "num_pairs=16 has no effect with algo='ppo'"),
+    "dppo ratio": (["--env", "gridworld", "--algo", "dppo", "--ratio", "per_sample"],
+                   "ratio='per_sample' has no effect with algo='dppo'"),
+    "dppo trust region": (["--env", "gridworld", "--algo", "dppo", "--trust-region", "aspo"],
+                          "trust_region='aspo' has no effect with algo='dppo'"),
+    "fpo swept entropy": (["--env", "gridworld", "--sweep", "entropy_cost=0.1,0.2"],
+                          "--sweep entropy_cost: algo='fpo' never reads entropy_cost"),
+    # Resuming with something that changes what is computed.
+    "longer linear schedule": (["--resume", "{linear}", "--num-timesteps", "2000000"],
+                               "lr_schedule='linear' decays the learning rate"),
+    "variant on resume": (["--resume", "{run}", "--variant", "paper"],
+                          "--variant 'paper' cannot be used with --resume"),
 }  # fmt: skip
 
 
@@ -104,7 +120,15 @@ def test_each_user_error_is_one_sentence_exit_2_and_touches_no_file(case, tmp_pa
     (broken / "config.json").write_text("{not json")
     (tmp_path / "file").write_text("a file")
     args, message = BAD_INPUTS[case]
-    paths = dict(run=run, new=tmp_path / "new", broken=broken, file=tmp_path / "file")
+    linear = tmp_path / "linear"
+    linear.mkdir()
+    (linear / "checkpoints").mkdir()
+    (linear / "config.json").write_text(
+        TrainConfig(env="gridworld", lr_schedule="linear").to_json()
+    )
+    paths = dict(
+        run=run, new=tmp_path / "new", broken=broken, file=tmp_path / "file", linear=linear
+    )
     args = [a.format(**paths) for a in args]
     before = snapshot(tmp_path)
     assert train_cli.main(args) == 2
@@ -113,6 +137,30 @@ def test_each_user_error_is_one_sentence_exit_2_and_touches_no_file(case, tmp_pa
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert message in lines[0]
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.slow
+def test_settings_nothing_reads_and_computed_changes_on_resume_are_refused_by_the_command(
+    tmp_path,
+):
+    run = a_finished_run(tmp_path / "run")
+    linear = tmp_path / "linear"
+    linear.mkdir()
+    (linear / "checkpoints").mkdir()
+    (linear / "config.json").write_text(
+        TrainConfig(env="gridworld", lr_schedule="linear").to_json()
+    )
+    for case in ["fpo entropy", "ppo pairs", "dppo ratio", "dppo trust region",
+                 "longer linear schedule", "variant on resume"]:  # fmt: skip
+        args, message = BAD_INPUTS[case]
+        out = run_cli(*[a.format(run=run, linear=linear) for a in args])
+        assert out.returncode == 2, (case, out.stderr[-2000:])
+        lines = [line for line in out.stderr.splitlines() if not line.startswith("[fpo_jax]")]
+        assert lines == [lines[0]] and message in lines[0], (case, out.stderr[-2000:])
+    # Under a constant learning rate the same longer resume passes every check (it then fails
+    # only because this directory holds no real checkpoint).
+    out = run_cli("--resume", str(run), "--num-timesteps", "2000000", "--no-progress")
+    assert "Cannot resume" not in out.stderr and "No checkpoint" in out.stderr, out.stderr[-2000:]
 
 
 @pytest.mark.parametrize(

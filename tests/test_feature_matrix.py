@@ -26,7 +26,7 @@ from conftest import tiny_flags
 import fpo_jax
 from fpo_jax import envs, render
 from fpo_jax.checkpoint import Checkpointer
-from fpo_jax.train import read_run_config
+from fpo_jax.runs import read_run_config
 from fpo_jax.trainer import Trainer
 
 FAMILIES = {

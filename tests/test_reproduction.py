@@ -10,7 +10,8 @@ from conftest import TINY
 
 from fpo_jax import envs, loss, normalization
 from fpo_jax.agents import FPOAgent, GaussianPPOAgent
-from fpo_jax.config import ConfigError, TrainConfig, preset, replace, validate
+from fpo_jax.config import ConfigError, TrainConfig, replace, validate
+from fpo_jax.presets import preset
 from fpo_jax.trainer import Trainer
 
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import TINY
 
 import fpo_jax
-from fpo_jax import train as train_cli
+from fpo_jax import cli as train_cli
 from fpo_jax.config import ConfigError, TrainConfig, replace, sweep_members, validate
 from fpo_jax.train import train
 

@@ -3,14 +3,22 @@
 :data:`ALGORITHMS` is the single source of truth for algorithm names: config validation, the
 CLI's ``--algo`` and the per-algorithm preset overrides all read it. A new algorithm is one
 module with an :class:`Agent` plus one :func:`register_algorithm` call.
+
+Each entry also declares the settings its agent reads (``reads``); a setting that another
+algorithm reads but the chosen one does not is refused when changed (see
+:func:`unread_settings`), so a value nothing reads is an error, not a silent no-op.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import jax
+import jax.numpy as jnp
+
+from fpo_jax import normalization
 from fpo_jax.agents.base import Agent
 from fpo_jax.agents.dppo import DPPOAgent
 from fpo_jax.agents.flow_policy import FlowPolicy
@@ -27,12 +35,20 @@ class Algorithm:
       description: one line for ``--help``.
       preset_overrides: config fields this algorithm changes in each preset family
         (``"dm_control"``, ``"brax"``, ``"builtin"``, ``"default"``; see
-        :func:`fpo_jax.config.preset`). Missing families change nothing.
+        :func:`fpo_jax.presets.preset`). Missing families change nothing.
+      reads: the config fields its agent reads (the settings the trainer reads for every
+        algorithm, such as the layout, optimiser and GAE, are not listed); None: not declared,
+        so nothing is refused on its behalf.
+      follows: ``{follower: leader}``: settings whose value follows another's when only the
+        leader is changed and the two were equal (DPPO: the evaluation sigma follows
+        ``dppo_sigma``); see :func:`fpo_jax.presets.with_changes`.
     """
 
     make: Callable[..., Agent]
     description: str
     preset_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    reads: frozenset[str] | None = None
+    follows: Mapping[str, str] = field(default_factory=dict)
 
 
 ALGORITHMS: dict[str, Algorithm] = {}
@@ -43,18 +59,60 @@ def register_algorithm(
     make: Callable[..., Agent],
     description: str,
     preset_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    reads: Collection[str] | None = None,
+    follows: Mapping[str, str] | None = None,
 ) -> None:
-    """Make ``name`` a valid ``algo`` (config, CLI, presets). Re-registering replaces the entry."""
-    ALGORITHMS[name] = Algorithm(make, description, dict(preset_overrides or {}))
+    """Make ``name`` a valid ``algo`` (config, CLI, presets). Re-registering replaces the entry.
+
+    ``reads``, ``follows``: see :class:`Algorithm`.
+    """
+    declared = None if reads is None else frozenset(reads)
+    ALGORITHMS[name] = Algorithm(
+        make, description, dict(preset_overrides or {}), declared, dict(follows or {})
+    )
 
 
-# Flow policies have no tractable entropy, so Brax PPO's entropy bonus is dropped for them; the
-# clip is the FPO paper's 0.05 (FPO) / 0.2 (DPPO), and Brax PPO's own default 0.3 for PPO.
+def unread_settings(algo: str) -> frozenset[str]:
+    """Settings another registered algorithm reads and ``algo`` does not (empty if ``algo``
+    declares nothing): a value of one of these that differs from ``algo``'s preset changes
+    nothing, so it is refused (see :func:`fpo_jax.train.preflight`)."""
+    own = ALGORITHMS[algo].reads
+    if own is None:
+        return frozenset()
+    read_by_some = set().union(*(a.reads or () for a in ALGORITHMS.values()))
+    return frozenset(read_by_some - own)
+
+
+# What every flow policy (FPO, DPPO) reads: the velocity network and the evaluation sampler.
+_FLOW_POLICY_READS = frozenset({
+    "policy_hidden", "velocity_output_scale", "flow_noise_scale", "eval_integrator",
+    "eval_flow_steps", "eval_noise", "eval_sigma",
+})  # fmt: skip
+
+
+# Flow policies have no tractable entropy and do not read entropy_cost, so presets keep it at 0
+# for them (fpo_jax.presets drops what an algorithm does not read, Brax PPO's entropy bonus
+# among it); the clip is the FPO paper's 0.05 (FPO) / 0.2 (DPPO), and Brax PPO's own 0.3 for PPO.
 register_algorithm(
     "fpo",
     FPOAgent,
     "flow policy trained with the FPO surrogate",
-    {"brax": dict(clip_epsilon=0.05, entropy_cost=0.0)},
+    {"brax": dict(clip_epsilon=0.05)},
+    reads=_FLOW_POLICY_READS
+    | {
+        "clip_epsilon",
+        "integrator",
+        "flow_steps",
+        "num_pairs",
+        "t_sampler",
+        "pair_storage",
+        "cfm_weighting",
+        "ratio",
+        "trust_region",
+        "cfm_loss_clamp",
+        "log_ratio_clamp",
+        "pair_log_ratio_clamp",
+    },  # fmt: skip
 )
 # FPO paper, Table 1 baselines: tuned Gaussian PPO (lr 3e-4, clip 0.1, entropy 0.01, evaluated
 # at the mean action) and DPPO (clip 0.2, sigma 0.05).
@@ -69,9 +127,19 @@ register_algorithm(
         "builtin": dict(entropy_cost=0.01, **_PPO_EVAL),
         "default": dict(entropy_cost=0.01, **_PPO_EVAL),
     },
+    # Evaluation: the mean action or a sample (eval_noise); no flow sampler settings.
+    reads={
+        "policy_hidden",
+        "clip_epsilon",
+        "trust_region",
+        "entropy_cost",
+        "gaussian_fixed_std",
+        "eval_noise",
+    },
 )
 # DPPO is evaluated with the stochastic chain it is trained with (sigma noise at every step), as
-# the FPO authors evaluate it; change --eval-sigma together with --dppo-sigma.
+# the FPO authors evaluate it; --dppo-sigma moves the evaluation sigma too unless --eval-sigma
+# is given.
 _DPPO_EVAL = dict(eval_integrator="stochastic", eval_sigma=0.05)
 register_algorithm(
     "dppo",
@@ -79,11 +147,17 @@ register_algorithm(
     "denoising-MDP baseline (per-step Gaussian likelihoods of a stochastic flow chain)",
     {
         "dm_control": dict(clip_epsilon=0.2, dppo_sigma=0.05, **_DPPO_EVAL),
-        "brax": dict(clip_epsilon=0.2, entropy_cost=0.0, **_DPPO_EVAL),
+        "brax": dict(clip_epsilon=0.2, **_DPPO_EVAL),
         "builtin": _DPPO_EVAL,
         "default": _DPPO_EVAL,
     },
+    # Always the stochastic chain: no integrator choice, and its own per-step PPO clip.
+    reads=_FLOW_POLICY_READS | {"clip_epsilon", "flow_steps", "dppo_sigma"},
+    follows={"eval_sigma": "dppo_sigma"},
 )
+
+
+Policy = Callable[[jax.Array, jax.Array], jax.Array]
 
 
 def make_agent(config: Any, action_size: int) -> Agent:
@@ -91,6 +165,24 @@ def make_agent(config: Any, action_size: int) -> Agent:
     if config.algo not in ALGORITHMS:
         raise ValueError(f"algo={config.algo!r} is not one of {tuple(ALGORITHMS)}.")
     return ALGORITHMS[config.algo].make(config=config, action_size=action_size)
+
+
+def make_policy(
+    agent: Any, params: Any, obs_stats: normalization.RunningStats, config: Any
+) -> Policy:
+    """``policy(obs (..., obs_dim), key) -> action (..., A)`` in [-1, 1], jit-able.
+
+    Normalises ``obs`` with ``obs_stats`` (as in training) and samples with the agent's
+    evaluation sampler; ``params`` are the policy's own (``state.params["policy"]``).
+    """
+
+    def policy(obs: jax.Array, key: jax.Array) -> jax.Array:
+        obs = normalization.normalize(
+            obs_stats, obs, config.normalize_observations, mode=config.obs_norm
+        )
+        return jnp.tanh(agent.eval_act(params, obs, key))
+
+    return policy
 
 
 __all__ = [
@@ -101,6 +193,9 @@ __all__ = [
     "FPOAgent",
     "FlowPolicy",
     "GaussianPPOAgent",
+    "Policy",
     "make_agent",
+    "make_policy",
     "register_algorithm",
+    "unread_settings",
 ]

@@ -1,0 +1,150 @@
+"""The command line: ``python -m fpo_jax.train --env ant`` (also installed as ``fpo-train``).
+
+:func:`parse_config` turns flags into a :class:`~fpo_jax.config.TrainConfig` (the preset of
+``--env`` / ``--algo`` / ``--variant``, or of the resumed run, then every flag over it) with
+tyro; :func:`main` trains it with :func:`fpo_jax.train.train` and maps user errors to exit codes
+(2: a config, run-directory or checkpoint problem, said in one sentence; 3: training diverged;
+130: interrupted). Only this module imports tyro.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import tyro
+
+from fpo_jax.agents import ALGORITHMS
+from fpo_jax.config import TrainConfig, replace
+from fpo_jax.errors import CheckpointError, ConfigError, TrainingDiverged
+from fpo_jax.presets import preset, with_changes
+from fpo_jax.runs import read_run_config
+from fpo_jax.train import _log, train
+
+
+@dataclass(frozen=True)
+class _CliConfig(TrainConfig):
+    """TrainConfig as tyro shows it: the bookkeeping field ``preset_source`` has no flag."""
+
+    preset_source: tyro.conf.Suppress[str] = field(default="TrainConfig defaults", compare=False)
+
+
+def _as_fields(config: TrainConfig) -> dict[str, Any]:
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(TrainConfig)}
+
+
+def parse_config(argv: list[str] | None = None) -> TrainConfig:
+    """CLI flags -> config: the preset of ``--env``/``--algo``/``--variant`` (or of the resumed
+    run), then flags."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--env", default=TrainConfig.env)
+    pre.add_argument("--algo", default=TrainConfig.algo)
+    pre.add_argument("--resume", default=None)
+    pre.add_argument("--sweep", action="append", default=None)
+    pre.add_argument("--variant", default="default")
+    known, _ = pre.parse_known_args(argv)
+    # --sweep repeats (one per field): collected here, then removed for tyro. --variant picks
+    # the preset here, and tyro records it in the config.
+    argv = _without_option(argv, "--sweep")
+    if known.resume:
+        default = read_run_config(known.resume)
+    else:
+        default = preset(known.env, known.algo, variant=known.variant)
+    algos = "; ".join(f"{name}: {a.description}" for name, a in ALGORITHMS.items())
+    config = tyro.cli(
+        _CliConfig,
+        default=_CliConfig(**_as_fields(default)),
+        args=argv,
+        description="Train a flow policy with FPO (or the PPO / DPPO baselines). The defaults "
+        "shown are the preset for --env/--algo; every flag overrides it. Algorithms: "
+        + algos
+        + ". Sweeps: --sweep clip_epsilon=0.05,0.1 --sweep learning_rate=3e-4,1e-3 trains the "
+        "grid (x --num-seeds) as one program. Preset variants: --variant paper (gridworld: the "
+        "FPO authors' GridWorld settings), --variant fast (DM Control tasks: a layout and FPO "
+        "settings searched for a CPU budget).",
+    )
+    parsed = TrainConfig(**_as_fields(config))
+    given = _flag_names(argv)
+    changes = {
+        name: value
+        for name, value in _as_fields(parsed).items()
+        if name in given or value != getattr(default, name)
+    }
+    # As train(**overrides) applies them: --dppo-sigma also moves the evaluation sigma unless
+    # --eval-sigma is given.
+    config = with_changes(default, changes)
+    if known.sweep is not None:
+        config = replace(config, sweep=tuple(known.sweep))
+    return config
+
+
+def _flag_names(argv: list[str]) -> set[str]:
+    """The config fields named by ``--flag`` / ``--flag=v`` / ``--no-flag`` in ``argv``."""
+    names = set()
+    for arg in argv:
+        if arg.startswith("--"):
+            name = arg[2:].partition("=")[0].replace("-", "_")
+            names |= {name, name.removeprefix("no_")}
+    return names
+
+
+def _without_option(argv: list[str], option: str) -> list[str]:
+    """``argv`` without ``option VALUE`` / ``option=VALUE`` pairs."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(option + "="):
+            out.append(arg)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = None
+    try:
+        config = parse_config(argv)
+        if config.compile_cache:
+            enable_compilation_cache()
+        result = train(config.env, config)
+    except (ConfigError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as e:
+        print(f"error: training diverged: {e}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        where = f"; continue with --resume {config.run_dir}" if config and config.run_dir else ""
+        print(f"interrupted{where}", file=sys.stderr)
+        return 130
+    _log(f"final eval return: {result.final_eval_return:.2f}")
+    if result.config.run_dir:
+        _log(f"run directory: {result.config.run_dir}")
+    return 0
+
+
+def enable_compilation_cache() -> Path:
+    """Turn on JAX's persistent compilation cache (what the CLI does unless --no-compile-cache).
+
+    The folder is ``$JAX_COMPILATION_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/fpo_jax/xla``
+    (default ``~/.cache/fpo_jax/xla``). Programs that compile in under a second are not kept.
+    """
+    folder = os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fpo_jax" / "xla"
+    )
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    return Path(folder)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

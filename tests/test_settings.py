@@ -1,0 +1,199 @@
+"""Settings are owned by what reads them: each algorithm declares the config fields its agent
+reads, and a changed value of a field the chosen algorithm never reads is refused."""
+
+import ast
+import dataclasses
+import inspect
+import textwrap
+
+import pytest
+
+from fpo_jax import trainer
+from fpo_jax.agents import ALGORITHMS, unread_settings
+from fpo_jax.config import TrainConfig
+
+FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def _config_reads(source: str) -> set[str]:
+    """Config fields read in ``source``: ``c.x``, ``config.x``, ``self.config.x``."""
+    found = set()
+    for node in ast.walk(ast.parse(textwrap.dedent(source))):
+        if isinstance(node, ast.Attribute) and node.attr in FIELDS:
+            owner = ast.unparse(node.value)
+            if owner in ("c", "config", "self.config", "cfg"):
+                found.add(node.attr)
+    return found
+
+
+def _agent_reads(cls: type) -> set[str]:
+    classes = [k for k in cls.__mro__ if k.__module__.startswith("fpo_jax.agents")]
+    return set().union(*(_config_reads(inspect.getsource(k)) for k in classes))
+
+
+@pytest.mark.parametrize("algo", ["fpo", "ppo", "dppo"])
+def test_each_algorithm_declares_exactly_the_settings_its_agent_reads(algo):
+    entry = ALGORITHMS[algo]
+    assert entry.reads == _agent_reads(entry.make)
+
+
+def test_the_trainer_reads_no_setting_an_algorithm_declares():
+    # Otherwise a setting the trainer needs could be refused as "unread" by some algorithm.
+    declared = set().union(*(ALGORITHMS[a].reads for a in ("fpo", "ppo", "dppo")))
+    trainer_reads = _config_reads(inspect.getsource(trainer))
+    assert "learning_rate" in trainer_reads  # the reader sees the trainer's reads
+    assert trainer_reads & declared == set()
+
+
+def test_unread_settings_name_what_other_algorithms_read():
+    assert {"entropy_cost", "gaussian_fixed_std"} <= unread_settings("fpo")
+    assert {"num_pairs", "ratio", "flow_noise_scale", "eval_noise"} <= unread_settings("ppo")
+    assert {"ratio", "trust_region", "num_pairs", "entropy_cost"} <= unread_settings("dppo")
+    assert "clip_epsilon" not in unread_settings("dppo")
+    assert "dppo_sigma" in unread_settings("fpo") & unread_settings("ppo")
+
+
+# ---------------------------------------------------------------------------------------------
+# Refusals, through the Python API (all before anything is built)
+
+UNREAD = [
+    ("fpo", dict(entropy_cost=0.2), "entropy_cost=0.2 has no effect with algo='fpo'"),
+    ("fpo", dict(gaussian_fixed_std=0.5), "gaussian_fixed_std=0.5 has no effect with algo='fpo'"),
+    ("ppo", dict(num_pairs=16), "num_pairs=16 has no effect with algo='ppo'"),
+    ("ppo", dict(eval_noise="zero"), "eval_noise='zero' has no effect with algo='ppo'"),
+    ("dppo", dict(ratio="per_sample"), "ratio='per_sample' has no effect with algo='dppo'"),
+    ("dppo", dict(trust_region="aspo"), "trust_region='aspo' has no effect with algo='dppo'"),
+    ("fpo", dict(sweep=("entropy_cost=0.1,0.2",)), "--sweep entropy_cost: algo='fpo' never"),
+]
+
+
+@pytest.mark.parametrize("algo, changes, message", UNREAD)
+def test_a_changed_setting_the_algorithm_never_reads_is_refused(algo, changes, message):
+    from fpo_jax.errors import ConfigError
+    from fpo_jax.toy_envs import GridWorld
+    from fpo_jax.train import train
+
+    for env in ("gridworld", GridWorld()):  # a name and an env object
+        with pytest.raises(ConfigError, match=message) as info:
+            train(env, algo=algo, **changes)
+        assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("algo", ["fpo", "ppo", "dppo"])
+def test_every_preset_passes_the_check_of_its_algorithm(algo):
+    from fpo_jax.presets import preset, preset_variants
+    from fpo_jax.train import check_settings_read
+
+    for env in ("gridworld", "bandit", "ant", "hopper", "CartpoleBalance", "BallInCup"):
+        for variant in ("default", *preset_variants(env)):
+            check_settings_read(preset(env, algo, variant))
+    # The presets keep TrainConfig's defaults for what the algorithm does not read: a PPO run
+    # on ant has the unit source noise only flow policies change there.
+    assert preset("ant", "ppo").flow_noise_scale == TrainConfig().flow_noise_scale
+    assert preset("ant", "fpo").flow_noise_scale == 0.3
+
+
+def test_an_injected_agent_is_not_held_to_the_registered_declaration():
+    from fpo_jax.train import preflight
+
+    config = preflight(TrainConfig(env="gridworld", entropy_cost=0.2), check_reads=False)
+    assert config.entropy_cost == 0.2
+
+
+# ---------------------------------------------------------------------------------------------
+# The config train() runs, built as the CLI builds it
+
+
+@pytest.mark.parametrize("algo", ["fpo", "ppo", "dppo"])
+def test_train_applies_the_algorithms_preset_overrides_to_an_env_object_and_a_name(algo):
+    from fpo_jax.cli import parse_config
+    from fpo_jax.toy_envs import GridWorld
+    from fpo_jax.train import resolve_config
+
+    by_name = resolve_config("gridworld", algo=algo)
+    assert by_name == parse_config(["--env", "gridworld", "--algo", algo])
+    by_object = resolve_config(GridWorld(), algo=algo)
+    expected = {  # the registry's overrides for the default and built-in families
+        "fpo": dict(entropy_cost=0.0, eval_integrator="euler", eval_sigma=0.0),
+        "ppo": dict(entropy_cost=0.01, eval_integrator="euler", eval_sigma=0.0),
+        "dppo": dict(entropy_cost=0.0, eval_integrator="stochastic", eval_sigma=0.05),
+    }[algo]
+    for config in (by_object, by_name):
+        assert config.algo == algo
+        assert {n: getattr(config, n) for n in expected} == expected
+    # The object gets the default table (not gridworld's), labelled by its class name.
+    assert by_object.env == "GridWorld"
+    assert (by_object.num_envs, by_object.clip_epsilon) == (256, 0.05)
+    assert (by_name.num_envs, by_name.clip_epsilon) == (64, 0.1)
+
+
+def test_dppo_sigma_moves_the_evaluation_sigma_unless_eval_sigma_is_given():
+    from fpo_jax.cli import parse_config
+    from fpo_jax.train import resolve_config
+
+    base = ["--env", "gridworld", "--algo", "dppo"]
+    assert parse_config(base).eval_sigma == 0.05
+    moved = parse_config([*base, "--dppo-sigma", "0.1"])
+    assert (moved.dppo_sigma, moved.eval_sigma) == (0.1, 0.1)
+    kept = parse_config([*base, "--dppo-sigma", "0.1", "--eval-sigma", "0.05"])
+    assert (kept.dppo_sigma, kept.eval_sigma) == (0.1, 0.05)
+    assert resolve_config("gridworld", algo="dppo", dppo_sigma=0.1).eval_sigma == 0.1
+    api_kept = resolve_config("gridworld", algo="dppo", dppo_sigma=0.1, eval_sigma=0.0)
+    assert api_kept.eval_sigma == 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Resuming: run options may change, what is computed may not
+
+
+def _saved_run(tmp_path, **changes):
+    """A run directory as train() leaves it before its first checkpoint is read."""
+    from fpo_jax.presets import preset
+
+    config = preset("gridworld", "fpo", **changes.pop("preset", {}))
+    config = dataclasses.replace(config, run_dir=str(tmp_path), **changes)
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "config.json").write_text(config.to_json())
+    return config
+
+
+@pytest.mark.parametrize("schedule", ["constant", "linear"])
+def test_resume_allows_a_longer_run_only_under_a_constant_learning_rate(schedule, tmp_path):
+    from fpo_jax.errors import ConfigError
+    from fpo_jax.train import preflight
+
+    saved = _saved_run(tmp_path, lr_schedule=schedule)
+    longer = dataclasses.replace(saved, resume=str(tmp_path), num_timesteps=2 * saved.num_timesteps)
+    if schedule == "constant":
+        assert preflight(longer).num_timesteps == 2 * saved.num_timesteps
+    else:
+        with pytest.raises(ConfigError, match="lr_schedule='linear' decays") as info:
+            preflight(longer)
+        assert "\n" not in str(info.value)
+
+
+def test_resume_allows_run_options_and_refuses_computed_changes(tmp_path):
+    from fpo_jax.errors import ConfigError
+    from fpo_jax.train import preflight
+
+    saved = _saved_run(tmp_path)
+    resume = dict(resume=str(tmp_path), run_dir=None)
+    options = dict(progress=False, checkpoint=False, compile_cache=False, num_devices=1)
+    assert preflight(dataclasses.replace(saved, **resume, **options)).checkpoint is False
+    for name, value in [("num_evals", 3), ("gae_lambda", 0.9), ("eval_noise", "zero")]:
+        with pytest.raises(ConfigError, match=f"changes what is computed .*{name}"):
+            preflight(dataclasses.replace(saved, **resume, **{name: value}))
+
+
+def test_the_variant_is_kept_with_the_run_and_survives_resume(tmp_path):
+    from fpo_jax.cli import parse_config
+    from fpo_jax.errors import ConfigError
+    from fpo_jax.train import preflight
+
+    saved = _saved_run(tmp_path, preset=dict(variant="paper"))
+    assert saved.variant == "paper"
+    resumed = parse_config(["--resume", str(tmp_path)])
+    assert resumed.variant == "paper" and resumed.num_pairs == 50
+    preflight(resumed)
+    with pytest.raises(ConfigError, match="--variant 'default' cannot be used with --resume"):
+        preflight(parse_config(["--resume", str(tmp_path), "--variant", "default"]))
