@@ -1,4 +1,4 @@
-"""K seeds as one vmapped program vs K sequential single-seed runs (issue: scale-out).
+"""K seeds as one vmapped program vs K sequential single-seed runs (scale-out).
 
     python experiments/bench_seeds.py [--env gridworld] [--seeds 4] [--calls 5]
     python experiments/bench_seeds.py --smoke    # gridworld, 2 seeds, 1 call, to /tmp

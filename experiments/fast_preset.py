@@ -1,4 +1,4 @@
-"""An FPO setting that learns fast on a CPU budget, searched with sweeps (issue 13).
+"""An FPO setting that learns fast on a CPU budget, searched with sweeps.
 
 The paper's FPO settings (``preset(task, "fpo")``) aim at 60M env steps on a GPU. This script
 searches, on a CPU budget, the settings the library has, and compares the result with the paper
@@ -259,7 +259,7 @@ def report(smoke: bool) -> None:
         return
     by = {(p["task"], p["name"]): p for p in progs.values()}
     lines = [common.results_header(
-        "A fast FPO setting for a CPU budget (issue 13)", "smoke" if smoke else "default",
+        "A fast FPO setting for a CPU budget", "smoke" if smoke else "default",
         [f"tasks: {', '.join(TASKS)}; {SEEDS} seeds per setting (vmapped with the sweep)",
          f"search layout (`FAST_LAYOUT`): {FAST_LAYOUT}",
          f"paper layout scaled to a CPU (`PAPER_LAYOUT`): {PAPER_LAYOUT}",

@@ -2,7 +2,7 @@
 
 The FPO authors' running statistics drop the previous variance sum at every update, so their
 std shrinks about as 1/sqrt(iterations) and the network sees ever larger inputs; they also
-update the statistics before the update epochs and do not clip (issue 12;
+update the statistics before the update epochs and do not clip (see
 ``fpo_jax.normalization``). Ours (``obs_norm="welford"``, the default) are exact running
 statistics. This script trains FPO with both, everything else equal, on
 

@@ -15,7 +15,7 @@ the number of epochs. The pieces are compiled apart, so they miss the fusion the
 across them; "rest of update" (update minus the sum of its pieces) shows that difference. Each
 timing is the best of ``--repeats`` calls after a warm-up.
 
-    python experiments/profile_step.py                      # CartpoleBalance, issue-14 layout
+    python experiments/profile_step.py                      # CartpoleBalance, 256 envs, 128 x 32 x 30, 16 epochs
     python experiments/profile_step.py --smoke              # tiny, for CI-like checks
 """
 

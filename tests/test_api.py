@@ -174,7 +174,7 @@ def test_an_agent_for_another_action_size_is_refused(tiny):
     [("CartpoleBalance", {}), ("inverted_pendulum", {"backend": "spring"})],
     ids=["playground", "brax"],
 )
-def test_this_waves_features_on_real_simulators(env, changes, tiny, tmp_path):
+def test_sweeps_noise_and_members_on_real_simulators(env, changes, tiny, tmp_path):
     """A sweep, the authors' normalisation, no initial-state refresh, a custom velocity network
     and a stopping progress_fn, on a Playground and a Brax env in one run; then one member's
     policy loaded from the run directory."""

@@ -100,7 +100,7 @@ def test_initial_state_refresh_can_be_switched_off(refresh):
     assert changed == refresh
 
 
-# --- GridWorld at the FPO authors' settings (issue 12, section 3) ------------------------------
+# --- GridWorld at the FPO authors' settings ----------------------------------------------------
 
 
 def test_gridworld_paper_variant_is_the_authors_run_and_the_default_stays_cpu_fast():
