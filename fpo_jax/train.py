@@ -105,7 +105,7 @@ class TrainResult:
     def policy_of(self, i: int) -> Callable[[jax.Array, jax.Array], jax.Array]:
         """Member ``i``'s policy (see ``policy``), with its swept settings."""
         state = self.member(i)
-        return self.trainer.policy_fn(state.params, state.obs_stats, state.hparams)
+        return self.trainer.policy_fn(state.eval_params, state.obs_stats, state.hparams)
 
     @property
     def final_eval_return(self) -> float:
@@ -617,7 +617,7 @@ def _train_loop(
     final = jax.tree.map(lambda x: x[0], state)
     return TrainResult(
         state=state,
-        policy=trainer.policy_fn(final.params, final.obs_stats, final.hparams),
+        policy=trainer.policy_fn(final.eval_params, final.obs_stats, final.hparams),
         history=writer.history,
         config=config,
         trainer=trainer,
@@ -664,7 +664,7 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
         + ". Sweeps: --sweep clip_epsilon=0.05,0.1 --sweep learning_rate=3e-4,1e-3 trains the "
         "grid (x --num-seeds) as one program. Preset variants: --variant paper (gridworld: the "
         "FPO authors' GridWorld settings), --variant fast (DM Control tasks: a layout and FPO "
-        "settings searched for a CPU budget).",
+        "settings searched for a CPU budget), --variant fpo++ (every env: the FPO++ recipe).",
     )
     if known.sweep is not None:
         config = replace(config, sweep=tuple(known.sweep))

@@ -117,7 +117,9 @@ def test_gridworld_paper_variant_is_the_authors_run_and_the_default_stays_cpu_fa
     default = preset("gridworld", "fpo")
     assert default == preset("gridworld", "fpo", variant="default")
     assert (default.num_pairs, default.learning_rate) == (8, 1e-3)  # the CPU-fast preset
-    with pytest.raises(ConfigError, match=r"variant='paper' is not one of \('default', 'fast'\)"):
+    with pytest.raises(
+        ConfigError, match=r"variant='paper' is not one of \('default', 'fast', 'fpo\+\+'\)"
+    ):
         preset("CartpoleBalance", "fpo", variant="paper")
     with pytest.raises(ConfigError, match="variant='papr'"):
         preset("gridworld", "fpo", variant="papr")
