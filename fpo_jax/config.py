@@ -387,6 +387,13 @@ def validate(config: TrainConfig) -> TrainConfig:
         fail(f"ema_decay must lie in [0, 1) or be None, got {c.ema_decay!r}.")
     if not isinstance(c.ema_warmup_updates, int) or c.ema_warmup_updates < 0:
         fail(f"ema_warmup_updates must be an integer >= 0, got {c.ema_warmup_updates!r}.")
+    # Settings that would be read by nothing (a silent no-op) are refused.
+    if c.t_beta != 1.0 and c.t_sampler != "beta":
+        fail(f"t_beta={c.t_beta!r} is read only with t_sampler='beta' (got {c.t_sampler!r}).")
+    if c.grad_clip_scope != "global" and c.max_grad_norm is None:
+        fail("grad_clip_scope='per_network' needs max_grad_norm (the norm to clip to).")
+    if c.log_ratio_straight_through and c.log_ratio_clamp is None and c.ratio == "mean":
+        fail("log_ratio_straight_through needs a log_ratio_clamp (ratio='mean' has none).")
     if (c.batch_size * c.num_minibatches) % c.num_envs:
         fail(
             f"batch_size * num_minibatches ({c.batch_size} * {c.num_minibatches} = "
