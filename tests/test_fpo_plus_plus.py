@@ -3,6 +3,8 @@ perturbation, the traced (swept) path, artifacts, and the --variant fpo++ preset
 
 from __future__ import annotations
 
+import re
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -15,7 +17,7 @@ import fpo_jax
 from fpo_jax import envs, flow, loss
 from fpo_jax.agents import FPOAgent
 from fpo_jax.checkpoint import Checkpointer
-from fpo_jax.config import TrainConfig, preset, validate
+from fpo_jax.config import ConfigError, TrainConfig, preset, validate
 from fpo_jax.train import train
 from fpo_jax.trainer import Trainer, clip_by_global_norm_per_network, ema_update, make_optimizer
 
@@ -271,3 +273,21 @@ def test_tiny_fpo_plus_plus_run_on_a_builtin_env():
 )
 def test_tiny_fpo_plus_plus_run_on_brax_and_playground(env, changes):
     _tiny_fpo_plus_plus(env, **changes)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(t_beta=2.0), "t_beta=2.0 is read only with t_sampler='beta'"),
+        (dict(grad_clip_scope="per_network"), "needs max_grad_norm"),
+        (dict(log_ratio_straight_through=True), "needs a log_ratio_clamp"),
+        (dict(ema_decay=1.0), "ema_decay must lie in"),
+        (dict(t_sampler="beta", t_beta=0.0), "t_beta must be positive"),
+        (dict(action_perturbation_std=-0.1), "action_perturbation_std must be >= 0"),
+    ],
+)
+def test_fpo_plus_plus_settings_that_nothing_would_read_or_that_are_invalid_are_refused(
+    changes, message
+):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate(TrainConfig(**changes))
