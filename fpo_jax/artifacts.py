@@ -1,8 +1,8 @@
 """Trained policies as artifacts: load a run, export a params-only policy, load that policy.
 
 * :func:`load_run` restores a run directory written by ``fpo_jax.train`` (its checkpoint) and
-  returns the config, the policy parameters, the observation statistics and a jit-able
-  ``policy(obs, key)``; the sampler (integrator, steps, zero noise) can be chosen at load time.
+  returns the config, the policy parameters (their EMA copy when the run kept one), the
+  observation statistics and a jit-able ``policy(obs, key)``; the sampler (integrator, steps, zero noise) can be chosen at load time.
 * :func:`export_policy` writes what acting needs and nothing else (policy parameters,
   observation statistics, the config that rebuilds the network; no env state, optimizer or
   critic) to one Flax msgpack file. msgpack holds only data, so loading a shared policy runs no
@@ -74,7 +74,7 @@ class LoadedRun:
     Attributes:
       config: the member's config (its swept values and seed in place, the sampler chosen at
         load time).
-      params: the policy's parameters.
+      params: the policy's parameters (its EMA copy when the run kept one, ``ema_decay``).
       obs_stats: the observation normalisation statistics.
       policy: ``policy(obs (..., obs_dim), key) -> action (..., A)`` in [-1, 1], jit-able.
       step: the checkpoint's training iteration.
@@ -157,7 +157,7 @@ def load_run(
     finally:
         checkpointer.close()
     state = jax.tree.map(lambda x: x[member], state)
-    params = state.params["policy"]
+    params = state.eval_params["policy"]  # the EMA copy when the run kept one
     # This member's own config: its swept values and seed in place (what export_policy saves).
     settings = sweep_members(config)[member]
     member_config = replace(config, sweep=(), num_seeds=1, **settings)
@@ -165,7 +165,7 @@ def load_run(
         config=member_config,
         params=params,
         obs_stats=state.obs_stats,
-        policy=trainer.policy_fn(state.params, state.obs_stats, state.hparams),
+        policy=trainer.policy_fn(state.eval_params, state.obs_stats, state.hparams),
         step=int(step),
         env=env,
         trainer=trainer,

@@ -68,7 +68,9 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
         + ". Sweeps: --sweep clip_epsilon=0.05,0.1 --sweep learning_rate=3e-4,1e-3 trains the "
         "grid (x --num-seeds) as one program. Preset variants: --variant paper (gridworld: the "
         "FPO authors' GridWorld settings), --variant fast (DM Control tasks: a layout and FPO "
-        "settings searched for a CPU budget).",
+        "settings searched for a CPU budget), --variant brax (Brax PPO's trainer and, for PPO on "
+        "DM Control, Playground's Brax PPO settings), --variant fpo++ (every env: the FPO++ "
+        "recipe).",
     )
     parsed = TrainConfig(**_as_fields(config))
     given = _flag_names(argv)

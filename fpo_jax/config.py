@@ -34,10 +34,12 @@ from fpo_jax.errors import ConfigError
 Weighting = Literal["eps", "velocity"]
 Ratio = Literal["mean", "per_sample"]
 TrustRegion = Literal["ppo", "aspo"]
-TimeKind = Literal["grid", "uniform"]
+CFMReduction = Literal["mean", "sqrt"]
+TimeKind = Literal["grid", "uniform", "beta"]
 DeterministicIntegrator = Literal["euler", "midpoint", "rk4"]
 Integrator = Literal[DeterministicIntegrator, "stochastic"]
 NoiseKind = Literal["random", "zero"]
+ActivationName = Literal["silu", "elu", "relu", "tanh"]
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,8 @@ class TrainConfig:
     that change no array shape: learning_rate, clip_epsilon, value_loss_coef, entropy_cost,
     discount, gae_lambda, reward_scaling, velocity_output_scale, flow_noise_scale,
     cfm_loss_clamp, log_ratio_clamp, pair_log_ratio_clamp, max_grad_norm, dppo_sigma,
-    gaussian_fixed_std, eval_sigma); the grid is the product, times num_seeds. On the CLI
+    gaussian_fixed_std, eval_sigma, t_beta, negative_advantage_cfm_clamp,
+    action_perturbation_std, advantage_clamp, ema_decay, weight_decay); the grid is the product, times num_seeds. On the CLI
     repeat --sweep per field."""
     num_timesteps: int = 1_000_000
     """Environment steps to train for (rounded up to whole calls of the compiled step)."""
@@ -167,6 +170,38 @@ class TrainConfig:
     gaussian_fixed_std: float | None = None
     """Gaussian PPO only: a fixed, state-independent std of the pre-tanh Gaussian instead of the
     learned softplus scale (the FPO paper's GridWorld baseline: 0.5); None: learned."""
+
+    # FPO++ recipe ("Flow Policy Gradients for Robot Control", Yi, Choi et al., arXiv
+    # 2602.02481). Each is off by default (today's numbers); --variant fpo++ turns them on.
+    t_beta: float = 1.0
+    """t_sampler='beta': the b of FPO++'s Beta(1, b) flow-time draw (their time runs the other
+    way; ours is t ~ Beta(b, 1) truncated, see fpo_jax.flow.sample_flow_times). FPO++: 1."""
+    cfm_loss_reduction: CFMReduction = "mean"
+    """FPO: reduce each pair's squared error over action dims by 'mean' (paper) or 'sqrt'
+    (FPO++: sum / sqrt(action dims))."""
+    negative_advantage_cfm_clamp: float | None = None
+    """FPO: clamp the new CFM loss to at most this where the advantage is negative (FPO++: 20);
+    None: off."""
+    log_ratio_straight_through: bool = False
+    """FPO: make log_ratio_clamp straight-through: clipped forward, unclipped gradient (FPO++,
+    with a clamp of 10)."""
+    action_perturbation_std: float | None = None
+    """FPO: add N(0, std^2) noise to each sampled raw action; the perturbed action is executed,
+    stored and used in the CFM losses (FPO++: 0.02). None: off."""
+    advantage_clamp: float | None = None
+    """Clip advantages to [-c, c] after normalisation (FPO++: 100); None: off. Every algorithm."""
+    ema_decay: float | None = None
+    """Keep an exponential moving average of the policy's parameters, updated after every
+    gradient step, and evaluate / export it (FPO++: 0.95); None: off. Every algorithm."""
+    ema_warmup_updates: int = 500
+    """With ema_decay: the first this many gradient steps copy the live policy (FPO++: 500)."""
+    weight_decay: float | None = None
+    """AdamW decoupled weight decay on all parameters (FPO++: 1e-4); None: plain Adam."""
+    grad_clip_scope: Literal["global", "per_network"] = "global"
+    """max_grad_norm over all parameters ('global') or over the policy's and the critic's
+    separately ('per_network': FPO++'s separate actor and critic optimizers)."""
+    activation: ActivationName = "silu"
+    """Hidden-layer activation of the default policy and critic networks (FPO++: 'elu')."""
 
     num_evals: int = 10
     """Evaluations (and checkpoints) over the run, plus one before training."""
@@ -299,6 +334,13 @@ SWEEPABLE = (
     "dppo_sigma",
     "gaussian_fixed_std",
     "eval_sigma",
+    # FPO++ recipe
+    "t_beta",
+    "negative_advantage_cfm_clamp",
+    "action_perturbation_std",
+    "advantage_clamp",
+    "ema_decay",
+    "weight_decay",
 )
 
 
@@ -355,6 +397,26 @@ def validate(config: TrainConfig) -> TrainConfig:
         value = getattr(c, name)
         if value is not None and not value > 0:
             fail(f"{name} must be positive or None, got {value!r}.")
+    # FPO++ recipe
+    for name in ["negative_advantage_cfm_clamp", "advantage_clamp", "t_beta"]:
+        value = getattr(c, name)
+        if value is not None and not value > 0:
+            fail(f"{name} must be positive{' or None' if name != 't_beta' else ''}, got {value!r}.")
+    for name in ["action_perturbation_std", "weight_decay"]:
+        value = getattr(c, name)
+        if value is not None and not value >= 0:
+            fail(f"{name} must be >= 0 or None, got {value!r}.")
+    if c.ema_decay is not None and not 0.0 <= c.ema_decay < 1.0:
+        fail(f"ema_decay must lie in [0, 1) or be None, got {c.ema_decay!r}.")
+    if not isinstance(c.ema_warmup_updates, int) or c.ema_warmup_updates < 0:
+        fail(f"ema_warmup_updates must be an integer >= 0, got {c.ema_warmup_updates!r}.")
+    # Settings that would be read by nothing (a silent no-op) are refused.
+    if c.t_beta != 1.0 and c.t_sampler != "beta":
+        fail(f"t_beta={c.t_beta!r} is read only with t_sampler='beta' (got {c.t_sampler!r}).")
+    if c.grad_clip_scope != "global" and c.max_grad_norm is None:
+        fail("grad_clip_scope='per_network' needs max_grad_norm (the norm to clip to).")
+    if c.log_ratio_straight_through and c.log_ratio_clamp is None and c.ratio == "mean":
+        fail("log_ratio_straight_through needs a log_ratio_clamp (ratio='mean' has none).")
     if (c.batch_size * c.num_minibatches) % c.num_envs:
         fail(
             f"batch_size * num_minibatches ({c.batch_size} * {c.num_minibatches} = "

@@ -88,6 +88,11 @@ def _uniform(key: Array, shape: tuple[int, ...]) -> Array:
     return jax.random.uniform(key, (math.prod(shape),)).reshape(shape)
 
 
+# FPO++'s interval for the probabilities fed to the Beta inverse CDF: it keeps the flow times
+# away from both ends (see sample_flow_times, kind="beta").
+BETA_PROBABILITY_RANGE = (0.005, 0.995)
+
+
 def _randint(key: Array, shape: tuple[int, ...], low: int, high: int) -> Array:
     """Uniform integers in [low, high) of the given shape."""
     return jax.random.randint(key, (math.prod(shape),), low, high).reshape(shape)
@@ -99,18 +104,32 @@ def sample_flow_times(
     *,
     kind: str = "grid",
     num_grid_steps: int = 10,
+    beta: Array | float = 1.0,
 ) -> Array:
     """Draw flow times for CFM pairs.
 
     kind="grid":    t = k / K with k ~ Uniform{1, ..., K}  (K = num_grid_steps; {0.1, ..., 1.0}
                     for K = 10, the sampling grid of the paper code; t = 0 is never drawn).
     kind="uniform": t ~ U(0, 1).
+    kind="beta":    FPO++'s inverse-CDF draw of Beta(1, beta), mapped to our time direction.
+                    FPO++ writes the interpolant as ``tau a + (1 - tau) eps`` (tau = 1 is the
+                    action), so ``tau = 1 - t``. They draw ``u ~ U(lo, hi)`` with
+                    ``(lo, hi) = BETA_PROBABILITY_RANGE = (0.005, 0.995)`` and set
+                    ``tau = F^-1(u) = 1 - (1 - u)^(1 / beta)``, the inverse CDF of Beta(1, beta)
+                    (CDF ``F(tau) = 1 - (1 - tau)^beta``). Hence, in our convention,
+
+                        t = 1 - tau = (1 - u)^(1 / beta),  u ~ U(lo, hi),
+
+                    i.e. t ~ Beta(beta, 1) (density ``beta t^(beta - 1)``) truncated to
+                    ``[(1 - hi)^(1/beta), (1 - lo)^(1/beta)]``; for beta = 1, t ~ U(0.005, 0.995).
+                    beta > 1 puts more pairs near the noise end (their tau -> 0, our t -> 1).
 
     Args:
       key: PRNG key.
       shape: leading shape S of the draws.
       kind: one of ``TIME_KINDS``.
       num_grid_steps: K, used by kind="grid".
+      beta: > 0, used by kind="beta"; may be a traced value (a swept hyperparameter).
 
     Returns:
       (*S, 1) flow times.
@@ -123,7 +142,22 @@ def sample_flow_times(
             raise ValueError(f"num_grid_steps must be >= 1, got {num_grid_steps}.")
         k = _randint(key, shape, 1, num_grid_steps + 1)
         return k.astype(jnp.float32) / num_grid_steps
+    if kind == "beta":
+        if isinstance(beta, int | float) and not beta > 0:
+            raise ValueError(f"beta must be > 0, got {beta!r}.")
+        lo, hi = BETA_PROBABILITY_RANGE
+        u = lo + (hi - lo) * _uniform(key, shape)
+        return jnp.power(1.0 - u, 1.0 / beta)
     return _uniform(key, shape)
+
+
+def perturb_actions(key: Array, actions: Array, std: Array | float) -> Array:
+    """FPO++'s action perturbation: ``a + std * z``, ``z ~ N(0, I)``; ``(..., A) -> (..., A)``.
+
+    The perturbed action is the one executed *and* stored, so the CFM losses (old and new) and
+    hence the ratio are computed on it. ``std`` may be a traced value.
+    """
+    return actions + std * _normal(key, tuple(actions.shape), actions.dtype)
 
 
 def draw_cfm_pairs(
@@ -134,10 +168,11 @@ def draw_cfm_pairs(
     *,
     t_kind: str = "grid",
     num_grid_steps: int = 10,
+    t_beta: Array | float = 1.0,
 ) -> tuple[Array, Array]:
     """Draw N Monte-Carlo pairs (t_i, eps_i) per action for the CFM loss.
 
-    t_i ~ sample_flow_times(kind=t_kind),  eps_i ~ N(0, I_A).
+    t_i ~ sample_flow_times(kind=t_kind, beta=t_beta),  eps_i ~ N(0, I_A).
 
     Args:
       key: PRNG key (split into one key for t and one for eps).
@@ -150,7 +185,7 @@ def draw_cfm_pairs(
     """
     key_t, key_eps = jax.random.split(key)
     shape = (*_as_shape(batch_shape), num_pairs)
-    t = sample_flow_times(key_t, shape, kind=t_kind, num_grid_steps=num_grid_steps)
+    t = sample_flow_times(key_t, shape, kind=t_kind, num_grid_steps=num_grid_steps, beta=t_beta)
     eps = _normal(key_eps, (*shape, action_dim))
     return t, eps
 

@@ -24,7 +24,7 @@ from typing import Any, Literal, get_args
 import jax
 import jax.numpy as jnp
 
-from fpo_jax.config import Ratio, TrustRegion, Weighting
+from fpo_jax.config import CFMReduction, Ratio, TrustRegion, Weighting
 from fpo_jax.flow import VelocityFn, expand_obs
 
 Array = jax.Array
@@ -33,6 +33,7 @@ Array = jax.Array
 WEIGHTINGS: tuple[str, ...] = get_args(Weighting)
 RATIOS: tuple[str, ...] = get_args(Ratio)
 TRUST_REGIONS: tuple[str, ...] = get_args(TrustRegion)
+CFM_REDUCTIONS: tuple[str, ...] = get_args(CFMReduction)
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -114,6 +115,7 @@ def cfm_loss(
     t: Array,
     *,
     weighting: Literal["eps", "velocity"] = "eps",
+    reduction: Literal["mean", "sqrt"] = "mean",
 ) -> Array:
     """Per-pair conditional flow matching loss.
 
@@ -124,7 +126,9 @@ def cfm_loss(
       noise through ``eps_hat = x_t + (1 - t) v``, and
       ``l_i = mean_d (eps_i - eps_hat)^2 = (1 - t_i)^2 mean_d (v_i - u)^2``.
 
-    where ``v_i = velocity_fn(params, obs, x_t, t_i)`` and ``mean_d`` averages over action dims.
+    where ``v_i = velocity_fn(params, obs, x_t, t_i)`` and ``mean_d`` averages over action dims
+    (``reduction="mean"``, the FPO paper). ``reduction="sqrt"`` (FPO++) replaces ``mean_d`` by
+    ``sum_d / sqrt(A)`` (see :func:`reduce_action_dims`).
 
     Args:
       velocity_fn: ``(params, obs (..., N, obs_dim), x_t (..., N, act_dim), t (..., N, 1))
@@ -139,6 +143,7 @@ def cfm_loss(
       eps: ``(..., N, act_dim)`` noise of each pair.
       t: ``(..., N, 1)`` flow time of each pair (note the trailing 1).
       weighting: ``"eps"`` or ``"velocity"``.
+      reduction: ``"mean"`` or ``"sqrt"`` over the action dims.
 
     Returns:
       ``(..., N)`` loss of each pair.
@@ -148,6 +153,7 @@ def cfm_loss(
         ``actions`` (checked at trace time; free under ``jit``).
     """
     _check_choice("weighting", weighting, WEIGHTINGS)
+    _check_choice("reduction", reduction, CFM_REDUCTIONS)
     _check_pairs("cfm_loss", obs, actions, eps, t)
     a = actions[..., None, :]  # (..., 1, act_dim), broadcast against the pair axis
     x_t = t * eps + (1.0 - t) * a
@@ -167,7 +173,65 @@ def cfm_loss(
         err = v - (eps - a)
     else:
         err = eps - (x_t + (1.0 - t) * v)
-    return jnp.mean(jnp.square(err), axis=-1)
+    return reduce_action_dims(jnp.square(err), reduction)
+
+
+def reduce_action_dims(squared_error: Array, reduction: Literal["mean", "sqrt"] = "mean") -> Array:
+    """Reduce per-dim squared errors ``(..., A) -> (..., )`` to one loss per pair.
+
+    * ``"mean"`` (FPO paper): ``sum_d e_d / A``.
+    * ``"sqrt"`` (FPO++): ``sum_d e_d / sqrt(A)``, i.e. ``sqrt(A)`` times the mean. For errors of
+      unit variance per dim the loss then grows as ``sqrt(A)`` and its spread stays ``O(1)``
+      instead of shrinking as ``1/sqrt(A)``, so the log-ratio ``l_old - l_new`` of a
+      high-dimensional action is not squashed towards 0.
+    """
+    _check_choice("reduction", reduction, CFM_REDUCTIONS)
+    _check_min_ndim("reduce_action_dims", "squared_error", squared_error, 1, "(..., A)")
+    if reduction == "sqrt":
+        return jnp.sum(squared_error, axis=-1) / math.sqrt(squared_error.shape[-1])
+    return jnp.mean(squared_error, axis=-1)
+
+
+def straight_through_clip(x: Array, lo: Array | float, hi: Array | float) -> Array:
+    """``clip(x, lo, hi)`` in the forward pass, the identity's gradient in the backward pass.
+
+    ``y = x + stop_gradient(clip(x, lo, hi) - x)``: ``y == clip(x, lo, hi)`` and
+    ``dy/dx = 1`` everywhere, also where the clip is active (a plain clip has gradient 0 there).
+    Elementwise; any shape.
+    """
+    return x + jax.lax.stop_gradient(jnp.clip(x, lo, hi) - x)
+
+
+def clamp_negative_advantage_loss(
+    new_cfm_loss: Array, advantages: Array, clamp: Array | float
+) -> Array:
+    """FPO++: bound the new CFM loss from above where the advantage is negative.
+
+    ``l_i <- min(l_i, c)`` where ``A < 0``, unchanged where ``A >= 0``. A negative advantage asks
+    for a lower ratio ``exp(l_old - l_new)``, i.e. a *higher* new loss; past ``c`` the clamp
+    zeroes that gradient, so the network is not pushed arbitrarily far from the bad action.
+
+    Args:
+      new_cfm_loss: ``(..., N)``.
+      advantages: ``(...)``, one per action.
+      clamp: ``c > 0``; may be traced.
+
+    Returns:
+      ``(..., N)``.
+    """
+    fn = "clamp_negative_advantage_loss"
+    _check_min_ndim(fn, "new_cfm_loss", new_cfm_loss, 1, "(..., N)")
+    _check_shape(
+        fn,
+        "advantages",
+        advantages,
+        jnp.shape(new_cfm_loss)[:-1],
+        "(*batch,), one per action",
+        f"new_cfm_loss {_fmt_shape(jnp.shape(new_cfm_loss))}",
+    )
+    _check_positive(fn, "clamp", clamp)
+    negative = (advantages < 0)[..., None]  # (..., 1) against (..., N)
+    return jnp.where(negative, jnp.minimum(new_cfm_loss, clamp), new_cfm_loss)
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,6 +319,7 @@ def fpo_log_ratio(
     cfm_loss_clamp: float | None = None,
     log_ratio_clamp: float | None = None,
     pair_log_ratio_clamp: float | None = None,
+    log_ratio_straight_through: bool = False,
 ) -> Array:
     """Log of FPO's likelihood-ratio surrogate.
 
@@ -266,6 +331,11 @@ def fpo_log_ratio(
     ``[-k, k]`` before the exponential. ``pair_log_ratio_clamp = p`` (off by default) clips each
     pair's difference ``l_old_i - l_new_i`` to ``[-p, p]`` before the pairs are averaged, as the
     FPO authors' GridWorld code does (``p = 3``, then ``k = 3`` on the mean).
+    ``log_ratio_straight_through=True`` (FPO++) makes the ``k`` clamp straight-through
+    (:func:`straight_through_clip`): the forward value is clipped (``exp`` cannot overflow) but
+    the gradient is that of the unclipped log-ratio, so saturated pairs still learn. (FPO++
+    bounds the log-ratio only from above, at 10; the symmetric clamp here differs from that
+    only below ``-k``, i.e. for ratios under ``exp(-k)``.)
 
     Args:
       old_cfm_loss: ``(..., N)`` losses recorded at rollout time (treated as constants).
@@ -304,7 +374,8 @@ def fpo_log_ratio(
     else:
         log_r = old - new
     if log_ratio_clamp is not None:
-        log_r = jnp.clip(log_r, -log_ratio_clamp, log_ratio_clamp)
+        clip = straight_through_clip if log_ratio_straight_through else jnp.clip
+        log_r = clip(log_r, -log_ratio_clamp, log_ratio_clamp)
     return log_r
 
 
@@ -325,6 +396,9 @@ def fpo_objective(
     cfm_loss_clamp: float | None = None,
     log_ratio_clamp: float | None = None,
     pair_log_ratio_clamp: float | None = None,
+    cfm_loss_reduction: Literal["mean", "sqrt"] = "mean",
+    negative_advantage_cfm_clamp: float | None = None,
+    log_ratio_straight_through: bool = False,
 ) -> tuple[Array, dict[str, Array]]:
     """The FPO surrogate loss (to minimise) and its diagnostics.
 
@@ -357,6 +431,12 @@ def fpo_objective(
       log_ratio_clamp: optional symmetric clamp on the log-ratio before ``exp``.
       pair_log_ratio_clamp: optional symmetric clamp on each pair's loss difference before the
         pairs are averaged (see :func:`fpo_log_ratio`).
+      cfm_loss_reduction: ``"mean"`` (paper) or ``"sqrt"`` (FPO++) over action dims, see
+        :func:`reduce_action_dims`; ``old_cfm_loss`` must have been computed with the same one.
+      negative_advantage_cfm_clamp: optional FPO++ upper bound on the *new* CFM loss of actions
+        with a negative advantage (:func:`clamp_negative_advantage_loss`), applied before
+        ``cfm_loss_clamp``.
+      log_ratio_straight_through: make ``log_ratio_clamp`` straight-through (FPO++).
 
     Returns:
       ``(loss, metrics)``: scalar loss; metrics ``ratio_mean/min/max``, ``clip_fraction``,
@@ -384,14 +464,22 @@ def fpo_objective(
         "(*batch,), one per action",
         f"batch shape from actions {_fmt_shape(jnp.shape(actions))}",
     )
-    new_cfm_loss = cfm_loss(velocity_fn, params, obs, actions, eps, t, weighting=weighting)
+    new_cfm_loss = cfm_loss(
+        velocity_fn, params, obs, actions, eps, t, weighting=weighting, reduction=cfm_loss_reduction
+    )
+    clamped_new = new_cfm_loss
+    if negative_advantage_cfm_clamp is not None:
+        clamped_new = clamp_negative_advantage_loss(
+            new_cfm_loss, advantages, negative_advantage_cfm_clamp
+        )
     log_r = fpo_log_ratio(
         old_cfm_loss,
-        new_cfm_loss,
+        clamped_new,
         ratio=ratio,
         cfm_loss_clamp=cfm_loss_clamp,
         log_ratio_clamp=log_ratio_clamp,
         pair_log_ratio_clamp=pair_log_ratio_clamp,
+        log_ratio_straight_through=log_ratio_straight_through,
     )
     r = jnp.exp(log_r)
     adv = advantages[..., None] if ratio == "per_sample" else advantages

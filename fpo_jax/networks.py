@@ -8,15 +8,25 @@ scale = softplus(s) + 1e-3. All sizes are configurable; leading batch dims are f
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, get_args
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from fpo_jax.config import ActivationName
 from fpo_jax.flow import VelocityFn, timestep_embedding
 
 Array = jax.Array
+
+# Hidden-layer activations by name (TrainConfig.activation); FPO++ uses ELU.
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "silu": nn.silu,
+    "elu": nn.elu,
+    "relu": nn.relu,
+    "tanh": jnp.tanh,
+}
+assert tuple(ACTIVATIONS) == get_args(ActivationName)
 
 
 class SplitInputDense(nn.Module):

@@ -89,7 +89,7 @@ class TrainResult:
     def policy_of(self, i: int) -> Callable[[jax.Array, jax.Array], jax.Array]:
         """Member ``i``'s policy (see ``policy``), with its swept settings."""
         state = self.member(i)
-        return self.trainer.policy_fn(state.params, state.obs_stats, state.hparams)
+        return self.trainer.policy_fn(state.eval_params, state.obs_stats, state.hparams)
 
     @property
     def final_eval_return(self) -> float:
@@ -576,7 +576,7 @@ def _train_loop(
     final = jax.tree.map(lambda x: x[first], state)
     return TrainResult(
         state=state,
-        policy=trainer.policy_fn(final.params, final.obs_stats, final.hparams),
+        policy=trainer.policy_fn(final.eval_params, final.obs_stats, final.hparams),
         history=writer.history,
         config=config,
         trainer=trainer,

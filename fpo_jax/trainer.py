@@ -79,6 +79,9 @@ class TrainState:
     ``hparams``: the swept hyperparameters as float32 scalars, ``{name: ()}`` (empty without a
     sweep); they override the config's values inside the compiled step, so one program trains
     a whole grid of settings when the state has a leading member axis.
+    ``ema_params``: with ``config.ema_decay`` (FPO++), the exponential moving average of
+    ``params["policy"]`` (same structure), which evaluation and exported policies use; None
+    (no leaves, so checkpoints of runs without it are unchanged) otherwise.
     """
 
     params: Any
@@ -88,6 +91,15 @@ class TrainState:
     key: Array
     iteration: Array
     hparams: dict[str, Array] = struct.field(default_factory=dict)
+    ema_params: Any = None
+
+    @property
+    def eval_params(self) -> Any:
+        """``params`` with the policy replaced by its EMA copy when there is one: what acts at
+        evaluation and deployment."""
+        if self.ema_params is None:
+            return self.params
+        return {**self.params, "policy": self.ema_params}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,8 +111,41 @@ class _View:
     optimizer: optax.GradientTransformation
 
 
+def ema_update(
+    ema: Any, params: Any, decay: Array | float, num_updates: Array, warmup: Array | int
+) -> Any:
+    """One step of FPO++'s parameter EMA, after the ``num_updates``-th gradient step (1-based).
+
+    ``ema <- params`` while ``num_updates <= warmup`` (the first ``warmup`` updates copy the live
+    parameters), then ``ema <- decay * ema + (1 - decay) * params``. Leafwise on any pytree;
+    ``decay`` may be traced.
+    """
+    copy = num_updates <= warmup
+    return jax.tree.map(lambda e, p: jnp.where(copy, p, decay * e + (1.0 - decay) * p), ema, params)
+
+
+def clip_by_global_norm_per_network(max_norm: Any) -> optax.GradientTransformation:
+    """``optax.clip_by_global_norm`` applied to each top-level entry of a dict on its own.
+
+    On ``{"policy": g_pi, "value": g_v}`` each is scaled to global norm at most ``max_norm``
+    separately, as with FPO++'s two optimizers (actor, critic), each with its own clip. Adam and
+    AdamW act per parameter, so two of them with the same settings on disjoint parameters equal
+    one over both; the clip is the only part that differs (a large critic gradient no longer
+    shrinks the policy's step). Stateless.
+    """
+    clip = optax.clip_by_global_norm(max_norm)
+
+    def update(updates, state, params=None):
+        del params
+        return {k: clip.update(v, clip.init(v))[0] for k, v in updates.items()}, state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """Adam with an optional global-norm clip and a constant or linearly decaying step size."""
+    """Adam (AdamW with ``weight_decay``) with an optional gradient-norm clip (global, or per
+    network with ``grad_clip_scope="per_network"``) and a constant or linearly decaying step
+    size."""
     total_updates = (
         config.num_calls * config.iterations_per_call * config.num_epochs * config.num_minibatches
     )
@@ -110,8 +155,14 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
         lr = config.learning_rate
     parts = []
     if config.max_grad_norm is not None:
-        parts.append(optax.clip_by_global_norm(config.max_grad_norm))
-    parts.append(optax.adam(lr))
+        if config.grad_clip_scope == "per_network":
+            parts.append(clip_by_global_norm_per_network(config.max_grad_norm))
+        else:
+            parts.append(optax.clip_by_global_norm(config.max_grad_norm))
+    if config.weight_decay is not None:
+        parts.append(optax.adamw(lr, weight_decay=config.weight_decay))
+    else:
+        parts.append(optax.adam(lr))
     return optax.chain(*parts)
 
 
@@ -179,7 +230,9 @@ class Trainer:
             )
         self.agent = agent
         self.value_net = (
-            networks.ValueMLP(hidden_sizes=config.value_hidden)
+            networks.ValueMLP(
+                hidden_sizes=config.value_hidden, activation=networks.ACTIVATIONS[config.activation]
+            )
             if value_network is None
             else value_network
         )
@@ -227,6 +280,8 @@ class Trainer:
             key=k_next,
             iteration=jnp.zeros((), jnp.int32),
             hparams=hparams,
+            # A copy, not the same buffers: the state is donated to the compiled step.
+            ema_params=None if c.ema_decay is None else jax.tree.map(jnp.copy, params["policy"]),
         )
 
     def _shard(self, tree: Any, axis: int = 0) -> Any:
@@ -299,6 +354,8 @@ class Trainer:
         value_targets, advantages = to_time_major(value_targets), to_time_major(advantages)
         if c.normalize_advantages:
             advantages = loss.normalize_advantages(advantages)
+        if c.advantage_clamp is not None:  # FPO++: after normalisation
+            advantages = jnp.clip(advantages, -c.advantage_clamp, c.advantage_clamp)
         policy_loss, metrics = view.agent.objective(
             params["policy"], traj["obs"], traj["raw_action"], traj["extras"], advantages
         )
@@ -308,12 +365,17 @@ class Trainer:
         return total, metrics
 
     def _sgd_step(self, view: _View, carry, minibatch):
-        params, opt_state = carry
+        """carry: (params, opt_state, ema_params or None, gradient steps done so far)."""
+        params, opt_state, ema, num_updates = carry
         grads, metrics = jax.grad(self._loss, argnums=1, has_aux=True)(view, params, minibatch)
         updates, opt_state = view.optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
+        num_updates = num_updates + 1
+        if ema is not None:
+            c = view.config
+            ema = ema_update(ema, params["policy"], c.ema_decay, num_updates, c.ema_warmup_updates)
         metrics["grad_norm"] = optax.global_norm(grads)
-        return (params, opt_state), metrics
+        return (params, opt_state, ema, num_updates), metrics
 
     def _epoch(self, view: _View, data, carry, key):
         c = self.config
@@ -378,8 +440,12 @@ class Trainer:
         data = (traj, bootstrap_obs)
         view = self._view(state.hparams)
         epoch = lambda carry, k: self._epoch(view, data, carry, k)
-        (params, opt_state), sgd_metrics = jax.lax.scan(
-            epoch, (state.params, state.opt_state), jax.random.split(k_sgd, c.num_epochs)
+        # Gradient steps before this iteration's (the EMA's warm-up counts them).
+        done = state.iteration * (c.num_epochs * c.num_minibatches)
+        (params, opt_state, ema, _), sgd_metrics = jax.lax.scan(
+            epoch,
+            (state.params, state.opt_state, state.ema_params, done),
+            jax.random.split(k_sgd, c.num_epochs),
         )
         metrics = jax.tree.map(jnp.mean, sgd_metrics)
         episodes = jnp.sum(rollout.logs["episodes"])
@@ -390,9 +456,13 @@ class Trainer:
             jnp.nan,
         )
         metrics["train/reward_per_step"] = jnp.mean(rollout.traj["reward"])
-        metrics["finite"] = _all_finite(params) & jnp.isfinite(metrics["total_loss"])
+        metrics["finite"] = _all_finite((params, ema)) & jnp.isfinite(metrics["total_loss"])
         state = state.replace(
-            params=params, opt_state=opt_state, key=key, iteration=state.iteration + 1
+            params=params,
+            opt_state=opt_state,
+            ema_params=ema,
+            key=key,
+            iteration=state.iteration + 1,
         )
         return state, metrics
 
@@ -421,8 +491,8 @@ class Trainer:
     ) -> Callable:
         """``policy(obs (..., obs_dim), key) -> action (..., A)`` in ``[-1, 1]``, jit-able.
 
-        ``params`` are the whole ``state.params`` (and ``hparams`` its ``state.hparams``, for a
-        sweep member); uses the evaluation sampler of the config (integrator, steps, noise
+        ``params`` are the whole ``state.eval_params`` (the policy's EMA copy when the run keeps
+        one, else ``state.params``; ``hparams`` its ``state.hparams``, for a sweep member); uses the evaluation sampler of the config (integrator, steps, noise
         start). A dict observation is read through its "state" entry.
         """
         agent = self._view(hparams or {}).agent
@@ -435,7 +505,7 @@ class Trainer:
         Rewards (and env metrics) after an episode's end are masked out.
         """
         c = self.config
-        policy = self.policy_fn(state.params, state.obs_stats, state.hparams)
+        policy = self.policy_fn(state.eval_params, state.obs_stats, state.hparams)
         k_reset, k_act = jax.random.split(key)
         env_state = self.eval_env.reset(jax.random.split(k_reset, c.num_eval_envs))
         num_steps = -(-c.episode_length // c.action_repeat)

@@ -29,6 +29,7 @@ def assert_same(a, b):
     "env, changes",
     [
         ("CartpoleBalance", {}),  # MJX state: zero-size arrays (data.act, ...)
+        ("CartpoleBalance", dict(ema_decay=0.95)),  # plus the policy's EMA copy
         ("inverted_pendulum", dict(backend="generalized")),
         ("inverted_pendulum", dict(backend="positional")),
         ("inverted_pendulum", dict(backend="spring")),

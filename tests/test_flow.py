@@ -52,7 +52,7 @@ def test_uniform_times_support_and_shape():
 
 def test_bad_time_kind_raises():
     with pytest.raises(ValueError, match="valid kinds"):
-        flow.sample_flow_times(jax.random.key(0), (3,), kind="beta")
+        flow.sample_flow_times(jax.random.key(0), (3,), kind="gamma")
 
 
 def test_draw_cfm_pairs_shapes():
@@ -382,3 +382,50 @@ def test_flow_learns_bimodal_distribution():
     assert frac_neg > 0.25 and frac_pos > 0.25, (frac_neg, frac_pos)
     assert near_zero < 0.1, near_zero
     assert near_modes > 0.7, near_modes
+
+
+# ---------------------------------------------------------------------------------------------
+# FPO++: Beta flow times, action perturbation
+# ---------------------------------------------------------------------------------------------
+
+
+def _beta_time_cdf(x, beta, lo=0.005, hi=0.995):
+    """P(t <= x) for t = (1 - u)^(1/beta), u ~ U(lo, hi): FPO++'s tau ~ Beta(1, beta) inverse CDF
+    draw, with our t = 1 - tau."""
+    x = np.asarray(x, np.float64)
+    u_min = np.clip(1.0 - x**beta, lo, hi)  # t <= x  <=>  u >= 1 - x^beta
+    return (hi - u_min) / (hi - lo)
+
+
+@pytest.mark.parametrize("beta", [1.0, 2.5, 0.5])
+def test_beta_times_follow_fpo_plus_plus_distribution_in_our_direction(beta):
+    from scipy import stats
+
+    t = np.asarray(flow.sample_flow_times(jax.random.key(3), (20000,), kind="beta", beta=beta))
+    assert t.shape == (20000, 1)
+    lo, hi = (1 - 0.995) ** (1 / beta), (1 - 0.005) ** (1 / beta)
+    assert t.min() >= lo - 1e-6 and t.max() <= hi + 1e-6
+    assert stats.kstest(t[:, 0], lambda x: _beta_time_cdf(x, beta)).pvalue > 1e-3
+    # The reversed orientation (t drawn like their tau) is rejected unless beta = 1.
+    reversed_p = stats.kstest(1.0 - t[:, 0], lambda x: _beta_time_cdf(x, beta)).pvalue
+    assert (reversed_p > 1e-3) == (beta == 1.0)
+    # Analytic mean of the untruncated Beta(beta, 1): beta / (beta + 1) (truncation is 0.5 %).
+    assert abs(t.mean() - beta / (beta + 1)) < 0.01
+
+
+def test_beta_times_take_a_traced_beta():
+    draw = jax.jit(
+        lambda b: flow.sample_flow_times(jax.random.key(0), (4000,), kind="beta", beta=b)
+    )
+    assert float(draw(3.0).mean()) > float(draw(1.0).mean()) + 0.2  # 0.75 vs 0.5
+    with pytest.raises(ValueError, match="beta"):
+        flow.sample_flow_times(jax.random.key(0), (3,), kind="beta", beta=0.0)
+
+
+def test_perturb_actions_adds_noise_of_the_given_std():
+    actions = _randn(50000, 2)
+    out = flow.perturb_actions(jax.random.key(0), actions, 0.02)
+    noise = np.asarray(out - actions)
+    assert out.shape == actions.shape
+    np.testing.assert_allclose(noise.std(axis=0), 0.02, rtol=0.03)
+    np.testing.assert_allclose(noise.mean(axis=0), 0.0, atol=1e-3)

@@ -424,3 +424,71 @@ def test_value_loss_and_normalize():
     np.testing.assert_allclose(loss.value_loss(jnp.array([1.0, 3.0]), jnp.array([0.0, 1.0])), 2.5)
     a = loss.normalize_advantages(jnp.array([1.0, 2.0, 3.0, 4.0]))
     np.testing.assert_allclose([a.mean(), a.std()], [0.0, 1.0], atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# FPO++ switches
+# --------------------------------------------------------------------------------------------
+
+
+def test_straight_through_log_ratio_clamp_clips_forward_and_passes_the_gradient():
+    old = jnp.array([[0.0, 30.0, 1.0], [0.5, 0.2, 0.0]])  # (B=2, N=3)
+    new = jnp.array([[12.0, 1.0, 0.5], [0.1, 0.3, 0.0]])  # log r_00 = -12, log r_01 = 29
+    k = 10.0
+
+    def log_r(new, straight_through, clamp=k):
+        return loss.fpo_log_ratio(old, new, ratio="per_sample", log_ratio_clamp=clamp,
+                                  log_ratio_straight_through=straight_through)  # fmt: skip
+
+    # Forward: exactly the clipped log-ratio, as with the plain clamp.
+    np.testing.assert_allclose(log_r(new, True), jnp.clip(old - new, -k, k))
+    np.testing.assert_allclose(log_r(new, True), log_r(new, False))
+    # Backward: d/d new of the unclamped log-ratio (-1 everywhere), also where the clamp is
+    # active; the plain clamp gives 0 there.
+    weights = jnp.arange(1.0, 7.0).reshape(2, 3)
+    grad = lambda st, clamp: jax.grad(lambda n: jnp.sum(weights * log_r(n, st, clamp)))(new)
+    np.testing.assert_allclose(grad(True, k), grad(False, None))
+    np.testing.assert_allclose(grad(True, k), -weights)
+    assert float(grad(False, k)[0, 0]) == 0.0 and float(grad(False, k)[0, 1]) == 0.0
+
+
+def test_sqrt_reduction_is_sum_over_sqrt_of_action_dims(setup):
+    params, obs, actions, eps, t, _ = setup
+    mean = loss.cfm_loss(linear_velocity, params, obs, actions, eps, t)
+    sqrt = loss.cfm_loss(linear_velocity, params, obs, actions, eps, t, reduction="sqrt")
+    np.testing.assert_allclose(sqrt, mean * np.sqrt(ACT_DIM), rtol=1e-6)
+    # Unit squared errors in 9 dims: mean 1, sqrt 9 / 3 = 3.
+    ones = jnp.ones((4, 9))
+    np.testing.assert_allclose(loss.reduce_action_dims(ones, "sqrt"), 3.0)
+    np.testing.assert_allclose(loss.reduce_action_dims(ones, "mean"), 1.0)
+    with pytest.raises(ValueError, match="reduction"):
+        loss.reduce_action_dims(ones, "sum")
+
+
+def test_negative_advantage_clamp_bounds_only_negative_advantage_losses():
+    new = jnp.array([[25.0, 3.0], [25.0, 3.0]])  # (B=2, N=2)
+    adv = jnp.array([-1.0, 2.0])
+    out = loss.clamp_negative_advantage_loss(new, adv, 20.0)
+    np.testing.assert_allclose(out, [[20.0, 3.0], [25.0, 3.0]])
+    with pytest.raises(ValueError, match="advantages"):
+        loss.clamp_negative_advantage_loss(new, adv[:, None], 20.0)
+
+
+def test_negative_advantage_clamp_stops_pushing_a_bad_action_away(setup):
+    """Pairs with A < 0 whose new loss exceeds the clamp no longer get a gradient."""
+    params, obs, actions, eps, t, _ = setup
+    adv = -jnp.ones(actions.shape[:-1])
+    new = loss.cfm_loss(linear_velocity, params, obs, actions, eps, t)
+    clamp = float(jnp.median(new))  # about half the pairs above it
+    old = new + 0.01  # ratios near 1: inside ASPO's penalty, where gradients are non-zero
+
+    def objective(p, c):
+        return loss.fpo_objective(linear_velocity, p, obs, actions, eps, t, old, adv,
+                                  ratio="per_sample", trust_region="aspo",
+                                  negative_advantage_cfm_clamp=c)[0]  # fmt: skip
+
+    free = jax.grad(objective)(params, None)
+    clamped = jax.grad(objective)(params, clamp)
+    assert not np.allclose(free["b"], clamped["b"])
+    # Every pair above the clamp: no gradient at all.
+    assert np.allclose(jax.grad(objective)(params, float(jnp.min(new)) / 2)["b"], 0.0)

@@ -112,6 +112,11 @@ register_algorithm(
         "cfm_loss_clamp",
         "log_ratio_clamp",
         "pair_log_ratio_clamp",
+        "t_beta",
+        "cfm_loss_reduction",
+        "negative_advantage_cfm_clamp",
+        "log_ratio_straight_through",
+        "action_perturbation_std",
     },  # fmt: skip
 )
 # FPO paper, Table 1 baselines: tuned Gaussian PPO (lr 3e-4, clip 0.1, entropy 0.01, evaluated

@@ -43,6 +43,7 @@ class FlowPolicy:
             action_dim=self.action_size,
             hidden_sizes=c.policy_hidden,
             output_scale=c.velocity_output_scale,
+            activation=networks.ACTIVATIONS[c.activation],
         )
 
     @property

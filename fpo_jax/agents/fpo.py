@@ -26,7 +26,10 @@ class FPOAgent(FlowPolicy):
     def act(self, params: Params, obs: Array, key: Array) -> tuple[Array, Extras]:
         """obs (*B, obs_dim) -> raw_action (*B, A), extras {eps (*B, N, A), t (*B, N, 1),
         old_cfm_loss (*B, N)}; with ``pair_storage="key"`` extras hold pair_key (*B, 2)
-        instead of eps and t."""
+        instead of eps and t.
+
+        With ``action_perturbation_std`` (FPO++) the sampled raw action gets N(0, std^2) noise;
+        the perturbed one is returned (executed, stored) and its old CFM losses recorded."""
         c = self.config
         k_sample, k_pairs = jax.random.split(key)
         x = flow.sample(
@@ -38,6 +41,11 @@ class FPOAgent(FlowPolicy):
             integrator=c.integrator,
             num_steps=c.flow_steps,
         )
+        if c.action_perturbation_std is not None:
+            # Its own key, split off only when on: without it the draws are today's.
+            k_pairs, k_perturb = jax.random.split(k_pairs)
+            raw = flow.perturb_actions(k_perturb, self.to_raw_action(x), c.action_perturbation_std)
+            x = self.from_raw_action(raw)
         batch_shape = obs.shape[:-1]
         if c.pair_storage == "key":
             pair_keys = jax.random.split(k_pairs, math.prod(batch_shape)).reshape(*batch_shape, 2)
@@ -51,9 +59,19 @@ class FPOAgent(FlowPolicy):
                 self.action_size,
                 t_kind=c.t_sampler,
                 num_grid_steps=c.flow_steps,
+                t_beta=c.t_beta,
             )
             pairs = {"eps": eps, "t": t}
-        old = loss.cfm_loss(self.velocity_fn, params, obs, x, eps, t, weighting=c.cfm_weighting)
+        old = loss.cfm_loss(
+            self.velocity_fn,
+            params,
+            obs,
+            x,
+            eps,
+            t,
+            weighting=c.cfm_weighting,
+            reduction=c.cfm_loss_reduction,
+        )
         return self.to_raw_action(x), {**pairs, "old_cfm_loss": old}
 
     def pairs_from_keys(self, pair_keys: Array) -> tuple[Array, Array]:
@@ -66,6 +84,7 @@ class FPOAgent(FlowPolicy):
             self.action_size,
             t_kind=c.t_sampler,
             num_grid_steps=c.flow_steps,
+            t_beta=c.t_beta,
         )
         flat = pair_keys.reshape(-1, 2)
         t, eps = jax.vmap(draw)(flat)
@@ -96,6 +115,9 @@ class FPOAgent(FlowPolicy):
             cfm_loss_clamp=c.cfm_loss_clamp,
             log_ratio_clamp=self.log_ratio_clamp,
             pair_log_ratio_clamp=c.pair_log_ratio_clamp,
+            cfm_loss_reduction=c.cfm_loss_reduction,
+            negative_advantage_cfm_clamp=c.negative_advantage_cfm_clamp,
+            log_ratio_straight_through=c.log_ratio_straight_through,
         )
 
     @property

@@ -38,7 +38,9 @@ class GaussianPPOAgent:
         if self.network is not None:
             return self.network
         return networks.GaussianPolicyMLP(
-            action_dim=self.action_size, hidden_sizes=self.config.policy_hidden
+            action_dim=self.action_size,
+            hidden_sizes=self.config.policy_hidden,
+            activation=networks.ACTIVATIONS[self.config.activation],
         )
 
     def init(self, key: Array, obs_size: int) -> Params:
