@@ -26,15 +26,16 @@ Run from the repository root::
     python experiments/ratio_fidelity.py            # ~15 min on 2 shared CPU cores
     python experiments/ratio_fidelity.py --smoke    # 2 settings, 4 iterations, to /tmp
 
-Writes ``experiments/results/ratio_fidelity.md`` and ``ratio_fidelity.png`` (ratio statistics
+Writes ``experiments/results/ratio_fidelity.md``, ``ratio_fidelity.png`` (ratio statistics
 over training), ``ratio_fidelity_hist.png`` (action histograms over training, every setting and
-seed).
+seed) and ``ratio_fidelity.json`` (every recorded statistic per call and seed).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "N = 32": dict(num_pairs=32),
     "per-sample ratio": dict(ratio="per_sample"),
     "per-sample ratio + ASPO": dict(ratio="per_sample", trust_region="aspo"),
+    "per-sample ratio + ASPO, 2x steps": dict(ratio="per_sample", trust_region="aspo", steps=2),
     "lr 3e-4": dict(learning_rate=3e-4),
     "clip 0.05": dict(clip_epsilon=0.05),
     "source noise 0.5": dict(flow_noise_scale=0.5),
@@ -195,7 +197,7 @@ def run_setting(label: str, overrides: dict[str, Any], args: argparse.Namespace)
     control = overrides.pop("algo_control", False)
     config = replace(
         preset(ENV, "fpo"),
-        num_timesteps=args.steps,
+        num_timesteps=args.steps * overrides.pop("steps", 1),
         num_seeds=args.seeds,
         num_evals=2,
         **overrides,
@@ -244,6 +246,71 @@ def _steps(res: dict) -> np.ndarray:
     return np.array([r["env_steps"] for r in res["rows"]])
 
 
+def _weight_mean(res: dict) -> np.ndarray:
+    """(calls, seeds) mean of exp(exact log-ratio) over the old policy's actions: 1 when the
+    actions follow the ODE density that the exact log-ratio is computed under."""
+    return _series(res, "plus/share_new_exact") + _series(res, "minus/share_new_exact")
+
+
+def _share_after(res: dict, kind: str) -> np.ndarray:
+    """(calls, seeds) share of a > 0 after the update, self-normalised importance weights."""
+    plus, minus = _series(res, f"plus/share_new_{kind}"), _series(res, f"minus/share_new_{kind}")
+    return plus / (plus + minus)
+
+
+def mechanism_summary(results: list[dict]) -> str:
+    """Per setting, pooled over seeds, updates while the majority side holds < 95 %:
+    rich-get-richer (reward gap vs share imbalance) and the step towards the majority."""
+    headers = [
+        "setting",
+        "updates",
+        "corr(share imbalance, reward gap)",
+        "mean reward gap majority - minority",
+        "step to majority per update: exact / surrogate (pp)",
+        "corr(exact step, surrogate step)",
+        "calls until one side > 95 % (per seed)",
+    ]
+    rows = []
+    for res in results:
+        share = _series(res, "plus/share")
+        gap = _series(res, "plus/reward") - _series(res, "minus/reward")
+        side = np.sign(share - 0.5)
+        open_ = np.maximum(share, 1 - share) < 0.95
+        step_e = side * (_share_after(res, "exact") - share)
+        step_s = side * (_share_after(res, "surrogate") - share)
+        calls = np.array([r["call"] for r in res["rows"]])
+        until = []
+        for k in range(share.shape[1]):
+            hit = np.flatnonzero(~open_[:, k])
+            until.append(str(calls[hit[0]]) if hit.size else f"> {calls[-1]}")
+        sel = open_ & np.isfinite(step_e) & np.isfinite(step_s)
+        rows.append(
+            [
+                res["label"],
+                int(sel.sum()),
+                f"{np.corrcoef(np.abs(share - 0.5)[sel], (side * gap)[sel])[0, 1]:+.2f}",
+                f"{np.mean((side * gap)[sel]):+.3f}",
+                f"{100 * np.mean(step_e[sel]):+.2f} / {100 * np.mean(step_s[sel]):+.2f}",
+                f"{np.corrcoef(step_e[sel], step_s[sel])[0, 1]:+.2f}",
+                ", ".join(until),
+            ]
+        )
+    return common.markdown_table(headers, rows, "lrrrrrl")
+
+
+def save_json(results: list[dict]) -> None:
+    """Every recorded statistic (per call and seed) and the final samples' mode shares."""
+    out = []
+    for res in results:
+        rows = [{k: np.asarray(v).tolist() for k, v in r.items()} for r in res["rows"]]
+        shares = _mode_shares(res["samples"]).tolist()
+        out.append(
+            {"label": res["label"], "rows": rows, "final_mode_shares": shares,
+             "eval_return": res["eval"].tolist()}
+        )  # fmt: skip
+    common.write_result("ratio_fidelity.json", json.dumps(out))
+
+
 def fidelity_table(results: list[dict], early_calls: int) -> str:
     headers = [
         "setting",
@@ -254,6 +321,7 @@ def fidelity_table(results: list[dict], early_calls: int) -> str:
         "clipped: surrogate / exact %",
         "bias (mean form)",
         "rmse (mean / per-pair)",
+        "E_old[exp(exact)]",
     ]
     rows = []
     for res in results:
@@ -275,9 +343,10 @@ def fidelity_table(results: list[dict], early_calls: int) -> str:
                     f"{f('mean/clip_fraction', 1, 100)} / {f('exact/clip_fraction', 1, 100)}",
                     f("mean/bias", 3),
                     f"{f('mean/rmse', 3)} / {f('per_sample/rmse', 3)}",
+                    common.fmt_pm(np.nanmean(_weight_mean(res)[sel], axis=0), 2),
                 ]
             )
-    return common.markdown_table(headers, rows, "llllllll")
+    return common.markdown_table(headers, rows, "lllllllr")
 
 
 def modes_table(results: list[dict]) -> tuple[str, dict[str, int]]:
@@ -300,7 +369,7 @@ def modes_table(results: list[dict]) -> tuple[str, dict[str, int]]:
     return common.markdown_table(headers, rows, "lrrrr"), both
 
 
-def mechanism_table(res: dict, seed: int, max_rows: int = 14) -> str:
+def mechanism_table(res: dict, seed: int, last_call: int = 24) -> str:
     """Per recorded call of one seed: sides' shares, rewards and log-ratios, exact vs surrogate."""
     headers = [
         "call",
@@ -309,13 +378,15 @@ def mechanism_table(res: dict, seed: int, max_rows: int = 14) -> str:
         "exact log-ratio a > 0 / a <= 0",
         "surrogate log-ratio a > 0 / a <= 0",
         "share a > 0 after: exact / surrogate",
+        "E_old[exp(exact)]",
         "corr (mean form)",
     ]
-    rows_all = res["rows"]
-    pick = np.unique(np.linspace(0, len(rows_all) - 1, min(max_rows, len(rows_all))).astype(int))
+    after_e, after_s = _share_after(res, "exact"), _share_after(res, "surrogate")
+    weight = _weight_mean(res)
     rows = []
-    for i in pick:
-        r = rows_all[i]
+    for i, r in enumerate(res["rows"]):
+        if r["call"] > last_call:
+            break
         g = lambda k, r=r: float(np.asarray(r[k]).reshape(-1)[seed])
         rows.append(
             [
@@ -324,11 +395,12 @@ def mechanism_table(res: dict, seed: int, max_rows: int = 14) -> str:
                 f"{g('plus/reward'):.3f} / {g('minus/reward'):.3f}",
                 f"{g('plus/exact_log_ratio'):+.4f} / {g('minus/exact_log_ratio'):+.4f}",
                 f"{g('plus/surrogate_log_ratio'):+.4f} / {g('minus/surrogate_log_ratio'):+.4f}",
-                f"{g('plus/share_new_exact'):.3f} / {g('plus/share_new_surrogate'):.3f}",
+                f"{after_e[i, seed]:.3f} / {after_s[i, seed]:.3f}",
+                f"{weight[i, seed]:.2f}",
                 f"{g('mean/corr'):.2f}",
             ]
         )
-    return common.markdown_table(headers, rows, "rrrrrrr")
+    return common.markdown_table(headers, rows, "rrrrrrrr")
 
 
 def plot_fidelity(results: list[dict]) -> None:
@@ -441,14 +513,25 @@ def main(argv=None) -> None:
         f"Share (%) of samples within ±{NEAR} of each mode (squashed action).\n",
         modes,
         "\n![action histograms over training](ratio_fidelity_hist.png)\n",
+        "\n## How one side wins\n",
+        "Per setting, pooled over seeds, the recorded updates while neither side (a > 0, a <= 0) "
+        "holds 95 % of the batch. Share imbalance: |share(a > 0) - 0.5|; reward gap: the mean "
+        "reward of the majority side's actions minus the minority's. Step to majority: how many "
+        "percentage points the update moves the majority side's probability, estimated on the "
+        "old actions with self-normalised importance weights from the exact and from FPO's "
+        "(mean-form) log-ratio.\n",
+        mechanism_summary(results),
         f"\n## How the mass moves: {results[0]['label']}, seed 0\n",
         "Old-policy shares and mean rewards of the two sides (a > 0, a <= 0) in the batch, the "
         "mean log-ratio of each side's actions, and the side's probability after the update "
-        "estimated from the old samples with the exact and with FPO's (mean-form) ratio.\n",
+        "estimated from the old samples with the exact and with FPO's (mean-form) ratio "
+        "(self-normalised), and the mean exact importance weight (1 while the sampled actions "
+        "follow the ODE density the exact ratio is computed under).\n",
         mechanism_table(results[0], 0),
         "\n" + watch.line(),
     ]
     common.write_result("ratio_fidelity.md", "\n".join(text))
+    save_json(results)
     plot_fidelity(results)
     plot_histograms(results)
     print({k: v for k, v in both.items()})
