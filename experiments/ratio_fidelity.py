@@ -298,11 +298,19 @@ def mechanism_summary(results: list[dict]) -> str:
     return common.markdown_table(headers, rows, "lrrrrrl")
 
 
+def _rounded(x: Any) -> Any:
+    """Nested lists of floats with 4 significant digits (ints unchanged), for a small JSON."""
+    a = np.asarray(x)
+    if a.dtype.kind in "iub":
+        return a.tolist()
+    return np.vectorize(lambda v: float(f"{v:.4g}"), otypes=[object])(a).tolist()
+
+
 def save_json(results: list[dict]) -> None:
     """Every recorded statistic (per call and seed) and the final samples' mode shares."""
     out = []
     for res in results:
-        rows = [{k: np.asarray(v).tolist() for k, v in r.items()} for r in res["rows"]]
+        rows = [{k: _rounded(v) for k, v in r.items()} for r in res["rows"]]
         shares = _mode_shares(res["samples"]).tolist()
         out.append(
             {"label": res["label"], "rows": rows, "final_mode_shares": shares,
@@ -418,6 +426,8 @@ def plot_fidelity(results: list[dict]) -> None:
             y = _series(res, key)
             ax.plot(_steps(res), np.nanmean(y, axis=1), color=color, label=res["label"], lw=1.5)
             ax.fill_between(_steps(res), y.min(axis=1), y.max(axis=1), color=color, alpha=0.12)
+        if key.endswith("bias"):  # a few nats early, hundreds once a mode is very narrow
+            ax.set_yscale("symlog", linthresh=0.1)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("env steps")
         ax.grid(alpha=0.3)
