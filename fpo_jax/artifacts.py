@@ -28,7 +28,7 @@ import numpy as np
 from flax import serialization
 
 from fpo_jax import normalization
-from fpo_jax.agents import Policy, make_agent, make_policy
+from fpo_jax.agents import Policy, make_agent, make_policy, with_settings
 from fpo_jax.checkpoint import Checkpointer
 from fpo_jax.config import TrainConfig, replace, sweep_members
 from fpo_jax.errors import ConfigError
@@ -62,9 +62,10 @@ def _sampler_config(
 
 def _with_config(agent: Any, config: TrainConfig) -> Any:
     """An injected agent made to sample with ``config`` (the sampler chosen at load time)."""
-    if agent is not None and dataclasses.is_dataclass(agent) and hasattr(agent, "config"):
-        return dataclasses.replace(agent, config=config)
-    return agent
+    if agent is None:
+        return None
+    configured = with_settings(agent, config)
+    return agent if configured is None else configured
 
 
 @dataclass

@@ -46,8 +46,9 @@ import optax
 from flax import struct
 
 from fpo_jax import envs, loss, networks, normalization, parallel
-from fpo_jax.agents import Agent, make_agent, make_policy
+from fpo_jax.agents import Agent, agent_settings, make_agent, make_policy, with_settings
 from fpo_jax.config import SWEEPABLE, TrainConfig, parse_sweep, validate
+from fpo_jax.errors import ConfigError
 
 Array = jax.Array
 Metrics = dict[str, Array]
@@ -166,6 +167,40 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     return optax.chain(*parts)
 
 
+# Sweepable settings the trainer reads itself (optimizer, GAE, value loss, advantages, EMA);
+# the agent reads every other swept setting, or nothing does.
+TRAINER_SETTINGS = frozenset({
+    "learning_rate", "max_grad_norm", "weight_decay", "value_loss_coef", "discount",
+    "gae_lambda", "reward_scaling", "advantage_clamp", "ema_decay",
+})  # fmt: skip
+
+
+def _check_sweep_reaches(agent: Any, grid: dict[str, tuple[float, ...]]) -> None:
+    """Refuse a swept setting that nothing reads, or that the agent reads but cannot receive."""
+    for_agent = sorted(set(grid) - TRAINER_SETTINGS)
+    if not for_agent:
+        return
+    name = type(agent).__name__
+    reads = agent_settings(agent)
+    if reads is None:
+        raise ConfigError(
+            f"--sweep {', '.join(for_agent)}: the agent {name} does not declare which settings "
+            "it reads (a `reads` attribute), so a swept value might reach nothing."
+        )
+    unread = [n for n in for_agent if n not in reads]
+    if unread:
+        raise ConfigError(
+            f"--sweep {', '.join(unread)}: nothing reads it with the agent {name} (an injected "
+            "network ignores the default network's settings), so every member would train the "
+            "same."
+        )
+    if with_settings(agent, TrainConfig()) is None:
+        raise ConfigError(
+            f"--sweep {', '.join(for_agent)}: the agent {name} has no `with_settings(config)` "
+            "method, so it cannot receive each member's value."
+        )
+
+
 def _stats_after_rollout(config: TrainConfig) -> bool:
     """Whether the rollout stores raw observations, normalised in the loss with statistics
     updated once after the rollout (Brax's and the FPO authors' order)."""
@@ -228,6 +263,7 @@ class Trainer:
                 f"The agent was built for {agent.action_size}-dim actions but the env "
                 f"{config.env!r} has {self.action_size}."
             )
+        _check_sweep_reaches(agent, grid)
         self.agent = agent
         self.value_net = (
             networks.ValueMLP(
@@ -251,8 +287,8 @@ class Trainer:
             return _View(self.config, self.agent, self.optimizer)
         config = dataclasses.replace(self.config, **hparams)  # traced values, no validation
         agent = self.agent
-        if dataclasses.is_dataclass(agent) and hasattr(agent, "config"):
-            agent = dataclasses.replace(agent, config=config)
+        if set(hparams) - TRAINER_SETTINGS:  # the agent reads some: hand it the member's config
+            agent = with_settings(agent, config)
         return _View(config, agent, make_optimizer(config))
 
     def init(self, key: Array, hparams: dict[str, Any] | None = None) -> TrainState:

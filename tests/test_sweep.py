@@ -83,3 +83,67 @@ def test_cli_takes_one_sweep_flag_per_field(capsys):
     assert config.num_members == 18
     assert train_cli.main(["--env", "gridworld", "--sweep", "num_envs=8,16"]) == 2
     assert "num_envs is static" in capsys.readouterr().err
+
+
+class _PPOWithEntropyKnob:
+    """A user's agent that is not a dataclass: delegates to the Gaussian PPO agent, declares
+    what it reads and takes each sweep member's config through ``with_settings``."""
+
+    name = "custom-ppo"
+    reads = frozenset({"entropy_cost", "clip_epsilon"})
+
+    def __init__(self, config, action_size):
+        from fpo_jax.agents import GaussianPPOAgent
+
+        self.action_size = action_size
+        self._inner = GaussianPPOAgent(config, action_size)
+
+    def with_settings(self, config):
+        return _PPOWithEntropyKnob(config, self.action_size)
+
+    def init(self, key, obs_size):
+        return self._inner.init(key, obs_size)
+
+    def act(self, params, obs, key):
+        return self._inner.act(params, obs, key)
+
+    def objective(self, params, obs, raw_action, extras, advantages):
+        return self._inner.objective(params, obs, raw_action, extras, advantages)
+
+    def eval_act(self, params, obs, key):
+        return self._inner.eval_act(params, obs, key)
+
+
+def test_a_custom_agents_swept_setting_reaches_every_member():
+    config = replace(TrainConfig(env="gridworld", algo="ppo", **RUN), entropy_cost=0.0)
+    agent = _PPOWithEntropyKnob(config, 2)
+    result = train("gridworld", config, agent=agent, sweep=("entropy_cost=0.0,5.0",))
+    # Same seed, different entropy bonus: the members must end with different policies.
+    a, b = (jax.tree.leaves(result.member(i).params["policy"]) for i in (0, 1))
+    assert not all(np.allclose(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_a_swept_setting_that_nothing_reads_is_refused():
+    import flax.linen as nn
+
+    from fpo_jax.agents import FPOAgent
+
+    class TinyVelocity(nn.Module):
+        @nn.compact
+        def __call__(self, obs, x_t, t):
+            return nn.Dense(x_t.shape[-1])(jax.numpy.concatenate([x_t, t], -1))
+
+    config = TrainConfig(env="gridworld", **RUN)
+    custom = FPOAgent(config, 2, network=TinyVelocity())
+    # The default network reads velocity_output_scale; an injected one does not.
+    with pytest.raises(ConfigError, match="velocity_output_scale: nothing reads it"):
+        train("gridworld", config, agent=custom, sweep=("velocity_output_scale=0.1,0.5",))
+    # An agent that declares nothing cannot be swept over its own settings.
+    undeclared = _PPOWithEntropyKnob(replace(config, algo="ppo"), 2)
+    object.__setattr__(undeclared, "reads", None)
+    with pytest.raises(ConfigError, match="does not declare which settings it reads"):
+        train("gridworld", replace(config, algo="ppo"), agent=undeclared,
+              sweep=("clip_epsilon=0.1,0.2",))  # fmt: skip
+    # Settings the trainer reads itself need nothing from the agent.
+    train("gridworld", replace(config, algo="ppo"), agent=undeclared,
+          sweep=("learning_rate=1e-3,3e-3",), num_timesteps=STEPS_PER_CALL, num_evals=1)  # fmt: skip

@@ -11,6 +11,7 @@ algorithm reads but the chosen one does not is refused when changed (see
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -165,6 +166,36 @@ register_algorithm(
 Policy = Callable[[jax.Array, jax.Array], jax.Array]
 
 
+# Settings only the default networks read: an injected network ignores them.
+DEFAULT_NETWORK_SETTINGS = frozenset({"policy_hidden", "velocity_output_scale", "activation"})
+
+
+def agent_settings(agent: Any) -> frozenset[str] | None:
+    """The settings ``agent`` reads: its own ``reads`` attribute if it has one, else its
+    registry entry's (without :data:`DEFAULT_NETWORK_SETTINGS` when a network was injected);
+    None when neither declares anything."""
+    declared = getattr(agent, "reads", None)
+    if declared is not None:
+        return frozenset(declared)
+    entry = next((a for a in ALGORITHMS.values() if a.make is type(agent)), None)
+    if entry is None or entry.reads is None:
+        return None
+    if getattr(agent, "network", None) is not None:
+        return entry.reads - DEFAULT_NETWORK_SETTINGS
+    return entry.reads
+
+
+def with_settings(agent: Any, config: Any) -> Any:
+    """``agent`` reading ``config`` (a sweep member's, with traced values): its
+    ``with_settings(config)`` method, or for a dataclass agent with a ``config`` field a copy
+    with that field replaced; None if the agent offers neither."""
+    if hasattr(agent, "with_settings"):
+        return agent.with_settings(config)
+    if dataclasses.is_dataclass(agent) and hasattr(agent, "config"):
+        return dataclasses.replace(agent, config=config)
+    return None
+
+
 def make_agent(config: Any, action_size: int) -> Agent:
     """The agent named by ``config.algo`` for an action space of ``action_size`` dims."""
     if config.algo not in ALGORITHMS:
@@ -195,12 +226,15 @@ __all__ = [
     "Agent",
     "Algorithm",
     "DPPOAgent",
+    "DEFAULT_NETWORK_SETTINGS",
     "FPOAgent",
     "FlowPolicy",
     "GaussianPPOAgent",
     "Policy",
+    "agent_settings",
     "make_agent",
     "make_policy",
     "register_algorithm",
     "unread_settings",
+    "with_settings",
 ]

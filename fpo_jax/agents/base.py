@@ -15,6 +15,16 @@ All methods are pure and work on any leading batch dims ``B``:
 
 Agents are immutable dataclasses holding their config (and network); the trainer closes over
 them, so nothing in them is traced state.
+
+Two optional members let a sweep reach an agent (PureJaxRL style: a member's hyperparameters
+are an argument of the pure functions, here of the agent that builds them):
+
+* ``reads``: the config fields the agent reads (built-in agents: their registry entry's, less
+  the default network's when a network is injected); a swept setting that neither the trainer
+  nor the agent reads is refused, as every member would train the same;
+* ``with_settings(config) -> Agent``: the same agent reading ``config``, a sweep member's config
+  with traced values, called inside the compiled step (built-in agents: a copy with that
+  config). An agent that reads a swept setting must offer it.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,10 @@ class FlowPolicy:
     config: TrainConfig
     action_size: int
     network: Any = None
+
+    def with_settings(self, config: TrainConfig) -> FlowPolicy:
+        """This agent reading ``config`` (a sweep member's, with traced values)."""
+        return dataclasses.replace(self, config=config)
 
     @property
     def velocity_net(self) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,10 @@ class GaussianPPOAgent:
     """Policy module ``obs (..., obs_dim) -> (loc (..., A), scale (..., A))``; default:
     :class:`~fpo_jax.networks.GaussianPolicyMLP` sized by ``config.policy_hidden``."""
     name: str = "ppo"
+
+    def with_settings(self, config: TrainConfig) -> GaussianPPOAgent:
+        """This agent reading ``config`` (a sweep member's, with traced values)."""
+        return dataclasses.replace(self, config=config)
 
     @property
     def policy_net(self) -> Any:
