@@ -586,7 +586,9 @@ def _train_loop(
     )
 
 
-if __name__ == "__main__":  # `python -m fpo_jax.train ...` is the CLI (fpo_jax.cli)
-    from fpo_jax.cli import main
+if __name__ == "__main__":
+    # `python -m fpo_jax.train ...` runs the command line, fpo_jax.cli, as the program; this
+    # module does not depend on it (the CLI is built on train()).
+    import runpy
 
-    sys.exit(main())
+    runpy.run_module("fpo_jax.cli", run_name="__main__", alter_sys=True)

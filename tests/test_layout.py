@@ -19,17 +19,15 @@ def _module_name(path: Path) -> str:
 def _package_imports(path: Path) -> set[str]:
     """The fpo_jax modules ``path`` imports (``from fpo_jax import x`` counts x if a module).
 
-    Two kinds of block are not the module's imports and are skipped: ``if __name__ ==
-    "__main__":`` (``python -m fpo_jax.train`` runs the file as a script, a module of its own,
-    which calls the CLI), and a module-level ``__getattr__`` that keeps a moved name reachable
-    at its old address (``fpo_jax.config.preset``) without the package using it.
+    One block is skipped: a module-level ``__getattr__`` that keeps a moved name reachable at
+    its old address (``fpo_jax.config.preset``) for users; no package module uses it (checked
+    below).
     """
     tree = ast.parse(path.read_text())
     skipped = {
         id(n)
         for f in tree.body
-        if (isinstance(f, ast.FunctionDef) and f.name == "__getattr__")
-        or (isinstance(f, ast.If) and "__main__" in ast.unparse(f.test))
+        if isinstance(f, ast.FunctionDef) and f.name == "__getattr__"
         for n in ast.walk(f)
     }
     found = set()
@@ -78,6 +76,16 @@ def test_the_import_graph_has_no_circle_even_counting_imports_inside_functions()
     assert _cycle(graph) is None, f"import circle: {' -> '.join(_cycle(graph))}"
     # The check finds a circle when there is one.
     assert _cycle({**graph, "fpo_jax.config": {"fpo_jax.presets"}}) is not None
+
+
+def test_no_package_module_uses_the_old_addresses_of_moved_names():
+    moved = ("PAPER_DM_CONTROL_TASKS", "preset", "preset_family", "preset_variants")
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "fpo_jax.config":
+                assert not {a.name for a in node.names} & set(moved), path
+            if isinstance(node, ast.Attribute) and node.attr in moved:
+                assert ast.unparse(node.value) not in ("config", "fpo_jax.config"), path
 
 
 def test_config_imports_only_the_errors_module_and_only_cli_imports_tyro():
