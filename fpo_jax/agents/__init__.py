@@ -86,7 +86,7 @@ def unread_settings(algo: str) -> frozenset[str]:
 
 # What every flow policy (FPO, DPPO) reads: the velocity network and the evaluation sampler.
 _FLOW_POLICY_READS = frozenset({
-    "policy_hidden", "velocity_output_scale", "flow_noise_scale", "eval_integrator",
+    "policy_hidden", "activation", "velocity_output_scale", "flow_noise_scale", "eval_integrator",
     "eval_flow_steps", "eval_noise", "eval_sigma",
 })  # fmt: skip
 
@@ -136,6 +136,7 @@ register_algorithm(
     # Evaluation: the mean action or a sample (eval_noise); no flow sampler settings.
     reads={
         "policy_hidden",
+        "activation",
         "clip_epsilon",
         "trust_region",
         "entropy_cost",
