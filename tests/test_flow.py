@@ -3,6 +3,7 @@
 import functools
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -152,19 +153,6 @@ def test_sample_convergence_order(integrator, order):
         assert abs(slope - order) < 0.3, (integrator, slope, errors)
 
 
-def test_euler_reaches_target_of_dirac_flow():
-    """For a point target a*, the marginal velocity is u = (x_t - a*) / t; the last Euler step
-    (t = dt) lands exactly on a*, for any step count: a check of the time convention."""
-    target = jnp.array([0.7, -1.2])
-
-    def v(params, obs, x, t):
-        return (x - target) / t
-
-    for n in (1, 3, 10):
-        out = flow.sample(v, None, jnp.zeros((5, 1)), jax.random.key(n), action_dim=2, num_steps=n)
-        np.testing.assert_allclose(out, jnp.broadcast_to(target, (5, 2)), atol=1e-5)
-
-
 # ----------------------------------------------------------------------------- sample()
 
 
@@ -217,35 +205,6 @@ def test_return_path_shape_and_endpoints(integrator):
     np.testing.assert_allclose(action, action2, atol=1e-6)
 
 
-def test_path_steps_follow_euler():
-    obs = jnp.ones((4, 3))
-    _, path = flow.sample(
-        _toy_velocity,
-        TOY_PARAMS,
-        obs,
-        jax.random.key(2),
-        action_dim=2,
-        num_steps=4,
-        return_path=True,
-    )
-    times = flow.step_times(4)
-    for k in range(4):
-        t = jnp.full((4, 1), times[k])
-        expected = flow.euler_step(_toy_velocity, TOY_PARAMS, obs, path[:, k], t, 0.25)
-        np.testing.assert_allclose(path[:, k + 1], expected, atol=1e-6)
-
-
-def test_stochastic_sigma_zero_equals_euler():
-    obs = jnp.ones((4, 3))
-    kw = dict(action_dim=2, num_steps=7, return_path=True)
-    a_e, p_e = flow.sample(_toy_velocity, TOY_PARAMS, obs, jax.random.key(3), **kw)
-    a_s, p_s = flow.sample(
-        _toy_velocity, TOY_PARAMS, obs, jax.random.key(3), integrator="stochastic", sigma=0.0, **kw
-    )
-    np.testing.assert_allclose(a_e, a_s, atol=1e-6)
-    np.testing.assert_allclose(p_e, p_s, atol=1e-6)
-
-
 def test_stochastic_step_spread():
     """With v = 0 and zero initial noise, each step adds N(0, sigma^2): increments have std sigma
     (not scaled by dt) and are independent across steps."""
@@ -289,6 +248,59 @@ def test_sample_validation(kwargs, match):
 def test_sample_needs_key_for_random_noise():
     with pytest.raises(ValueError, match="PRNG key"):
         flow.sample(_toy_velocity, TOY_PARAMS, jnp.ones((2, 3)), None, action_dim=2)
+
+
+class SamplerTest(chex.TestCase):
+    """The samplers traced under ``jax.jit`` and run eagerly (one run per chex variant)."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_euler_reaches_target_of_dirac_flow(self):
+        """For a point target a*, the marginal velocity is u = (x_t - a*) / t; the last Euler
+        step (t = dt) lands exactly on a*, for any step count: a check of the time convention."""
+        target = jnp.array([0.7, -1.2])
+
+        def v(params, obs, x, t):
+            return (x - target) / t
+
+        for n in (1, 3, 10):
+            sample = self.variant(functools.partial(flow.sample, v, action_dim=2, num_steps=n))
+            out = sample(None, jnp.zeros((5, 1)), jax.random.key(n))
+            chex.assert_trees_all_close(out, jnp.broadcast_to(target, (5, 2)), atol=1e-5)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_path_steps_follow_euler(self):
+        obs = jnp.ones((4, 3))
+        sample = self.variant(functools.partial(
+            flow.sample, _toy_velocity, action_dim=2, num_steps=4, return_path=True))  # fmt: skip
+        _, path = sample(TOY_PARAMS, obs, jax.random.key(2))
+        chex.assert_shape(path, (4, 5, 2))
+        times = flow.step_times(4)
+        expected = [
+            flow.euler_step(_toy_velocity, TOY_PARAMS, obs, path[:, k], jnp.full((4, 1), times[k]),
+                            0.25)
+            for k in range(4)
+        ]  # fmt: skip
+        chex.assert_trees_all_close(list(jnp.moveaxis(path[:, 1:], 1, 0)), expected, atol=1e-6)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_stochastic_sigma_zero_equals_euler(self):
+        obs = jnp.ones((4, 3))
+        kw = dict(action_dim=2, num_steps=7, return_path=True)
+        euler = self.variant(functools.partial(flow.sample, _toy_velocity, **kw))
+        stochastic = self.variant(functools.partial(
+            flow.sample, _toy_velocity, integrator="stochastic", sigma=0.0, **kw))  # fmt: skip
+        chex.assert_trees_all_close(
+            euler(TOY_PARAMS, obs, jax.random.key(3)),
+            stochastic(TOY_PARAMS, obs, jax.random.key(3)),
+            atol=1e-6,
+        )
+
+    def test_a_velocity_of_another_shape_is_refused_when_traced(self):
+        def per_pair(params, obs, x, t):  # (B, 1, A): would broadcast x to (B, B, A)
+            return x[:, None, :]
+
+        with self.assertRaisesRegex(AssertionError, "velocity_fn's output"):
+            flow.sample(per_pair, None, jnp.ones((4, 3)), jax.random.key(0), action_dim=2)
 
 
 # ----------------------------------------------------------------------------- jit / vmap
