@@ -43,6 +43,10 @@ class ProgramMemory:
         """Bytes the program allocates on top of its (already allocated) inputs."""
         return self.peak - self.argument
 
+    def times(self, n: int) -> ProgramMemory:
+        """The memory of ``n`` copies (e.g. one per CPU device, all in one machine's RAM)."""
+        return ProgramMemory(self.argument * n, self.output * n, self.alias * n, self.temp * n)
+
     def as_dict(self) -> dict[str, int]:
         return {**dataclasses.asdict(self), "peak": self.peak}
 

@@ -262,11 +262,15 @@ def check_step_fits(step_fn: Any, config: TrainConfig, free: int | None = None) 
 
     ``free``: bytes free for the step's new buffers; default: what the device reports
     (:func:`fpo_jax.memory.free_bytes`). Raises ConfigError, before anything is written, when
-    the step needs more on top of the state it runs on.
+    the step needs more on top of the state it runs on. XLA's figure is per device; a CPU's
+    devices all live in one machine's RAM, so there it counts once per device.
     """
-    need = memory.program_memory(step_fn)
+    need = memory.program_memory(step_fn)  # per device
     if need is None:  # a backend without the analysis: nothing to go by
         return
+    devices = config.num_devices or jax.device_count()
+    if jax.default_backend() == "cpu" and devices > 1 and not config.distributed:
+        need = need.times(devices)  # the CPU devices of one process share its machine's RAM
     free = memory.free_bytes() if free is None else free
     k = config.num_members
     what = f"{k} members in one program" if k > 1 else "the training step"
