@@ -32,8 +32,12 @@ def test_timestep_embedding_matches_hand_computation():
 
 
 def test_timestep_embedding_leading_dims():
-    t = jnp.full((2, 3, 5, 1), 0.5)
-    assert flow.timestep_embedding(t, num_frequencies=3).shape == (2, 3, 5, 6)
+    t = jnp.asarray(np.random.default_rng(0).uniform(size=(2, 3, 5, 1)), jnp.float32)
+    emb = flow.timestep_embedding(t, num_frequencies=3)
+    chex.assert_shape(emb, (2, 3, 5, 6))
+    # Each time is embedded on its own: the same numbers as a flat batch.
+    flat = flow.timestep_embedding(t.reshape(30, 1), num_frequencies=3)
+    chex.assert_trees_all_close(emb.reshape(30, 6), flat, rtol=1e-6)
 
 
 def test_grid_times_support_and_shape():
@@ -56,13 +60,17 @@ def test_bad_time_kind_raises():
         flow.sample_flow_times(jax.random.key(0), (3,), kind="beta")
 
 
-def test_draw_cfm_pairs_shapes():
+def test_draw_cfm_pairs_shapes_and_values():
     draw = jax.jit(flow.draw_cfm_pairs, static_argnums=(1, 2, 3), static_argnames="t_kind")
     t, eps = draw(jax.random.key(0), (7, 3), 8, 2, t_kind="uniform")
-    assert t.shape == (7, 3, 8, 1)
-    assert eps.shape == (7, 3, 8, 2)
+    chex.assert_shape([t, eps], [(7, 3, 8, 1), (7, 3, 8, 2)])
+    assert 0.0 <= float(t.min()) and float(t.max()) < 1.0
     t, eps = draw(jax.random.key(0), 5, 4, 3)
-    assert t.shape == (5, 4, 1) and eps.shape == (5, 4, 3)
+    chex.assert_shape([t, eps], [(5, 4, 1), (5, 4, 3)])
+    # Grid times (the default kind) on {1/10, ..., 1}; every pair draws its own noise.
+    np.testing.assert_allclose(t * 10, np.round(np.asarray(t) * 10), atol=1e-5)
+    assert float(t.min()) >= 0.1 - 1e-6 and float(t.max()) <= 1.0 + 1e-6
+    assert len(np.unique(np.asarray(eps))) == eps.size
 
 
 def test_expand_obs_follows_the_velocity_functions_declaration():
@@ -339,10 +347,14 @@ def test_cfm_helpers_under_jit_and_vmap():
     def pairs(key):
         return flow.draw_cfm_pairs(key, (3, 5), 8, 2)
 
-    t, eps = jax.vmap(pairs)(jax.random.split(jax.random.key(0), 4))
-    assert t.shape == (4, 3, 5, 8, 1) and eps.shape == (4, 3, 5, 8, 2)
+    keys = jax.random.split(jax.random.key(0), 4)
+    t, eps = jax.vmap(pairs)(keys)
+    chex.assert_shape([t, eps], [(4, 3, 5, 8, 1), (4, 3, 5, 8, 2)])
+    # vmap over keys draws what each key draws alone.
+    chex.assert_trees_all_close((t[2], eps[2]), pairs(keys[2]), rtol=1e-6)
+    # From a zero action the interpolant is t * eps.
     x_t = jax.jit(flow.interpolate)(jnp.zeros((4, 3, 5, 1, 2)), eps, t)
-    assert x_t.shape == eps.shape
+    chex.assert_trees_all_close(x_t, t * eps, rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------- learning
