@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import jax
+from jax.experimental.compilation_cache import compilation_cache as _jax_cache
 
 
 def default_folder() -> Path:
@@ -21,16 +22,19 @@ def default_folder() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fpo_jax" / "xla"
 
 
-def enable(folder: str | Path | None = None) -> Path:
-    """Turn the cache on in ``folder`` (default :func:`default_folder`), creating it.
+def enable(folder: str | Path | None = None, min_compile_seconds: float = 1.0) -> Path:
+    """Turn the cache on in ``folder`` (default :func:`default_folder`), creating it; this takes
+    effect also after programs were compiled with another folder.
 
-    Programs that compile in under a second are not kept (reading them back would save little).
+    Programs that compile in under ``min_compile_seconds`` are not kept (reading them back
+    would save little).
     """
     folder = Path(folder) if folder is not None else default_folder()
     folder.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_enable_compilation_cache", True)
     jax.config.update("jax_compilation_cache_dir", str(folder))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", min_compile_seconds)
+    _jax_cache.reset_cache()  # JAX reads the folder once, at its first compile: read it again
     return folder
 
 
@@ -39,6 +43,7 @@ def disable() -> None:
     compiles in full, however often an identical one compiled before."""
     jax.config.update("jax_enable_compilation_cache", False)
     jax.config.update("jax_compilation_cache_dir", None)
+    _jax_cache.reset_cache()
 
 
 def entries() -> int | None:
