@@ -48,10 +48,11 @@ import common  # noqa: E402  (also puts the repository on sys.path)
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from common import fmt_mib, fmt_rate, fmt_ratio, fmt_s, memory_of  # noqa: E402
+from common import fmt_mib, fmt_rate, fmt_ratio, fmt_s  # noqa: E402
 
 from fpo_jax import config as config_lib  # noqa: E402
 from fpo_jax import envs  # noqa: E402
+from fpo_jax.memory import program_memory  # noqa: E402
 from fpo_jax.trainer import Trainer  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------
@@ -306,7 +307,7 @@ def build_ours(env: Any, cfg: config_lib.TrainConfig, label: str, split: bool) -
         compile_s=compile_s,
         note=note,
         runner=Runner(label, lambda s: step(s)[0], state, cfg.env_steps_per_call),
-        memory=memory_of(step),
+        memory=None if (mem := program_memory(step)) is None else mem.as_dict(),
         buffer_bytes=nbytes((rollout_shape.traj, rollout_shape.bootstrap_obs)),
         extras_bytes=nbytes(rollout_shape.traj["extras"]),
     )

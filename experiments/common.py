@@ -1,5 +1,8 @@
 """Helpers shared by the experiment scripts: machine description, results header, markdown
-tables and their cell formats, seed statistics, output folder and smoke mode.
+tables and their cell formats, seed statistics, output folder and smoke mode. What the library
+also needs lives in the library and is only used here or by the scripts: the standard error
+(:mod:`fpo_jax.stats`), the compile cache (:mod:`fpo_jax.compile_cache`), timing
+(:mod:`fpo_jax.timing`) and a compiled program's memory (:mod:`fpo_jax.memory`).
 
 Every script writes ``experiments/results/<name>.md`` starting with :func:`results_header` (machine,
 date, exact command, budget), so a committed result says where and how it was produced. With
@@ -30,6 +33,8 @@ SMOKE_DIR = Path(tempfile.gettempdir()) / "fpo_jax_smoke"
 if str(REPO) not in sys.path:  # runnable as `python experiments/NAME.py` from a clean clone
     sys.path.insert(0, str(REPO))
 
+from fpo_jax import compile_cache, timing  # noqa: E402
+from fpo_jax.stats import mean_stderr  # noqa: E402, F401 - the scripts' seed statistics
 
 # ----------------------------------------------------------------------------------------------
 # Machine and run description
@@ -97,23 +102,8 @@ def results_header(title: str, budget: str, budget_details: Sequence[str] = ()) 
     return "\n".join(lines) + "\n"
 
 
-class Stopwatch:
-    """Wall time since construction, for the 'wall time' line of each result."""
-
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-
-    def seconds(self) -> float:
-        return time.perf_counter() - self.start
-
-    @staticmethod
-    def cpu_seconds() -> float:
-        """User + system CPU time of this process and its finished children."""
-        import resource
-
-        own = resource.getrusage(resource.RUSAGE_SELF)
-        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+class Stopwatch(timing.Stopwatch):
+    """:class:`fpo_jax.timing.Stopwatch` with the 'wall time' line of each result."""
 
     def line(self) -> str:
         return (
@@ -127,7 +117,8 @@ _CACHE_NOTE: list[str] = []
 
 
 def enable_compilation_cache() -> str:
-    """Turn on JAX's persistent compilation cache; returns a sentence for the results header.
+    """Turn on JAX's persistent compilation cache (:func:`fpo_jax.compile_cache.enable`);
+    returns a sentence for the results header.
 
     Identical programs then compile once per script run: e.g. FPO and DPPO on one task share
     their init and evaluation programs. By default the cache is a fresh temporary directory,
@@ -136,9 +127,6 @@ def enable_compilation_cache() -> str:
     """
     import atexit
     import shutil
-    import tempfile
-
-    import jax
 
     path = os.environ.get("FPO_EXPERIMENTS_CACHE_DIR")
     note = f"persistent XLA cache {path} (FPO_EXPERIMENTS_CACHE_DIR; may be warm)"
@@ -149,22 +137,18 @@ def enable_compilation_cache() -> str:
             "XLA compilation cache: a fresh temporary directory (cold start, reused within the run)"
         )
     _CACHE_NOTE[:] = [note]
-    jax.config.update("jax_compilation_cache_dir", path)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    compile_cache.enable(path)
     return note
 
 
 def disable_compilation_cache() -> str:
-    """Turn JAX's persistent compilation cache off (also when ``$JAX_COMPILATION_CACHE_DIR`` is
-    set); returns a sentence for the results header.
+    """Turn JAX's persistent compilation cache off (:func:`fpo_jax.compile_cache.disable`);
+    returns a sentence for the results header.
 
     For timings that include compilation: every program then compiles in full, however many
     times an identical one compiled before in this process or another.
     """
-    import jax
-
-    jax.config.update("jax_enable_compilation_cache", False)
-    jax.config.update("jax_compilation_cache_dir", None)
+    compile_cache.disable()
     _CACHE_NOTE[:] = ["XLA persistent compilation cache: off (every run compiles every program)"]
     return _CACHE_NOTE[0]
 
@@ -173,22 +157,8 @@ def disable_compilation_cache() -> str:
 # Seed statistics
 
 
-def mean_stderr(values: Any) -> tuple[float, float]:
-    """Mean and standard error (sample std with ddof=1 over sqrt(n); 0 for one value).
-
-    NaNs are dropped first (a seed that produced no finite value does not count).
-    """
-    v = np.asarray(values, dtype=np.float64).ravel()
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return float("nan"), float("nan")
-    if v.size == 1:
-        return float(v[0]), 0.0
-    return float(v.mean()), float(v.std(ddof=1) / np.sqrt(v.size))
-
-
 def fmt_pm(values: Any, digits: int = 1) -> str:
-    """'mean ± stderr' of the values (see :func:`mean_stderr`)."""
+    """'mean ± stderr' of the values (:func:`fpo_jax.stats.mean_stderr`: ddof=1)."""
     m, s = mean_stderr(values)
     if not np.isfinite(m):
         return "n/a"
@@ -372,25 +342,6 @@ def label_return_axes(ax: Any, title: str, legend_size: int = 7) -> None:
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def memory_of(compiled: Any) -> dict[str, int] | None:
-    """Argument / output / alias / temp bytes of a compiled program, and a peak estimate."""
-    try:
-        m = compiled.memory_analysis()
-    except Exception:  # noqa: BLE001 - not every backend implements it
-        return None
-    if m is None:
-        return None
-    out = {
-        "argument": int(m.argument_size_in_bytes),
-        "output": int(m.output_size_in_bytes),
-        "alias": int(m.alias_size_in_bytes),
-        "temp": int(m.temp_size_in_bytes),
-    }
-    # Live at once: the inputs, the outputs not aliased to (donated) inputs, XLA's scratch.
-    out["peak"] = out["argument"] + out["output"] - out["alias"] + out["temp"]
-    return out
 
 
 # ----------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import common  # noqa: E402
 
 from fpo_jax import envs  # noqa: E402
 from fpo_jax.config import replace  # noqa: E402
+from fpo_jax.memory import program_memory  # noqa: E402
 from fpo_jax.presets import preset  # noqa: E402
 from fpo_jax.trainer import Trainer  # noqa: E402
 
@@ -40,7 +41,7 @@ def step_memory(env, config) -> dict[str, float]:
     trainer = Trainer(env, config)
     state = jax.eval_shape(trainer.init, jax.random.PRNGKey(0))
     compiled = jax.jit(trainer.train_step, donate_argnums=0).lower(state).compile()
-    return {k: v / 2**20 for k, v in common.memory_of(compiled).items()}
+    return {k: v / 2**20 for k, v in program_memory(compiled).as_dict().items()}
 
 
 def main(argv: list[str] | None = None) -> None:

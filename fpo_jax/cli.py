@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import jax
 import tyro
 
+from fpo_jax import compile_cache
 from fpo_jax.agents import ALGORITHMS
 from fpo_jax.config import TrainConfig, replace
 from fpo_jax.errors import CheckpointError, ConfigError, TrainingDiverged
@@ -115,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = parse_config(argv)
         if config.compile_cache:
-            enable_compilation_cache()
+            compile_cache.enable()
         result = train(config.env, config)
     except (ConfigError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -131,21 +129,6 @@ def main(argv: list[str] | None = None) -> int:
     if result.config.run_dir:
         _log(f"run directory: {result.config.run_dir}")
     return 0
-
-
-def enable_compilation_cache() -> Path:
-    """Turn on JAX's persistent compilation cache (what the CLI does unless --no-compile-cache).
-
-    The folder is ``$JAX_COMPILATION_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/fpo_jax/xla``
-    (default ``~/.cache/fpo_jax/xla``). Programs that compile in under a second are not kept.
-    """
-    folder = os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(
-        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fpo_jax" / "xla"
-    )
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", folder)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-    return Path(folder)
 
 
 if __name__ == "__main__":

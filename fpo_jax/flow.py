@@ -28,6 +28,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, get_args
 
+import chex
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -396,6 +397,8 @@ def sample(
         t_scalar, step_key = inputs
         t = jnp.full((*batch_shape, 1), t_scalar, dtype=dtype)
         x_next = step_fn(velocity_fn, params, obs, x, t, dt)
+        # At trace time: a velocity of another shape would broadcast x into a wrong batch.
+        chex.assert_shape(x_next, x_shape, custom_message="sample: velocity_fn's output vs x_t")
         if stochastic:
             x_next = x_next + sigma * _normal(step_key, x_shape, dtype)
         return x_next, x_next

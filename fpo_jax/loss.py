@@ -21,6 +21,7 @@ import numbers
 from collections.abc import Sequence
 from typing import Any, Literal, get_args
 
+import chex
 import jax
 import jax.numpy as jnp
 
@@ -512,6 +513,7 @@ def gaussian_log_prob(x: Array, loc: Array, scale: Array | float) -> Array:
     Returns:
       ``(...)``.
     """
+    chex.assert_equal_shape([x, loc])  # (..., D) each: a (..., 1) loc would broadcast silently
     z = (x - loc) / scale
     # Every term is broadcast to z's (..., D) before the sum, so a scalar scale counts D times.
     return jnp.sum(-0.5 * jnp.square(z) - jnp.log(scale) - 0.5 * _LOG_2PI, axis=-1)
@@ -627,6 +629,7 @@ def value_loss(values: Array, targets: Array) -> Array:
     Returns:
       scalar.
     """
+    chex.assert_equal_shape([values, targets])  # (B, 1) against (B,) would average (B, B) errors
     return jnp.mean(jnp.square(values - jax.lax.stop_gradient(targets)))
 
 

@@ -6,8 +6,9 @@ all the training math is inside :class:`fpo_jax.trainer.Trainer`'s compiled step
 
 Order of work, so that a mistake costs one sentence and no files: (1) every check that needs no
 simulator (:func:`preflight`: config, env name, run directory, loggers, devices), (2) build the
-env, the trainer and the initial state (and restore the checkpoint when resuming), (3) only then
-create or clean the run directory, (4) compile, (5) train.
+env, the trainer and the initial state (and restore the checkpoint when resuming), (3) compile
+the training step and refuse it if XLA's analysis of it says it would not fit in memory, (4) only
+then create or clean the run directory, (5) train with that compiled step.
 
 Seeds and sweeps always train as one program: the state has a leading *member* axis (a member is
 one setting of the ``--sweep`` grid with one seed; without a sweep, members are the seeds, and
@@ -32,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fpo_jax import envs, parallel, runs
+from fpo_jax import compile_cache, envs, memory, parallel, runs
 from fpo_jax.agents import ALGORITHMS, unread_settings
 from fpo_jax.checkpoint import Checkpointer
 from fpo_jax.config import TrainConfig, parse_sweep, replace, sweep_members, validate
@@ -40,6 +41,8 @@ from fpo_jax.errors import ConfigError, TrainingDiverged
 from fpo_jax.presets import preset, with_changes
 from fpo_jax.run_log import MetricsWriter, plot_learning_curve
 from fpo_jax.runs import member_inputs
+from fpo_jax.stats import mean_stderr
+from fpo_jax.timing import Stopwatch, format_seconds
 from fpo_jax.trainer import Trainer, TrainState
 
 _DISTRIBUTED_VARS = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
@@ -218,14 +221,6 @@ def _copy(tree: Any) -> Any:
     return jax.tree.map(jnp.copy, tree)
 
 
-def _format_seconds(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 def _log(msg: str) -> None:
     if parallel.is_main_process():
         print(f"[fpo_jax] {msg}", file=sys.stderr, flush=True)
@@ -246,51 +241,42 @@ def _initialize_distributed_once() -> None:
         _distributed_initialized = True
 
 
-def _compilation_cache_entries() -> int | None:
-    folder = jax.config.jax_compilation_cache_dir
-    if not jax.config.jax_enable_compilation_cache or not folder or not Path(folder).is_dir():
-        return None
-    return sum(1 for _ in Path(folder).iterdir())
+def _compile_step(trainer: Trainer, state: TrainState) -> tuple[Any, float]:
+    """The compiled training step of ``state``'s layout (state donated) and its compile seconds."""
+    _log("compiling the training step (rollout and update, one program)...")
+    cache_entries = compile_cache.entries()
+    clock = Stopwatch()
+    step_fn = jax.jit(jax.vmap(trainer.train_step), donate_argnums=0).lower(state).compile()
+    compile_seconds = clock.seconds()
+    # A program found in the persistent cache is loaded, not written again.
+    cached = cache_entries is not None and compile_cache.entries() == cache_entries
+    how = "loaded from the compilation cache" if cached else "compiled"
+    mesh = trainer.mesh
+    devices = f"{mesh.size} devices" if mesh is not None else "1 device"
+    _log(f"{how} in {compile_seconds:.1f} s on {jax.default_backend()} ({devices})")
+    return step_fn, compile_seconds
 
 
-def _bytes(tree: Any) -> int:
-    return sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
+def check_step_fits(step_fn: Any, config: TrainConfig, free: int | None = None) -> None:
+    """Print the compiled step's peak memory (XLA's analysis) and refuse a run it would not fit.
 
-
-def _device_memory_bytes() -> int | None:
-    device = jax.local_devices()[0]  # only this process's devices report their memory
-    try:
-        stats = device.memory_stats()
-    except Exception:  # not every backend implements it
-        stats = None
-    if stats and "bytes_limit" in stats:
-        return int(stats["bytes_limit"])
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError):
-        return None
-
-
-def _check_members_fit(trainer: Trainer, state: TrainState, config: TrainConfig) -> None:
-    """Before compiling a sweep or several seeds: the states and one iteration's rollouts of
-    all members must fit. (Tracing ``collect`` costs a second or so: single runs skip it.)"""
-    if config.num_members == 1:
+    ``free``: bytes free for the step's new buffers; default: what the device reports
+    (:func:`fpo_jax.memory.free_bytes`). Raises ConfigError, before anything is written, when
+    the step needs more on top of the state it runs on. XLA's figure is per device; a CPU's
+    devices all live in one machine's RAM, so there it counts once per device.
+    """
+    need = memory.program_memory(step_fn)  # per device
+    if need is None:  # a backend without the analysis: nothing to go by
         return
-    one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), state)
-    rollout = jax.eval_shape(trainer.collect, one)[1]
-    need = _bytes(state) + config.num_members * _bytes(rollout)
-    have = _device_memory_bytes()
-    room = f" of {have / 2**30:.1f} GiB" if have else ""
-    _log(
-        f"{config.num_members} members in one program: about {need / 2**20:,.0f} MiB for "
-        f"their states and rollouts{room} (plus working memory)"
-    )
-    if have is not None and need > 0.8 * have:
-        raise ConfigError(
-            f"{config.num_members} members need about {need / 2**30:.1f} GiB for states and "
-            f"rollouts, more than 80 % of the device's {have / 2**30:.1f} GiB: sweep fewer "
-            "settings or seeds, or use fewer --num-envs."
-        )
+    devices = config.num_devices or jax.device_count()
+    if jax.default_backend() == "cpu" and devices > 1 and not config.distributed:
+        need = need.times(devices)  # the CPU devices of one process share its machine's RAM
+    free = memory.free_bytes() if free is None else free
+    k = config.num_members
+    what = f"{k} members in one program" if k > 1 else "the training step"
+    _log(f"{what}: {memory.describe(need, free)}")
+    remedy = "sweep fewer settings or seeds, or " if k > 1 else ""
+    memory.check_fits(need, free, what, f"{remedy}use fewer --num-envs or a smaller --batch-size.")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -380,7 +366,6 @@ def train(
     trainer = Trainer(env_obj, config, agent=agent, value_network=value_network, mesh=mesh)
     members, keys, hparams = member_inputs(config)
     state = jax.jit(jax.vmap(trainer.init))(keys, hparams)
-    _check_members_fit(trainer, state, config)
 
     ckpt = None
     start_call = 0
@@ -389,6 +374,14 @@ def train(
         state, step = ckpt.restore(like=state)
         start_call = int(np.asarray(state.iteration)[0]) // config.iterations_per_call
         _log(f"resumed from {ckpt.directory} at iteration {step}")
+    # The program that then runs: its memory is checked before the run directory is written.
+    step_fn, compile_seconds = _compile_step(trainer, state)
+    try:
+        check_step_fits(step_fn, config)
+    except ConfigError:
+        if ckpt is not None:
+            ckpt.close()
+        raise
     run_dir = runs.prepare_run_dir(config)
     if run_dir is not None and config.checkpoint and ckpt is None:
         ckpt = Checkpointer(run_dir / "checkpoints", log=_log)
@@ -401,8 +394,9 @@ def train(
     )
     try:
         return _train_loop(
-            config, trainer, state, start_call, ckpt, writer, run_dir, progress_fn, mesh, members
-        )
+            config, trainer, state, start_call, ckpt, writer, run_dir, progress_fn, members,
+            step_fn, compile_seconds,
+        )  # fmt: skip
     finally:
         writer.close()
         if ckpt is not None:
@@ -418,8 +412,9 @@ def _train_loop(
     writer: MetricsWriter,
     run_dir: Path | None,
     progress_fn: ProgressFn | None,
-    mesh: Any,
     members: list[dict[str, float]],
+    step_fn: Any,
+    compile_seconds: float,
 ) -> TrainResult:
     k = config.num_members
     main_process = parallel.is_main_process()
@@ -428,17 +423,7 @@ def _train_loop(
         writer.load_existing(start_call * config.env_steps_per_call)
         wall_offset = max((r.get("wall_time") or 0.0 for r in writer.history), default=0.0)
 
-    _log("compiling the training step (rollout and update, one program)...")
-    cache_entries = _compilation_cache_entries()
-    t0 = time.perf_counter()
-    step_fn = jax.jit(jax.vmap(trainer.train_step), donate_argnums=0).lower(state).compile()
-    compile_seconds = time.perf_counter() - t0
     eval_fn = jax.jit(jax.vmap(trainer.evaluate))
-    devices = f"{mesh.size} devices" if mesh is not None else "1 device"
-    # A program found in the persistent cache is loaded, not written again.
-    cached = cache_entries is not None and _compilation_cache_entries() == cache_entries
-    how = "loaded from the compilation cache" if cached else "compiled"
-    _log(f"{how} in {compile_seconds:.1f} s on {jax.default_backend()} ({devices})")
 
     eval_calls = _eval_calls(config.num_calls, config.num_evals)
     eval_base_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0x5EED)
@@ -455,7 +440,7 @@ def _train_loop(
         record = {name: _nanmean(v) for name, v in out.items()}  # diverged members are NaN
         record.update({f"per_member/{name}": v for name, v in out.items()})
         if k > 1 and not config.sweep:  # the seeds' spread; a sweep's members differ on purpose
-            record["eval/episode_return_stderr"] = np.std(out["eval/episode_return"]) / np.sqrt(k)
+            record["eval/episode_return_stderr"] = mean_stderr(out["eval/episode_return"])[1]
         return record
 
     def save(state: TrainState) -> None:
@@ -538,7 +523,7 @@ def _train_loop(
             remaining = call_seconds * (config.num_calls - call)
             if remaining > 120:
                 _log(
-                    f"no accelerator: this run will take about {_format_seconds(remaining)} "
+                    f"no accelerator: this run will take about {format_seconds(remaining)} "
                     "more on this CPU; shorten it with --num-timesteps (or smaller --num-envs / "
                     "--num-epochs), or install the GPU build (see the README)."
                 )
@@ -553,7 +538,7 @@ def _train_loop(
             _log(
                 f"{env_steps:,}/{total_steps:,} env steps: eval return "
                 f"{record['eval/episode_return']:.2f}, {record['env_steps_per_second']:,.0f} "
-                f"env steps/s, {_format_seconds(record['wall_time'])} elapsed"
+                f"env steps/s, {format_seconds(record['wall_time'])} elapsed"
             )
         if stopped_early:
             _log(f"progress_fn stopped the run after {env_steps:,} env steps")

@@ -40,6 +40,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -340,6 +341,10 @@ class Trainer:
             raw_obs = envs.flat_obs(env_state.obs)
             obs = self._normalize(stats_for_acting, raw_obs)
             raw_action, extras = agent.act(params["policy"], obs, step_key)
+            # The agent's contract (fpo_jax.agents.base), checked at trace time for any agent.
+            batch = obs.shape[:-1]
+            chex.assert_shape(raw_action, (*batch, agent.action_size), custom_message="agent.act")
+            chex.assert_tree_shape_prefix(extras, batch, custom_message="agent.act's extras")
             next_state = self.train_env.step(env_state, jnp.tanh(raw_action))
             done = next_state.done
             episode_return = next_state.info["episode_metrics"]["sum_reward"]
@@ -395,6 +400,7 @@ class Trainer:
         policy_loss, metrics = view.agent.objective(
             params["policy"], traj["obs"], traj["raw_action"], traj["extras"], advantages
         )
+        chex.assert_rank(policy_loss, 0, custom_message="agent.objective's loss")
         v_loss = loss.value_loss(values, value_targets)
         total = policy_loss + c.value_loss_coef * v_loss
         metrics.update(policy_loss=policy_loss, value_loss=v_loss, total_loss=total)

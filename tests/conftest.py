@@ -7,17 +7,17 @@ turns the repeats into disk reads. It lives under .pytest_cache, so a clean clon
 import os
 from pathlib import Path
 
-import jax
 import pytest
+
+from fpo_jax import compile_cache
 
 CACHE = Path(__file__).resolve().parent.parent / ".pytest_cache" / "jax_compilation_cache"
 CACHE.mkdir(parents=True, exist_ok=True)
 # Subprocesses (CLI runs) inherit these through the environment.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(CACHE))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
-jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
-jax.config.update(
-    "jax_persistent_cache_min_compile_time_secs",
+compile_cache.enable(
+    os.environ["JAX_COMPILATION_CACHE_DIR"],
     float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]),
 )
 

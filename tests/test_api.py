@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -157,9 +158,39 @@ def test_collect_then_update_is_the_training_step(tiny):
     assert rollout.traj["obs"].shape == (16, 8, 2)  # (trajectories, unroll, obs)
     assert rollout.traj["extras"]["old_cfm_loss"].shape == (16, 8, 4)  # N = 4 pairs
     via_halves, metrics_halves = jax.jit(trainer.update)(collected, rollout)
-    for x, y in zip(jax.tree.leaves(via_step), jax.tree.leaves(via_halves), strict=True):
-        np.testing.assert_array_equal(x, y)
-    np.testing.assert_array_equal(metrics_step["total_loss"], metrics_halves["total_loss"])
+    chex.assert_trees_all_equal(via_step, via_halves)
+    chex.assert_trees_all_equal(metrics_step, metrics_halves)
+
+
+@dataclass(frozen=True)
+class PerSampleLossAgent(FixedStdGaussianAgent):
+    """Breaks the agent contract: a loss per sample instead of one scalar."""
+
+    def objective(self, params, obs, raw_action, extras, advantages):
+        value, metrics = super().objective(params, obs, raw_action, extras, advantages)
+        return jnp.full(advantages.shape, value), metrics
+
+
+@dataclass(frozen=True)
+class UnbatchedExtrasAgent(FixedStdGaussianAgent):
+    """Breaks the agent contract: an extra without the batch's leading dims."""
+
+    def act(self, params, obs, key):
+        raw, extras = super().act(params, obs, key)
+        return raw, {**extras, "summary": jnp.zeros(3)}
+
+
+@pytest.mark.parametrize(
+    "agent_class, message",
+    [(PerSampleLossAgent, "agent.objective's loss"), (UnbatchedExtrasAgent, "agent.act's extras")],
+)
+def test_an_agent_breaking_its_contract_is_named_when_the_step_is_traced(agent_class, message):
+    config = TrainConfig(env="gridworld", algo="ppo", num_envs=8, batch_size=8, num_minibatches=2,
+                         unroll_length=4, num_epochs=1)  # fmt: skip
+    trainer = Trainer(envs.make_env("gridworld"), config, agent=agent_class(config, 2))
+    state = jax.eval_shape(trainer.init, jax.random.PRNGKey(0))
+    with pytest.raises(AssertionError, match=message):
+        jax.eval_shape(trainer.train_step, state)  # traced only: nothing compiles
 
 
 def test_an_agent_for_another_action_size_is_refused(tiny):

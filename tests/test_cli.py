@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import pytest
 from conftest import tiny_flags
 
@@ -88,8 +89,8 @@ BAD_INPUTS = {
     "resume without run": (["--resume", "{new}"], "no config.json there"),
     "corrupt config.json": (["--resume", "{broken}"], "broken/config.json is not a valid"),
     "run dir under a file": (["--env", "gridworld", "--run-dir", "{file}/run"], "not writable"),
-    "more devices than exist": (["--env", "gridworld", "--num-devices", "3"],
-                                "num_devices=3 but JAX sees 1"),
+    "more devices than exist": (["--env", "gridworld", "--num-devices", "{too_many}"],
+                                "num_devices={too_many} but JAX sees {devices} device(s)"),
     "resume elsewhere": (["--resume", "{run}", "--run-dir", "{new}"], "different directories"),
     # A setting the chosen algorithm never reads.
     "fpo entropy": (["--env", "gridworld", "--algo", "fpo", "--entropy-cost", "0.2"],
@@ -127,9 +128,11 @@ def test_each_user_error_is_one_sentence_exit_2_and_touches_no_file(case, tmp_pa
         TrainConfig(env="gridworld", lr_schedule="linear").to_json()
     )
     paths = dict(
-        run=run, new=tmp_path / "new", broken=broken, file=tmp_path / "file", linear=linear
-    )
+        run=run, new=tmp_path / "new", broken=broken, file=tmp_path / "file", linear=linear,
+        devices=jax.device_count(), too_many=jax.device_count() + 1,  # one more than there are
+    )  # fmt: skip
     args = [a.format(**paths) for a in args]
+    message = message.format(**paths)
     before = snapshot(tmp_path)
     assert train_cli.main(args) == 2
     err = capsys.readouterr().err

@@ -3,6 +3,7 @@
 import functools
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,8 +32,12 @@ def test_timestep_embedding_matches_hand_computation():
 
 
 def test_timestep_embedding_leading_dims():
-    t = jnp.full((2, 3, 5, 1), 0.5)
-    assert flow.timestep_embedding(t, num_frequencies=3).shape == (2, 3, 5, 6)
+    t = jnp.asarray(np.random.default_rng(0).uniform(size=(2, 3, 5, 1)), jnp.float32)
+    emb = flow.timestep_embedding(t, num_frequencies=3)
+    chex.assert_shape(emb, (2, 3, 5, 6))
+    # Each time is embedded on its own: the same numbers as a flat batch.
+    flat = flow.timestep_embedding(t.reshape(30, 1), num_frequencies=3)
+    chex.assert_trees_all_close(emb.reshape(30, 6), flat, rtol=1e-6)
 
 
 def test_grid_times_support_and_shape():
@@ -55,13 +60,17 @@ def test_bad_time_kind_raises():
         flow.sample_flow_times(jax.random.key(0), (3,), kind="gamma")
 
 
-def test_draw_cfm_pairs_shapes():
+def test_draw_cfm_pairs_shapes_and_values():
     draw = jax.jit(flow.draw_cfm_pairs, static_argnums=(1, 2, 3), static_argnames="t_kind")
     t, eps = draw(jax.random.key(0), (7, 3), 8, 2, t_kind="uniform")
-    assert t.shape == (7, 3, 8, 1)
-    assert eps.shape == (7, 3, 8, 2)
+    chex.assert_shape([t, eps], [(7, 3, 8, 1), (7, 3, 8, 2)])
+    assert 0.0 <= float(t.min()) and float(t.max()) < 1.0
     t, eps = draw(jax.random.key(0), 5, 4, 3)
-    assert t.shape == (5, 4, 1) and eps.shape == (5, 4, 3)
+    chex.assert_shape([t, eps], [(5, 4, 1), (5, 4, 3)])
+    # Grid times (the default kind) on {1/10, ..., 1}; every pair draws its own noise.
+    np.testing.assert_allclose(t * 10, np.round(np.asarray(t) * 10), atol=1e-5)
+    assert float(t.min()) >= 0.1 - 1e-6 and float(t.max()) <= 1.0 + 1e-6
+    assert len(np.unique(np.asarray(eps))) == eps.size
 
 
 def test_expand_obs_follows_the_velocity_functions_declaration():
@@ -152,19 +161,6 @@ def test_sample_convergence_order(integrator, order):
         assert abs(slope - order) < 0.3, (integrator, slope, errors)
 
 
-def test_euler_reaches_target_of_dirac_flow():
-    """For a point target a*, the marginal velocity is u = (x_t - a*) / t; the last Euler step
-    (t = dt) lands exactly on a*, for any step count: a check of the time convention."""
-    target = jnp.array([0.7, -1.2])
-
-    def v(params, obs, x, t):
-        return (x - target) / t
-
-    for n in (1, 3, 10):
-        out = flow.sample(v, None, jnp.zeros((5, 1)), jax.random.key(n), action_dim=2, num_steps=n)
-        np.testing.assert_allclose(out, jnp.broadcast_to(target, (5, 2)), atol=1e-5)
-
-
 # ----------------------------------------------------------------------------- sample()
 
 
@@ -217,35 +213,6 @@ def test_return_path_shape_and_endpoints(integrator):
     np.testing.assert_allclose(action, action2, atol=1e-6)
 
 
-def test_path_steps_follow_euler():
-    obs = jnp.ones((4, 3))
-    _, path = flow.sample(
-        _toy_velocity,
-        TOY_PARAMS,
-        obs,
-        jax.random.key(2),
-        action_dim=2,
-        num_steps=4,
-        return_path=True,
-    )
-    times = flow.step_times(4)
-    for k in range(4):
-        t = jnp.full((4, 1), times[k])
-        expected = flow.euler_step(_toy_velocity, TOY_PARAMS, obs, path[:, k], t, 0.25)
-        np.testing.assert_allclose(path[:, k + 1], expected, atol=1e-6)
-
-
-def test_stochastic_sigma_zero_equals_euler():
-    obs = jnp.ones((4, 3))
-    kw = dict(action_dim=2, num_steps=7, return_path=True)
-    a_e, p_e = flow.sample(_toy_velocity, TOY_PARAMS, obs, jax.random.key(3), **kw)
-    a_s, p_s = flow.sample(
-        _toy_velocity, TOY_PARAMS, obs, jax.random.key(3), integrator="stochastic", sigma=0.0, **kw
-    )
-    np.testing.assert_allclose(a_e, a_s, atol=1e-6)
-    np.testing.assert_allclose(p_e, p_s, atol=1e-6)
-
-
 def test_stochastic_step_spread():
     """With v = 0 and zero initial noise, each step adds N(0, sigma^2): increments have std sigma
     (not scaled by dt) and are independent across steps."""
@@ -291,6 +258,59 @@ def test_sample_needs_key_for_random_noise():
         flow.sample(_toy_velocity, TOY_PARAMS, jnp.ones((2, 3)), None, action_dim=2)
 
 
+class SamplerTest(chex.TestCase):
+    """The samplers traced under ``jax.jit`` and run eagerly (one run per chex variant)."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_euler_reaches_target_of_dirac_flow(self):
+        """For a point target a*, the marginal velocity is u = (x_t - a*) / t; the last Euler
+        step (t = dt) lands exactly on a*, for any step count: a check of the time convention."""
+        target = jnp.array([0.7, -1.2])
+
+        def v(params, obs, x, t):
+            return (x - target) / t
+
+        for n in (1, 3, 10):
+            sample = self.variant(functools.partial(flow.sample, v, action_dim=2, num_steps=n))
+            out = sample(None, jnp.zeros((5, 1)), jax.random.key(n))
+            chex.assert_trees_all_close(out, jnp.broadcast_to(target, (5, 2)), atol=1e-5)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_path_steps_follow_euler(self):
+        obs = jnp.ones((4, 3))
+        sample = self.variant(functools.partial(
+            flow.sample, _toy_velocity, action_dim=2, num_steps=4, return_path=True))  # fmt: skip
+        _, path = sample(TOY_PARAMS, obs, jax.random.key(2))
+        chex.assert_shape(path, (4, 5, 2))
+        times = flow.step_times(4)
+        expected = [
+            flow.euler_step(_toy_velocity, TOY_PARAMS, obs, path[:, k], jnp.full((4, 1), times[k]),
+                            0.25)
+            for k in range(4)
+        ]  # fmt: skip
+        chex.assert_trees_all_close(list(jnp.moveaxis(path[:, 1:], 1, 0)), expected, atol=1e-6)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_stochastic_sigma_zero_equals_euler(self):
+        obs = jnp.ones((4, 3))
+        kw = dict(action_dim=2, num_steps=7, return_path=True)
+        euler = self.variant(functools.partial(flow.sample, _toy_velocity, **kw))
+        stochastic = self.variant(functools.partial(
+            flow.sample, _toy_velocity, integrator="stochastic", sigma=0.0, **kw))  # fmt: skip
+        chex.assert_trees_all_close(
+            euler(TOY_PARAMS, obs, jax.random.key(3)),
+            stochastic(TOY_PARAMS, obs, jax.random.key(3)),
+            atol=1e-6,
+        )
+
+    def test_a_velocity_of_another_shape_is_refused_when_traced(self):
+        def per_pair(params, obs, x, t):  # (B, 1, A): would broadcast x to (B, B, A)
+            return x[:, None, :]
+
+        with self.assertRaisesRegex(AssertionError, "velocity_fn's output"):
+            flow.sample(per_pair, None, jnp.ones((4, 3)), jax.random.key(0), action_dim=2)
+
+
 # ----------------------------------------------------------------------------- jit / vmap
 
 
@@ -327,10 +347,14 @@ def test_cfm_helpers_under_jit_and_vmap():
     def pairs(key):
         return flow.draw_cfm_pairs(key, (3, 5), 8, 2)
 
-    t, eps = jax.vmap(pairs)(jax.random.split(jax.random.key(0), 4))
-    assert t.shape == (4, 3, 5, 8, 1) and eps.shape == (4, 3, 5, 8, 2)
+    keys = jax.random.split(jax.random.key(0), 4)
+    t, eps = jax.vmap(pairs)(keys)
+    chex.assert_shape([t, eps], [(4, 3, 5, 8, 1), (4, 3, 5, 8, 2)])
+    # vmap over keys draws what each key draws alone.
+    chex.assert_trees_all_close((t[2], eps[2]), pairs(keys[2]), rtol=1e-6)
+    # From a zero action the interpolant is t * eps.
     x_t = jax.jit(flow.interpolate)(jnp.zeros((4, 3, 5, 1, 2)), eps, t)
-    assert x_t.shape == eps.shape
+    chex.assert_trees_all_close(x_t, t * eps, rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------- learning

@@ -1,7 +1,9 @@
 """The objectives in fpo_jax.loss against hand computations and their defining properties."""
 
+import functools
 import re
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -59,14 +61,6 @@ def hand_cfm(params, obs, actions, eps, t, weighting):
     return out
 
 
-@pytest.mark.parametrize("weighting", ["eps", "velocity"])
-def test_cfm_loss_matches_hand_computation(setup, weighting):
-    params, obs, actions, eps, t, _ = setup
-    got = loss.cfm_loss(linear_velocity, params, obs, actions, eps, t, weighting=weighting)
-    assert got.shape == (5, N)
-    np.testing.assert_allclose(got, hand_cfm(params, obs, actions, eps, t, weighting), rtol=1e-5)
-
-
 def test_eps_weighting_is_velocity_weighting_times_one_minus_t_squared(setup):
     params, obs, actions, eps, t, _ = setup
     l_eps = loss.cfm_loss(linear_velocity, params, obs, actions, eps, t, weighting="eps")
@@ -85,38 +79,6 @@ def _objective(params, batch, old, **kw):
     return loss.fpo_objective(linear_velocity, params, obs, actions, eps, t, old, adv, **kw)
 
 
-@pytest.mark.parametrize("ratio", ["mean", "per_sample"])
-@pytest.mark.parametrize("trust_region", ["ppo", "aspo"])
-def test_on_policy_ratio_is_one_and_loss_is_minus_mean_advantage(setup, ratio, trust_region):
-    params, *batch = setup
-    old = loss.cfm_loss(linear_velocity, params, *batch[:4])
-    value, metrics = _objective(params, batch, old, ratio=ratio, trust_region=trust_region)
-    np.testing.assert_allclose(metrics["ratio_mean"], 1.0, rtol=1e-6)
-    np.testing.assert_allclose(metrics["clip_fraction"], 0.0)
-    np.testing.assert_allclose(value, -jnp.mean(batch[4]), rtol=1e-5)
-    np.testing.assert_allclose(metrics["cfm_loss_new"], metrics["cfm_loss_old"], rtol=1e-6)
-
-
-@pytest.mark.parametrize("ratio", ["mean", "per_sample"])
-@pytest.mark.parametrize("weighting", ["eps", "velocity"])
-def test_on_policy_gradient_is_advantage_weighted_cfm_gradient(setup, ratio, weighting):
-    """At r = 1: grad(-mean r A) = grad(mean_b A_b mean_i l_new_bi) (the paper's key identity)."""
-    params, *batch = setup
-    obs, actions, eps, t, adv = batch
-    old = loss.cfm_loss(linear_velocity, params, obs, actions, eps, t, weighting=weighting)
-    g_fpo = jax.grad(lambda p: _objective(p, batch, old, ratio=ratio, weighting=weighting)[0])(
-        params
-    )
-
-    def weighted_cfm(p):
-        new = loss.cfm_loss(linear_velocity, p, obs, actions, eps, t, weighting=weighting)
-        return jnp.mean(adv * jnp.mean(new, axis=-1))
-
-    g_ref = jax.grad(weighted_cfm)(params)
-    for k in params:
-        np.testing.assert_allclose(g_fpo[k], g_ref[k], rtol=1e-4, atol=1e-6)
-
-
 def test_clipping_zeroes_gradient_outside_trust_region(setup):
     params, *batch = setup
     obs, actions, eps, t, _ = batch
@@ -125,8 +87,7 @@ def test_clipping_zeroes_gradient_outside_trust_region(setup):
     old = new + 0.5
     pos_batch = (*batch[:4], jnp.abs(batch[4]) + 0.1)
     g = jax.grad(lambda p: _objective(p, pos_batch, old, clip_epsilon=0.05)[0])(params)
-    for leaf in jax.tree.leaves(g):
-        np.testing.assert_allclose(leaf, 0.0, atol=1e-8)
+    chex.assert_trees_all_close(g, jax.tree.map(jnp.zeros_like, g), atol=1e-8)
     _, metrics = _objective(params, pos_batch, old, clip_epsilon=0.05)
     np.testing.assert_allclose(metrics["clip_fraction"], 1.0)
     # Inside the trust region the gradient is not zero.
@@ -382,31 +343,6 @@ def python_gae(rewards, values, bootstrap, termination, truncation, gamma, lam):
     return vs, adv
 
 
-def test_gae_matches_python_loop_with_termination_and_truncation():
-    rng = np.random.default_rng(0)
-    T, B = 12, 3
-    rewards = rng.normal(size=(T, B))
-    values = rng.normal(size=(T, B))
-    bootstrap = rng.normal(size=(B,))
-    termination = np.zeros((T, B))
-    truncation = np.zeros((T, B))
-    termination[4, 0] = 1.0
-    termination[10, 1] = 1.0
-    truncation[6, 1] = 1.0
-    truncation[T - 1, 2] = 1.0
-    vs, adv = loss.compute_gae(
-        *(
-            jnp.asarray(x, jnp.float32)
-            for x in (rewards, values, bootstrap, termination, truncation)
-        ),
-        discount=0.99,
-        gae_lambda=0.95,
-    )
-    ref_vs, ref_adv = python_gae(rewards, values, bootstrap, termination, truncation, 0.99, 0.95)
-    np.testing.assert_allclose(vs, ref_vs, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(adv, ref_adv, rtol=1e-4, atol=1e-5)
-
-
 def test_gae_lambda_one_no_dones_is_discounted_return_minus_value():
     T = 6
     rewards = jnp.ones((T, 1))
@@ -492,3 +428,94 @@ def test_negative_advantage_clamp_stops_pushing_a_bad_action_away(setup):
     assert not np.allclose(free["b"], clamped["b"])
     # Every pair above the clamp: no gradient at all.
     assert np.allclose(jax.grad(objective)(params, float(jnp.min(new)) / 2)["b"], 0.0)
+
+
+# ----------------------------------------------------------------------------- with and without jit
+
+
+class PureFunctionsTest(chex.TestCase):
+    """The pure API gives the same (hand-computed) numbers traced under ``jax.jit`` and run
+    eagerly: chex runs each test once per variant."""
+
+    def setUp(self):
+        super().setUp()
+        self.params = make_params(jax.random.PRNGKey(0))
+        self.batch = make_batch(jax.random.PRNGKey(1))
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_cfm_loss_matches_hand_computation(self):
+        obs, actions, eps, t, _ = self.batch
+        for weighting in ("eps", "velocity"):
+            cfm = self.variant(functools.partial(
+                loss.cfm_loss, linear_velocity, weighting=weighting))  # fmt: skip
+            got = cfm(self.params, obs, actions, eps, t)
+            chex.assert_shape(got, (B, N))
+            expected = hand_cfm(self.params, obs, actions, eps, t, weighting)
+            chex.assert_trees_all_close(got, expected.astype(np.float32), rtol=1e-5)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_on_policy_ratio_is_one_and_loss_is_minus_mean_advantage(self):
+        old = loss.cfm_loss(linear_velocity, self.params, *self.batch[:4])
+        adv = self.batch[4]
+        for ratio in ("mean", "per_sample"):
+            for trust_region in ("ppo", "aspo"):
+                objective = self.variant(functools.partial(
+                    _objective, ratio=ratio, trust_region=trust_region))  # fmt: skip
+                value, metrics = objective(self.params, self.batch, old)
+                chex.assert_trees_all_close(
+                    (value, metrics["ratio_mean"], metrics["clip_fraction"]),
+                    (-jnp.mean(adv), 1.0, 0.0),
+                    rtol=1e-5,
+                    atol=1e-6,
+                )
+                chex.assert_trees_all_close(
+                    metrics["cfm_loss_new"], metrics["cfm_loss_old"], rtol=1e-6
+                )
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_on_policy_gradient_is_advantage_weighted_cfm_gradient(self):
+        """At r = 1: grad(-mean r A) = grad(mean_b A_b mean_i l_new_bi) (the paper's key
+        identity), for both ratios and weightings; the gradients are whole pytrees."""
+        obs, actions, eps, t, adv = self.batch
+        for ratio in ("mean", "per_sample"):
+            for weighting in ("eps", "velocity"):
+                old = loss.cfm_loss(linear_velocity, self.params, obs, actions, eps, t,
+                                    weighting=weighting)  # fmt: skip
+
+                def fpo(p, old=old, ratio=ratio, weighting=weighting):
+                    return _objective(p, self.batch, old, ratio=ratio, weighting=weighting)[0]
+
+                def weighted_cfm(p, weighting=weighting):
+                    new = loss.cfm_loss(linear_velocity, p, obs, actions, eps, t,
+                                        weighting=weighting)  # fmt: skip
+                    return jnp.mean(adv * jnp.mean(new, axis=-1))
+
+                g_fpo = self.variant(jax.grad(fpo))(self.params)
+                g_ref = jax.grad(weighted_cfm)(self.params)
+                chex.assert_trees_all_close(g_fpo, g_ref, rtol=1e-4, atol=1e-6)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_gae_matches_python_loop_with_termination_and_truncation(self):
+        rng = np.random.default_rng(0)
+        T, batch = 12, 3
+        rewards = rng.normal(size=(T, batch))
+        values = rng.normal(size=(T, batch))
+        bootstrap = rng.normal(size=(batch,))
+        termination = np.zeros((T, batch))
+        truncation = np.zeros((T, batch))
+        termination[4, 0] = 1.0
+        termination[10, 1] = 1.0
+        truncation[6, 1] = 1.0
+        truncation[T - 1, 2] = 1.0
+        inputs = (rewards, values, bootstrap, termination, truncation)
+        gae = self.variant(functools.partial(loss.compute_gae, discount=0.99, gae_lambda=0.95))
+        got = gae(*(jnp.asarray(x, jnp.float32) for x in inputs))
+        expected = python_gae(*inputs, 0.99, 0.95)
+        chex.assert_trees_all_close(
+            got, tuple(x.astype(np.float32) for x in expected), rtol=1e-4, atol=1e-5
+        )
+
+    def test_value_loss_refuses_targets_that_would_broadcast(self):
+        # (B, 1) values against (B,) targets would average a (B, B) matrix of errors.
+        with self.assertRaisesRegex(AssertionError, "different shapes"):
+            loss.value_loss(jnp.zeros((4, 1)), jnp.zeros(4))
