@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ class MetricsWriter:
       tensorboard: also write TensorBoard scalars (needs ``pip install fpo_jax[tensorboard]``).
       wandb_project: also log to this Weights & Biases project (needs ``fpo_jax[wandb]``).
       config: logged to W&B as the run config.
+      loggers: the user's own, any objects with ``write(record)`` (and optionally ``close()``),
+        given each record as plain Python values (numbers, lists of per-member values).
     """
 
     def __init__(
@@ -41,7 +44,9 @@ class MetricsWriter:
         tensorboard: bool = False,
         wandb_project: str | None = None,
         config: dict[str, Any] | None = None,
+        loggers: Sequence[Any] = (),
     ):
+        self.loggers = list(loggers)
         self.path = None if run_dir is None else Path(run_dir) / "metrics.jsonl"
         self.history: list[dict[str, Any]] = []
         self._tb = None
@@ -90,8 +95,13 @@ class MetricsWriter:
             self._tb.flush()
         if self._wandb is not None:
             self._wandb.log(scalars, step=step)
+        for logger in self.loggers:
+            logger.write(dict(record))
 
     def close(self) -> None:
+        for logger in self.loggers:
+            if hasattr(logger, "close"):
+                logger.close()
         if self._tb is not None:
             self._tb.close()
         if self._wandb is not None:

@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import math
 import os
 import sys
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,16 +31,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fpo_jax import compile_cache, envs, memory, parallel, runs
+from fpo_jax import compile_cache, envs, loop, memory, parallel, runs
 from fpo_jax.agents import ALGORITHMS, unread_settings
 from fpo_jax.checkpoint import Checkpointer
-from fpo_jax.config import TrainConfig, parse_sweep, replace, sweep_members, validate
-from fpo_jax.errors import ConfigError, TrainingDiverged
+from fpo_jax.config import TrainConfig, parse_sweep, replace, validate
+from fpo_jax.errors import ConfigError
 from fpo_jax.presets import preset, with_changes
 from fpo_jax.run_log import MetricsWriter, plot_learning_curve
 from fpo_jax.runs import member_inputs
-from fpo_jax.stats import mean_stderr
-from fpo_jax.timing import Stopwatch, format_seconds
+from fpo_jax.timing import Stopwatch
 from fpo_jax.trainer import Trainer, TrainState
 
 _DISTRIBUTED_VARS = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
@@ -202,20 +199,6 @@ def preflight(
 # Host-side helpers
 
 
-def _eval_calls(num_calls: int, num_evals: int) -> set[int]:
-    """Calls after which to evaluate and checkpoint: ``num_evals`` evenly spaced, last included."""
-    if num_evals == 0:
-        return {num_calls}
-    return {math.ceil(i * num_calls / num_evals) for i in range(1, num_evals + 1)}
-
-
-def _nanmean(x: Any) -> float:
-    """Mean over seeds ignoring NaN (e.g. no episode ended in a call); NaN if all are NaN."""
-    x = np.asarray(x, dtype=np.float64)
-    finite = ~np.isnan(x)
-    return float(x[finite].mean()) if finite.any() else float("nan")
-
-
 def _copy(tree: Any) -> Any:
     """A copy of every array in ``tree`` (same sharding), safe from a later donation."""
     return jax.tree.map(jnp.copy, tree)
@@ -224,11 +207,6 @@ def _copy(tree: Any) -> Any:
 def _log(msg: str) -> None:
     if parallel.is_main_process():
         print(f"[fpo_jax] {msg}", file=sys.stderr, flush=True)
-
-
-def _interactive() -> bool:
-    """A progress bar helps on a terminal or in a notebook; a log file wants plain lines."""
-    return sys.stderr.isatty() or "ipykernel" in sys.modules
 
 
 _distributed_initialized = False
@@ -312,6 +290,7 @@ def train(
     agent: Any | None = None,
     value_network: Any | None = None,
     progress_fn: ProgressFn | None = None,
+    loggers: Sequence[Any] = (),
     **overrides: Any,
 ) -> TrainResult:
     """Train with FPO (or the PPO / DPPO baselines) and return the state, policy and metrics.
@@ -332,6 +311,9 @@ def train(
         copy that stays valid after later calls (the compiled step donates its own buffers).
         Returning ``False`` (not merely falsy ``None``) stops the run cleanly: it is evaluated
         and checkpointed at that point, and can be resumed later.
+      loggers: your own metric sinks, objects with ``write(record)`` (and optionally
+        ``close()``): each gets every line that metrics.jsonl gets, as plain Python values,
+        on the main process (see :mod:`fpo_jax.loop` for the other parts of the host loop).
       **overrides: config fields to change, e.g. ``num_timesteps=200_000, algo="ppo"``, applied
         as CLI flags are (:func:`fpo_jax.presets.with_changes`: ``dppo_sigma`` also moves the
         DPPO evaluation sigma unless ``eval_sigma`` is given). A changed setting the algorithm
@@ -391,6 +373,7 @@ def train(
         tensorboard=config.tensorboard and main_process,
         wandb_project=config.wandb_project if main_process else None,
         config=dataclasses.asdict(config),
+        loggers=loggers if main_process else (),
     )
     try:
         return _train_loop(
@@ -416,135 +399,58 @@ def _train_loop(
     step_fn: Any,
     compile_seconds: float,
 ) -> TrainResult:
-    k = config.num_members
+    """Calls of the compiled step with the host-side parts of :mod:`fpo_jax.loop` around them."""
     main_process = parallel.is_main_process()
     wall_offset = 0.0
     if config.resume is not None:
         writer.load_existing(start_call * config.env_steps_per_call)
         wall_offset = max((r.get("wall_time") or 0.0 for r in writer.history), default=0.0)
-
-    eval_fn = jax.jit(jax.vmap(trainer.evaluate))
-
-    eval_calls = _eval_calls(config.num_calls, config.num_evals)
-    eval_base_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0x5EED)
-    total_steps = config.num_calls * config.env_steps_per_call
-
-    # Each member's evaluation key depends on its seed only: a sweep member and the single run
-    # of its setting and seed evaluate on the same episodes.
-    member_seeds = jnp.array([m["seed"] for m in members])
-
-    def run_eval(state: TrainState, call: int) -> dict[str, Any]:
-        call_key = jax.random.fold_in(eval_base_key, call)
-        ekeys = jax.vmap(lambda s: jax.random.fold_in(call_key, s))(member_seeds)
-        out = jax.device_get(eval_fn(state, ekeys))
-        record = {name: _nanmean(v) for name, v in out.items()}  # diverged members are NaN
-        record.update({f"per_member/{name}": v for name, v in out.items()})
-        if k > 1 and not config.sweep:  # the seeds' spread; a sweep's members differ on purpose
-            record["eval/episode_return_stderr"] = mean_stderr(out["eval/episode_return"])[1]
-        return record
-
-    def save(state: TrainState) -> None:
-        if ckpt is not None:
-            ckpt.save(int(np.asarray(state.iteration)[0]), state)
+    evaluator = loop.Evaluator(trainer, config, members)
+    divergence = loop.DivergencePolicy(config, ckpt, log=_log)
+    show_bar = config.progress and main_process and loop.interactive()
+    progress = loop.Progress(config, start_call, show_bar=show_bar, log=_log)
 
     if start_call == 0 and config.num_evals > 0:
-        writer.write({"call": 0, "env_steps": 0, "wall_time": 0.0, **run_eval(state, 0)})
-
-    show_bar = config.progress and main_process and _interactive()
-    progress = None
-    if show_bar:
-        from tqdm.auto import tqdm
-
-        progress = tqdm(
-            total=total_steps * k,
-            initial=start_call * config.env_steps_per_call * k,
-            unit="step",
-            unit_scale=True,
-            dynamic_ncols=True,
-            desc=f"{config.algo}/{config.env}",
-        )
+        writer.write({"call": 0, "env_steps": 0, "wall_time": 0.0, **evaluator(state, 0)})
     stopped_early = False
-    # Members are independent runs: one that diverges (e.g. a sweep's largest learning rate) is
-    # named once and carried on as NaN while the others train; only when all have, it stops.
-    diverged: list[int] = []
-    t_start = time.perf_counter()
+    last_eval = next(
+        (r["eval/episode_return"] for r in reversed(writer.history) if "eval/episode_return" in r),
+        None,
+    )
+    run_clock = Stopwatch()
     for call in range(start_call + 1, config.num_calls + 1):
-        t_call = time.perf_counter()
+        call_clock = Stopwatch()
         state, metrics = step_fn(state)
         metrics = jax.device_get(metrics)
-        call_seconds = time.perf_counter() - t_call
-        finite = np.asarray(metrics["finite"]).reshape(-1)
-        if k > 1 and finite.any():
-            for i in np.flatnonzero(~finite):
-                if i not in diverged:
-                    diverged.append(int(i))
-                    _log(
-                        f"member {i} {sweep_members(config)[i]} diverged (non-finite losses or "
-                        f"parameters) at iteration {call * config.iterations_per_call}; it is "
-                        "kept as NaN and the other members go on."
-                    )
-        elif not finite.all():
-            bad = [n for n, v in metrics.items() if not np.all(np.isfinite(v))] or ["parameters"]
-            kept = f"; last good checkpoint: step {ckpt.latest_step()}" if ckpt else ""
-            raise TrainingDiverged(
-                f"Non-finite {', '.join(bad)} at iteration {call * config.iterations_per_call} "
-                f"(env step {call * config.env_steps_per_call:,}){kept}."
-            )
-        env_steps = call * config.env_steps_per_call
-        record: dict[str, Any] = {
-            "call": call,
-            "env_steps": env_steps,
-            "wall_time": wall_offset + time.perf_counter() - t_start,
-            "env_steps_per_second": config.env_steps_per_call * k / call_seconds,
-        }
-        record.update({n: _nanmean(v) for n, v in metrics.items() if n != "finite"})
-        if diverged:
-            record["diverged_members"] = sorted(diverged)
-        if k > 1:  # each member's own numbers, in the order of members.json
-            record.update(
-                {f"per_member/{n}": np.asarray(v) for n, v in metrics.items() if n != "finite"}
-            )
-        evaluated = call in eval_calls
+        call_seconds = call_clock.seconds()
+        divergence.check(metrics, call)
+        record = loop.call_record(
+            call, config, metrics, wall_offset + run_clock.seconds(), call_seconds,
+            divergence.diverged,
+        )  # fmt: skip
+        evaluated = evaluator.due(call)
         if evaluated:
-            record.update(run_eval(state, call))
+            record.update(evaluator(state, call))
         # The next call donates ``state``'s buffers: the callback gets its own copy, which
         # stays readable however long it is kept.
         if progress_fn is not None and progress_fn(dict(record), _copy(state)) is False:
             stopped_early = True
             if not evaluated:
-                record.update(run_eval(state, call))
+                record.update(evaluator(state, call))
                 evaluated = True
         # The record first: a run killed between the two resumes from the previous checkpoint
         # and rewrites this record, so metrics.jsonl never misses a call.
         writer.write(record)
         if evaluated:
-            save(state)
-        if call == start_call + 1 and jax.default_backend() == "cpu" and main_process:
-            remaining = call_seconds * (config.num_calls - call)
-            if remaining > 120:
-                _log(
-                    f"no accelerator: this run will take about {format_seconds(remaining)} "
-                    "more on this CPU; shorten it with --num-timesteps (or smaller --num-envs / "
-                    "--num-epochs), or install the GPU build (see the README)."
-                )
-        if progress is not None:
-            progress.update(config.env_steps_per_call * k)
-            postfix = {"sps": f"{record['env_steps_per_second']:.0f}"}
-            last_eval = [r for r in writer.history if r.get("eval/episode_return") is not None]
-            if last_eval:
-                postfix["eval"] = f"{last_eval[-1]['eval/episode_return']:.1f}"
-            progress.set_postfix(postfix)
-        elif evaluated:
-            _log(
-                f"{env_steps:,}/{total_steps:,} env steps: eval return "
-                f"{record['eval/episode_return']:.2f}, {record['env_steps_per_second']:,.0f} "
-                f"env steps/s, {format_seconds(record['wall_time'])} elapsed"
-            )
+            last_eval = record["eval/episode_return"]
+            if ckpt is not None:
+                ckpt.save(int(np.asarray(state.iteration)[0]), state)
+        if main_process:
+            progress.after_call(record, call_seconds, last_eval)
         if stopped_early:
-            _log(f"progress_fn stopped the run after {env_steps:,} env steps")
+            _log(f"progress_fn stopped the run after {record['env_steps']:,} env steps")
             break
-    if progress is not None:
-        progress.close()
+    progress.close()
     if run_dir is not None and main_process:
         plot_learning_curve(
             writer.history,
@@ -552,7 +458,7 @@ def _train_loop(
             f"{config.algo} on {config.env}",
             members=members,
         )
-    first = next(i for i in range(k) if i not in diverged)  # not all diverged: it would stop
+    first = divergence.first_finite()
     if first > 0:
         _log(
             f"result.policy is member {first}'s {members[first]}, the first that did not "

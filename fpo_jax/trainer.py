@@ -574,3 +574,29 @@ class Trainer:
         }
         out.update({f"eval/{k}": jnp.mean(v) for k, v in sums.items()})
         return out
+
+
+def make_train(
+    env: Any,
+    config: TrainConfig,
+    *,
+    agent: Agent | None = None,
+    value_network: Any | None = None,
+) -> Callable[..., tuple[TrainState, Metrics]]:
+    """The whole run as one pure function of a key (PureJaxRL's ``make_train``).
+
+    ``train_fn(key, hparams=None) -> (state, metrics)``: ``Trainer.init`` then
+    ``config.num_calls`` calls of ``train_step`` in one ``lax.scan``; ``metrics`` has a leading
+    axis of calls. No evaluation, files or host callbacks: jit it, vmap it over keys (seeds)
+    and ``hparams`` (a sweep member's values, as :meth:`Trainer.init` takes them) yourself.
+    ``train_fn(jax.random.PRNGKey(seed))`` trains exactly what
+    :func:`fpo_jax.train.train` does for that seed.
+    """
+    trainer = Trainer(env, config, agent=agent, value_network=value_network)
+
+    def train_fn(key: Array, hparams: dict[str, Any] | None = None):
+        state = trainer.init(key, hparams)
+        return jax.lax.scan(lambda s, _: trainer.train_step(s), state, None, config.num_calls)
+
+    return train_fn
+
