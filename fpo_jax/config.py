@@ -97,6 +97,10 @@ class TrainConfig:
     """'linear' decays the step size to 0 over the run."""
     max_grad_norm: float | None = None
     """Clip gradients to this global norm; None: no clipping (the paper's setting)."""
+    grad_clip_per_network: bool = False
+    """Apply max_grad_norm to the policy's and the critic's gradients separately (the FPO
+    authors' GridWorld code: one optimizer per network) instead of to both together, where a
+    large critic gradient also shrinks the policy's step."""
     discount: float = 0.99
     """Discount factor gamma."""
     gae_lambda: float = 0.95

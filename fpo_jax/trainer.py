@@ -99,7 +99,8 @@ class _View:
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """Adam with an optional global-norm clip and a constant or linearly decaying step size."""
+    """Adam with an optional global-norm clip (of both networks' gradients together, or with
+    ``grad_clip_per_network`` of each network's) and a constant or linearly decaying step size."""
     total_updates = (
         config.num_calls * config.iterations_per_call * config.num_epochs * config.num_minibatches
     )
@@ -109,7 +110,14 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
         lr = config.learning_rate
     parts = []
     if config.max_grad_norm is not None:
-        parts.append(optax.clip_by_global_norm(config.max_grad_norm))
+        clip = optax.clip_by_global_norm(config.max_grad_norm)
+        if config.grad_clip_per_network:
+            # params = {"policy": ..., "value": ...}: each network's gradient clipped on its own
+            # (Adam is per parameter, so this is the same as one optimizer per network).
+            clip = optax.multi_transform(
+                {"policy": clip, "value": clip}, lambda p: {k: k for k in p}
+            )
+        parts.append(clip)
     parts.append(optax.adam(lr))
     return optax.chain(*parts)
 
