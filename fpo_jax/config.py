@@ -132,6 +132,16 @@ class TrainConfig:
     """Hidden sizes of the velocity MLP (FPO, DPPO) or Gaussian policy MLP (PPO)."""
     value_hidden: tuple[int, ...] = (256, 256, 256, 256, 256)
     """Hidden sizes of the critic MLP."""
+    activation: Literal["silu", "relu", "tanh"] = "silu"
+    """Hidden-layer activation of the policy and critic MLPs (paper: SiLU; the FPO authors'
+    GridWorld: ReLU)."""
+    network_init: Literal["flax", "torch"] = "flax"
+    """Initialisation of the default networks' layers: Flax's (LeCun-normal kernels, zero
+    biases) or PyTorch's nn.Linear default (kernels and biases U(+-1/sqrt(fan_in)), the FPO
+    authors' GridWorld)."""
+    flow_time_input: Literal["embedding", "raw"] = "embedding"
+    """Flow policies: the velocity MLP sees the flow time as its 8-dim sin/cos embedding (paper)
+    or as t itself (the FPO authors' GridWorld)."""
     velocity_output_scale: float = 0.25
     """The velocity MLP's output is multiplied by this (paper: 0.25)."""
     flow_noise_scale: float = 1.0

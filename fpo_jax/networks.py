@@ -213,12 +213,15 @@ class GaussianPolicyMLP(nn.Module):
     hidden_sizes: Sequence[int] = (32,) * 4
     min_scale: float = 1e-3
     activation: Callable[[Array], Array] = nn.silu
+    init_scheme: str = "flax"
 
     @nn.compact
     def __call__(self, obs: Array) -> tuple[Array, Array]:
-        out = MLP(self.hidden_sizes, 2 * self.action_dim, activation=self.activation, name="mlp")(
-            obs
-        )
+        mlp = MLP(
+            self.hidden_sizes, 2 * self.action_dim, activation=self.activation,
+            init_scheme=self.init_scheme, name="mlp",
+        )  # fmt: skip
+        out = mlp(obs)
         loc, raw_scale = jnp.split(out, 2, axis=-1)
         scale = jax.nn.softplus(raw_scale) + self.min_scale
         return loc, scale

@@ -142,7 +142,7 @@ class Trainer:
         ``FPOAgent(config, action_size, network=MyVelocityNet())``); default:
         ``make_agent(config, action_size)``.
       value_network: the critic, a Flax module ``obs (..., obs_dim) -> V (...,)``; default:
-        ``ValueMLP(config.value_hidden)``.
+        ``ValueMLP`` with ``config``'s sizes, activation and initialisation.
       mesh: optional ``jax.sharding.Mesh`` with a ``"data"`` axis (see :mod:`fpo_jax.parallel`):
         env states and trajectories are sharded over it along their env/trajectory axis,
         parameters and optimizer state replicated; the compiler inserts the gradient all-reduce.
@@ -180,7 +180,11 @@ class Trainer:
             )
         self.agent = agent
         self.value_net = (
-            networks.ValueMLP(hidden_sizes=config.value_hidden)
+            networks.ValueMLP(
+                hidden_sizes=config.value_hidden,
+                activation=networks.ACTIVATIONS[config.activation],
+                init_scheme=config.network_init,
+            )
             if value_network is None
             else value_network
         )

@@ -43,6 +43,9 @@ class FlowPolicy:
             action_dim=self.action_size,
             hidden_sizes=c.policy_hidden,
             output_scale=c.velocity_output_scale,
+            activation=networks.ACTIVATIONS[c.activation],
+            time_input=c.flow_time_input,
+            init_scheme=c.network_init,
         )
 
     @property
