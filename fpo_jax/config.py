@@ -55,6 +55,9 @@ class TrainConfig:
     """Brax physics backend (generalized, positional, spring, mjx); None: Brax's default."""
     impl: str = "jax"
     """MuJoCo Playground implementation; 'jax' (MJX) is much faster than 'warp' on CPU."""
+    env_kwargs: tuple[str, ...] = ()
+    """Arguments of the env's constructor (make_env), 'name=value' each, the value read as JSON
+    (e.g. 'move_threshold=0.462' for the gridworld)."""
     seed: int = 0
     """Seed of the first (or only) run."""
     num_seeds: int = 1
@@ -236,6 +239,20 @@ class TrainConfig:
         return self.env_steps_per_iteration * self.iterations_per_call
 
     @property
+    def env_options(self) -> dict[str, Any]:
+        """``env_kwargs`` as keyword arguments of ``make_env``."""
+        out = {}
+        for entry in self.env_kwargs:
+            name, sep, value = entry.partition("=")
+            if not sep:
+                raise ConfigError(f"env_kwargs entry {entry!r} is not of the form name=value.")
+            try:
+                out[name.strip()] = json.loads(value)
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"env_kwargs entry {entry!r}: {value!r} is not JSON.") from e
+        return out
+
+    @property
     def num_members(self) -> int:
         """Runs trained together: the sweep grid's size times num_seeds."""
         size = 1
@@ -358,6 +375,7 @@ def validate(config: TrainConfig) -> TrainConfig:
         fail("policy_hidden and value_hidden must be non-empty tuples of positive sizes.")
     if c.sweep:
         parse_sweep(c)
+    c.env_options  # noqa: B018 (raises ConfigError if malformed)
     if c.num_devices is not None and c.num_devices <= 0:
         fail(f"num_devices must be a positive integer or None, got {c.num_devices!r}.")
     return c

@@ -422,8 +422,11 @@ def train(
         f"{config.env_steps_per_call:,}); defaults: {config.preset_source}. Building the env..."
     )
 
-    env_obj = envs.make_env(config.env, backend=config.backend, impl=config.impl) if (
-        env_is_name) else env  # fmt: skip
+    env_obj = (
+        envs.make_env(config.env, backend=config.backend, impl=config.impl, **config.env_options)
+        if env_is_name
+        else env
+    )
     use_mesh = (config.num_devices or jax.device_count()) > 1
     mesh = parallel.make_mesh(config.num_devices) if use_mesh else None
     trainer = Trainer(env_obj, config, agent=agent, value_network=value_network, mesh=mesh)
