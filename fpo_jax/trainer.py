@@ -108,18 +108,20 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
         lr: Any = optax.linear_schedule(config.learning_rate, 0.0, total_updates)
     else:
         lr = config.learning_rate
-    parts = []
-    if config.max_grad_norm is not None:
-        clip = optax.clip_by_global_norm(config.max_grad_norm)
-        if config.grad_clip_per_network:
-            # params = {"policy": ..., "value": ...}: each network's gradient clipped on its own
-            # (Adam is per parameter, so this is the same as one optimizer per network).
-            clip = optax.multi_transform(
-                {"policy": clip, "value": clip}, lambda p: {k: k for k in p}
-            )
-        parts.append(clip)
-    parts.append(optax.adam(lr))
-    return optax.chain(*parts)
+    clip = gradient_clip(config)
+    return optax.chain(*([] if clip is None else [clip]), optax.adam(lr))
+
+
+def gradient_clip(config: TrainConfig) -> optax.GradientTransformation | None:
+    """The clip of ``make_optimizer`` on ``{"policy": ..., "value": ...}`` gradients, or None."""
+    if config.max_grad_norm is None:
+        return None
+    clip = optax.clip_by_global_norm(config.max_grad_norm)
+    if not config.grad_clip_per_network:
+        return clip
+    # Each network's gradient clipped on its own; Adam is per parameter, so this is the same as
+    # one optimizer per network.
+    return optax.multi_transform({"policy": clip, "value": clip}, lambda p: {k: k for k in p})
 
 
 def _all_finite(tree: Any) -> Array:
