@@ -92,22 +92,26 @@ def cache_dir() -> Path:
 # The authors' policy, sampled in JAX from their trained weights
 
 
-def authors_sampler(params, stats, obs, key, noise=None):
+def authors_sampler(params, stats, obs, key):
     """Their DiffusionPolicy's sampler: x ~ N(0, I) at t = 0, 10 Euler steps of
     v = L3 relu(L2 relu(L1 [obs, x, t])) to t = 1; returns tanh of the raw action, which our
     GridWorld with AUTHORS_MOVE_THRESHOLD moves on exactly as their env moves on the raw one.
 
-    params: {"layer1.weight": (64, 5), ...} (torch layout, out x in); obs (..., 2) -> (..., 2);
-    ``noise``: the initial x (..., 2) instead of a draw from ``key``.
+    params: {"layer1.weight": (64, 5), ...} (torch layout, out x in); obs (..., 2) -> (..., 2).
     """
     del stats
+    return jnp.tanh(authors_raw_action(params, obs, jax.random.normal(key, obs.shape[:-1] + (2,))))
+
+
+def authors_raw_action(params, obs, noise):
+    """The raw action their sampler integrates from the initial ``noise`` (..., 2)."""
     dense = lambda name, h: h @ params[f"{name}.weight"].T + params[f"{name}.bias"]
-    x = jax.random.normal(key, obs.shape[:-1] + (2,)) if noise is None else noise
+    x = noise
     for k in range(10):
         t = jnp.full(obs.shape[:-1] + (1,), k / 10.0)
         h = jax.nn.relu(dense("layer1", jnp.concatenate([obs, x, t], -1)))
         x = x + 0.1 * dense("layer3", jax.nn.relu(dense("layer2", h)))
-    return jnp.tanh(x)
+    return x
 
 
 def load_authors(steps: int, seed: int) -> dict:
@@ -167,13 +171,13 @@ def check_port(repo: str, params: dict) -> float:
     from models.diffusion_policy import DiffusionPolicy
 
     policy = DiffusionPolicy(5, 2, device=torch.device("cpu"), fixed_noise_inference=True)
-    policy.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in params.items()})
+    policy.load_state_dict({k: torch.tensor(np.array(v)) for k, v in params.items()})
     worst = 0.0
     for obs in ([0.0, 0.0], [0.5, -1 / 12], [-1.0, 0.75]):
         theirs = policy.sample_action(torch.tensor(obs)).detach().numpy()
         noise = jnp.asarray(policy.init_noise.numpy())
-        ours = authors_sampler(params, None, jnp.asarray([obs]), None, noise=noise)[0]
-        worst = max(worst, float(np.max(np.abs(np.arctanh(np.asarray(ours)) - theirs))))
+        ours = np.asarray(authors_raw_action(params, jnp.asarray([obs]), noise))[0]
+        worst = max(worst, float(np.max(np.abs(ours - theirs))))
     return worst
 
 
@@ -232,6 +236,39 @@ def slug(label: str) -> str:
 
 
 SADDLE_INDEX = mm.GRID_STARTS.index(mm.SADDLE)
+
+# Every difference found between their gridworld/ code and ours at the paper variant, and
+# whether the variant now matches it (read from both codes).
+DIFFERENCES = [
+    ("env move", "round(clip(a, -1, 1)) of the raw action", "tanh(a), moves at +-1/3",
+     "matched: `move_threshold` = tanh(0.5) (exactly the same moves)"),
+    ("activation", "ReLU", "SiLU", "matched: `activation='relu'`"),
+    ("initialisation", "PyTorch nn.Linear default, U(+-1/sqrt(fan_in)) kernels and biases",
+     "Flax LeCun normal, zero biases", "matched: `network_init='torch'`"),
+    ("flow-time input", "raw t", "8-dim sin/cos embedding", "matched: `flow_time_input='raw'`"),
+    ("flow-time direction", "t = 0 noise, t = 1 action; target x1 - eps",
+     "t = 1 noise; target eps - a",
+     "not matched (with raw t an affine change of the first layer's input: only the "
+     "initial bias differs)"),
+    ("optimizers", "one Adam per network, each gradient clipped to norm 0.5, critic MSE weight 1",
+     "one Adam, one global clip 0.5 over both, critic weight 0.25",
+     "matched: `grad_clip_per_network=True`, `value_loss_coef=1.0`"),
+    ("advantages", "GAE once per batch with the rollout's critic, normalised over the batch",
+     "GAE per minibatch with the current critic, normalised per minibatch", "not matched"),
+    ("critic target", "A + V of the rollout's critic", "GAE return of the current critic",
+     "not matched"),
+    ("truncation at 100 steps", "read as termination (no bootstrap)", "bootstrapped",
+     "not matched"),
+    ("rollout", "one env, whole episodes until >= 2048 steps", "60 envs x 34 steps (2040), auto-reset",
+     "not matched (same start distribution)"),
+    ("minibatches", "6 of step // 6 random transitions, plus a 7th of the remainder (< 6)",
+     "6 of 10 whole 34-step trajectories", "not matched"),
+    ("learning rate", "linear decay over 200M steps (< 0.5 % by 1M)", "constant", "not matched"),
+    ("same already", "N = 50, t ~ U(0, 1), u-MSE, per-pair and mean log-ratio clamps 3, clip 0.2, "
+     "lr 3e-4, 10 epochs, gamma 0.99, lambda 0.98, 64-64 nets, output unscaled, no obs "
+     "normalisation, reward 20 unscaled, 10 Euler steps from N(0, I), random non-goal starts",
+     "", ""),
+]  # fmt: skip
 
 
 def split_rows(name: str, ev: dict) -> list[list[str]]:
@@ -410,6 +447,11 @@ def report(steps_list: list[int], seeds: int, with_ablation: bool) -> None:
                 "lrll",
             ),  # fmt: skip
         ]
+    md += [
+        "\n## Differences between their code and ours (paper variant)\n",
+        common.markdown_table(["what", "theirs", "ours before", "the paper variant now"],
+                              DIFFERENCES, "llll"),
+    ]  # fmt: skip
     plot(evals_fig, "gridworld_side_by_side.png")
     md.append("\n![side by side](gridworld_side_by_side.png)\n")
     common.write_result("gridworld_side_by_side.md", "\n".join(md))
@@ -437,7 +479,8 @@ def main(argv: list[str] | None = None) -> None:
         for steps in args.steps:
             for seed in range(args.seeds):
                 train_authors(args.authors_repo, steps, seed)
-            run_authors_eval(args.authors_repo, steps, args.seeds)
+    for steps in args.steps:  # evaluates the seeds trained so far
+        run_authors_eval(args.authors_repo, steps, args.seeds)
     if args.stage in ("all", "ours"):
         for steps in args.steps:
             run_ours("paper", {}, steps, args.seeds)
