@@ -216,3 +216,16 @@ def test_source_noise_sweep_with_a_diverging_member_on_real_simulators(env, chan
         leaves = jax.tree.leaves(result.member(i).params)
         assert all(np.isfinite(x).all() for x in leaves)
     assert np.isfinite(result.final_eval_return)
+
+
+def test_env_kwargs_build_the_env_in_train_and_load_run(tiny, tmp_path):
+    from fpo_jax.toy_envs import AUTHORS_MOVE_THRESHOLD
+
+    config = TrainConfig(env="gridworld", **tiny, num_timesteps=STEPS_PER_CALL, num_evals=1,
+                         run_dir=str(tmp_path), progress=False,
+                         env_kwargs=(f"move_threshold={AUTHORS_MOVE_THRESHOLD}",))  # fmt: skip
+    result = train("gridworld", config)
+    assert result.trainer.env.move_threshold == AUTHORS_MOVE_THRESHOLD
+    run = fpo_jax.load_run(tmp_path)
+    assert run.trainer.env.move_threshold == AUTHORS_MOVE_THRESHOLD
+    assert envs.make_env("gridworld").move_threshold == 1 / 3  # the default
