@@ -4,9 +4,9 @@ Paper defaults: velocity MLP 4 x 32 SiLU on concat(obs, x_t, emb(t)) with output
 8-dim time embedding; value MLP 5 x 256 SiLU; Gaussian policy 4 x 32 SiLU with
 scale = softplus(s) + 1e-3. All sizes are configurable; leading batch dims are free.
 
-Options for reproducing the FPO authors' PyTorch GridWorld networks: ``activation`` (``ACTIVATIONS``
-names a few), ``time_input="raw"`` (t itself instead of its embedding) and ``init_scheme="torch"``
-(PyTorch's default ``nn.Linear`` initialisation instead of Flax's).
+Options for reproducing the FPO authors' PyTorch GridWorld networks: ``activation``
+(``ACTIVATIONS`` names a few), ``time_input="raw"`` (t itself instead of its embedding) and
+``init_scheme="torch"`` (PyTorch's default ``nn.Linear`` initialisation instead of Flax's).
 """
 
 from __future__ import annotations
@@ -170,9 +170,12 @@ class VelocityMLP(nn.Module):
         else:
             raise ValueError(f"time_input={self.time_input!r} is not 'embedding' or 'raw'.")
         mlp = MLP(
-            self.hidden_sizes, self.action_dim, activation=self.activation, init_scheme=self.init_scheme,
+            self.hidden_sizes,
+            self.action_dim,
+            activation=self.activation,
+            init_scheme=self.init_scheme,
             name="mlp",
-        )  # fmt: skip
+        )
         out = mlp(obs, x_t, emb)
         # A small output scale keeps the initial flow close to the identity map on noise.
         return out * self.output_scale

@@ -6,9 +6,10 @@ step, so a rollout `lax.scan` carries them without retracing.
 
 Actions arrive already tanh-squashed into [-1, 1] (the trainer squashes the flow's output), so
 the discretisation below uses thresholds at +-1/3 rather than rounding: rounding a squashed
-action would make the "stay" move hard to reach. ``GridWorld(move_threshold=AUTHORS_MOVE_THRESHOLD)``
-moves exactly when the FPO authors' GridWorld does: theirs rounds the unsquashed action clipped
-to [-1, 1], i.e. moves when |a| > 0.5, which is |tanh(a)| > tanh(0.5).
+action would make the "stay" move hard to reach.
+``GridWorld(move_threshold=AUTHORS_MOVE_THRESHOLD)`` moves exactly when the FPO authors' GridWorld
+does: theirs rounds the unsquashed action clipped to [-1, 1], i.e. moves when |a| > 0.5, which
+is |tanh(a)| > tanh(0.5).
 
 - `GridWorld` (paper, Figure 1): reach the top or bottom two rows of a 25 x 25 grid.
 - `Bandit`: a one-step task whose reward has two equally good, well separated optima, so the
