@@ -137,7 +137,9 @@ def load_run(
     config = _sampler_config(config, integrator, flow_steps, noise, sigma)
     if env is None:
         try:
-            env = envs.make_env(config.env, backend=config.backend, impl=config.impl)
+            env = envs.make_env(
+                config.env, backend=config.backend, impl=config.impl, **config.env_options
+            )
         except ConfigError as e:
             raise ConfigError(
                 f"Cannot rebuild the run's env {config.env!r} by name ({e}); pass env=... ."

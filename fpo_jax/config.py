@@ -60,6 +60,9 @@ class TrainConfig:
     """Brax physics backend (generalized, positional, spring, mjx); None: Brax's default."""
     impl: str = "jax"
     """MuJoCo Playground implementation; 'jax' (MJX) is much faster than 'warp' on CPU."""
+    env_kwargs: tuple[str, ...] = ()
+    """Arguments of the env's constructor (make_env), 'name=value' each, the value read as JSON
+    (e.g. 'move_threshold=0.462' for the gridworld)."""
     seed: int = 0
     """Seed of the first (or only) run."""
     num_seeds: int = 1
@@ -130,6 +133,13 @@ class TrainConfig:
     """Hidden sizes of the velocity MLP (FPO, DPPO) or Gaussian policy MLP (PPO)."""
     value_hidden: tuple[int, ...] = (256, 256, 256, 256, 256)
     """Hidden sizes of the critic MLP."""
+    network_init: Literal["flax", "torch"] = "flax"
+    """Initialisation of the default networks' layers: Flax's (LeCun-normal kernels, zero
+    biases) or PyTorch's nn.Linear default (kernels and biases U(+-1/sqrt(fan_in)), the FPO
+    authors' GridWorld)."""
+    flow_time_input: Literal["embedding", "raw"] = "embedding"
+    """Flow policies: the velocity MLP sees the flow time as its 8-dim sin/cos embedding (paper)
+    or as t itself (the FPO authors' GridWorld)."""
     velocity_output_scale: float = 0.25
     """The velocity MLP's output is multiplied by this (paper: 0.25)."""
     flow_noise_scale: float = 1.0
@@ -201,7 +211,8 @@ class TrainConfig:
     """max_grad_norm over all parameters ('global') or over the policy's and the critic's
     separately ('per_network': FPO++'s separate actor and critic optimizers)."""
     activation: ActivationName = "silu"
-    """Hidden-layer activation of the default policy and critic networks (FPO++: 'elu')."""
+    """Hidden-layer activation of the default policy and critic networks (paper: SiLU; FPO++:
+    'elu'; the FPO authors' GridWorld: 'relu')."""
 
     num_evals: int = 10
     """Evaluations (and checkpoints) over the run, plus one before training."""
@@ -262,6 +273,20 @@ class TrainConfig:
     @property
     def env_steps_per_call(self) -> int:
         return self.env_steps_per_iteration * self.iterations_per_call
+
+    @property
+    def env_options(self) -> dict[str, Any]:
+        """``env_kwargs`` as keyword arguments of ``make_env``."""
+        out = {}
+        for entry in self.env_kwargs:
+            name, sep, value = entry.partition("=")
+            if not sep:
+                raise ConfigError(f"env_kwargs entry {entry!r} is not of the form name=value.")
+            try:
+                out[name.strip()] = json.loads(value)
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"env_kwargs entry {entry!r}: {value!r} is not JSON.") from e
+        return out
 
     @property
     def num_members(self) -> int:
@@ -428,6 +453,7 @@ def validate(config: TrainConfig) -> TrainConfig:
         fail("policy_hidden and value_hidden must be non-empty tuples of positive sizes.")
     if c.sweep:
         parse_sweep(c)
+    c.env_options  # noqa: B018 (raises ConfigError if malformed)
     if c.num_devices is not None and c.num_devices <= 0:
         fail(f"num_devices must be a positive integer or None, got {c.num_devices!r}.")
     return c

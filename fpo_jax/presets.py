@@ -146,13 +146,18 @@ _TOY["bandit2d"] = _TOY["bandit"]
 # steps = 2040, minibatches of 10 trajectories = 340 steps; theirs: one env, 2048 steps, 341-step
 # minibatches), each pair's log-ratio and their mean clamped to [-3, 3], no entropy term, no
 # observation normalisation (their observations already lie in [-1, 1]), reward scale 1, the
-# 100-step limit of their env, 64 x 64 policy and critic MLPs, velocity output unscaled. The
-# Gaussian baseline has a fixed std of 0.5 as in the paper's appendix figure (their PPO code
-# uses a fixed covariance of 0.5, i.e. std 0.71: --gaussian-fixed-std 0.7071). Not reproduced:
-# their ReLU (ours SiLU), raw-t input (ours sin/cos embedding), one Adam per network, GAE and
-# advantage normalisation once per batch (ours per minibatch), tanh squashing (theirs: clip,
-# then round at +-0.5), their PPO's KL early stop (0.02) and their nominal linear lr decay over
-# 200M steps (constant in practice). Slow on a CPU: use the default preset for quick runs.
+# 100-step limit of their env, 64 x 64 ReLU policy and critic MLPs with PyTorch's default
+# initialisation, the raw flow time as the velocity net's input, velocity output unscaled, one
+# gradient clip per network with the critic's squared error at weight 1 (their two Adams), and
+# their env's moves: round(clip(a, -1, 1)) of the raw action, i.e. |tanh(a)| > tanh(0.5)
+# (toy_envs.AUTHORS_MOVE_THRESHOLD). The Gaussian baseline has a fixed std of 0.5 as in the
+# paper's appendix figure (their PPO code uses a fixed covariance of 0.5, i.e. std 0.71:
+# --gaussian-fixed-std 0.7071). Not reproduced: GAE and advantage normalisation once per batch
+# with the rollout's critic (ours per minibatch with the current one), truncation at 100 steps
+# read as termination (ours bootstraps), their flow time running the other way (t = 0 noise;
+# with raw t only the first layer's bias differs), their PPO's KL early stop (0.02) and their
+# nominal linear lr decay over 200M steps (constant in practice). Side by side with their code:
+# experiments/gridworld_side_by_side.py. Slow on a CPU: use the default preset for quick runs.
 _GRIDWORLD_PAPER = dict(
     num_timesteps=1_000_000, num_envs=60, episode_length=100, unroll_length=34, batch_size=10,
     num_minibatches=6, num_epochs=10, learning_rate=3e-4, max_grad_norm=0.5, discount=0.99,
@@ -160,6 +165,8 @@ _GRIDWORLD_PAPER = dict(
     normalize_observations=False, num_pairs=50, t_sampler="uniform", cfm_weighting="velocity",
     log_ratio_clamp=3.0, pair_log_ratio_clamp=3.0, policy_hidden=(64, 64),
     value_hidden=(64, 64), velocity_output_scale=1.0, num_evals=10, num_eval_envs=128,
+    activation="relu", network_init="torch", flow_time_input="raw", grad_clip_scope="per_network",
+    value_loss_coef=1.0, env_kwargs=("move_threshold=0.46211715726000974",),
 )  # fmt: skip
 # "fast" for the DM Control tasks: a layout for a CPU budget, searched with sweeps on
 # CartpoleBalance and CartpoleSwingup (experiments/fast_preset.py, results/fast_preset.md):

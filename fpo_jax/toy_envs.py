@@ -7,6 +7,9 @@ step, so a rollout `lax.scan` carries them without retracing.
 Actions arrive already tanh-squashed into [-1, 1] (the trainer squashes the flow's output), so
 the discretisation below uses thresholds at +-1/3 rather than rounding: rounding a squashed
 action would make the "stay" move hard to reach.
+``GridWorld(move_threshold=AUTHORS_MOVE_THRESHOLD)`` moves exactly when the FPO authors' GridWorld
+does: theirs rounds the unsquashed action clipped to [-1, 1], i.e. moves when |a| > 0.5, which
+is |tanh(a)| > tanh(0.5).
 
 - `GridWorld` (paper, Figure 1): reach the top or bottom two rows of a 25 x 25 grid.
 - `Bandit`: a one-step task whose reward has two equally good, well separated optima, so the
@@ -33,16 +36,20 @@ BANDIT_MODES: dict[str, np.ndarray] = {
     "bandit": np.array([[-0.6], [0.6]], dtype=np.float32),
     "bandit2d": np.array([[0.6, 0.6], [-0.6, -0.6]], dtype=np.float32),
 }
+# GridWorld move threshold on the squashed action equivalent to the FPO authors' round(clip(a,
+# -1, 1)) of the raw action a: a component moves when |a| > 0.5, i.e. |tanh(a)| > tanh(0.5).
+AUTHORS_MOVE_THRESHOLD = float(np.tanh(0.5))
 # Width (standard deviation) of each reward bump: modes 8 widths apart, reward(0) = e^-8.
 BANDIT_WIDTH = 0.15
 
 
-def discretize_action(action: jax.Array) -> jax.Array:
+def discretize_action(action: jax.Array, threshold: float = 1.0 / 3.0) -> jax.Array:
     """Maps a squashed action in [-1, 1] to moves in {-1, 0, 1} per component.
 
-    action: (..., d) float  ->  (..., d) int32; a > 1/3 -> +1, a < -1/3 -> -1, else 0.
+    action: (..., d) float  ->  (..., d) int32; a > threshold -> +1, a < -threshold -> -1,
+    else 0 (default threshold 1/3: three equal bins).
     """
-    return jnp.where(action > 1.0 / 3.0, 1, jnp.where(action < -1.0 / 3.0, -1, 0)).astype(jnp.int32)
+    return jnp.where(action > threshold, 1, jnp.where(action < -threshold, -1, 0)).astype(jnp.int32)
 
 
 class GridWorld(Env):
@@ -54,7 +61,8 @@ class GridWorld(Env):
 
     - observation: (position - c) / c with c = (size - 1) / 2, float32 of shape (2,), in [-1, 1].
     - action: (2,) in [-1, 1], each component discretised to a move in {-1, 0, 1} (thresholds
-      at +-1/3, see `discretize_action`); the new position is clipped to the grid.
+      at +-`move_threshold`, default 1/3, see `discretize_action`; `AUTHORS_MOVE_THRESHOLD`
+      reproduces the FPO authors' rounding); the new position is clipped to the grid.
     - reset: a uniformly random non-goal cell, or the fixed `start` cell if one is given (for the
       multimodality experiment: a start equidistant to both goal rows, e.g. (12, 12)).
     - metrics: `reached_top` / `reached_bottom` (float32 0/1) say which goal the step reached.
@@ -71,12 +79,16 @@ class GridWorld(Env):
         goal_rows: int = 2,
         goal_reward: float = 20.0,
         start: Sequence[int] | None = None,
+        move_threshold: float = 1.0 / 3.0,
     ):
         if size < 2 * goal_rows + 1:
             raise ValueError(f"GridWorld size {size} leaves no non-goal row for {goal_rows=}.")
         self.size = size
         self.goal_rows = goal_rows
         self.goal_reward = goal_reward
+        if not 0.0 <= move_threshold < 1.0:
+            raise ValueError(f"GridWorld move_threshold must lie in [0, 1), got {move_threshold}.")
+        self.move_threshold = float(move_threshold)
         self.start = None
         if start is not None:
             x, y = (int(v) for v in start)
@@ -117,7 +129,8 @@ class GridWorld(Env):
 
     def step(self, state: State, action: jax.Array) -> State:
         """action: (2,) in [-1, 1] -> next State."""
-        pos = jnp.clip(state.pipeline_state + discretize_action(action), 0, self.size - 1)
+        move = discretize_action(action, self.move_threshold)
+        pos = jnp.clip(state.pipeline_state + move, 0, self.size - 1)
         metrics = self._metrics(pos)
         reached = jnp.maximum(metrics["reached_top"], metrics["reached_bottom"])
         return state.replace(

@@ -35,7 +35,7 @@ from fpo_jax import compile_cache, envs, loop, memory, parallel, runs
 from fpo_jax.agents import ALGORITHMS, unread_settings
 from fpo_jax.checkpoint import Checkpointer
 from fpo_jax.config import TrainConfig, parse_sweep, replace, validate
-from fpo_jax.errors import ConfigError
+from fpo_jax.errors import ConfigError, TrainingDiverged  # noqa: F401  (re-exported)
 from fpo_jax.presets import preset, with_changes
 from fpo_jax.run_log import MetricsWriter, plot_learning_curve
 from fpo_jax.runs import member_inputs
@@ -341,8 +341,11 @@ def train(
         f"{config.env_steps_per_call:,}); defaults: {config.preset_source}. Building the env..."
     )
 
-    env_obj = envs.make_env(config.env, backend=config.backend, impl=config.impl) if (
-        env_is_name) else env  # fmt: skip
+    env_obj = (
+        envs.make_env(config.env, backend=config.backend, impl=config.impl, **config.env_options)
+        if env_is_name
+        else env
+    )
     use_mesh = (config.num_devices or jax.device_count()) > 1
     mesh = parallel.make_mesh(config.num_devices) if use_mesh else None
     trainer = Trainer(env_obj, config, agent=agent, value_network=value_network, mesh=mesh)

@@ -156,16 +156,25 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     else:
         lr = config.learning_rate
     parts = []
-    if config.max_grad_norm is not None:
-        if config.grad_clip_scope == "per_network":
-            parts.append(clip_by_global_norm_per_network(config.max_grad_norm))
-        else:
-            parts.append(optax.clip_by_global_norm(config.max_grad_norm))
+    clip = gradient_clip(config)
+    if clip is not None:
+        parts.append(clip)
     if config.weight_decay is not None:
         parts.append(optax.adamw(lr, weight_decay=config.weight_decay))
     else:
         parts.append(optax.adam(lr))
     return optax.chain(*parts)
+
+
+def gradient_clip(config: TrainConfig) -> optax.GradientTransformation | None:
+    """The clip of ``make_optimizer`` on ``{"policy": ..., "value": ...}`` gradients, or None:
+    of both networks' gradients together, or with ``grad_clip_scope="per_network"`` of each
+    network's on its own (the same as one optimizer per network, as Adam is per parameter)."""
+    if config.max_grad_norm is None:
+        return None
+    if config.grad_clip_scope == "per_network":
+        return clip_by_global_norm_per_network(config.max_grad_norm)
+    return optax.clip_by_global_norm(config.max_grad_norm)
 
 
 # Sweepable settings the trainer reads itself (optimizer, GAE, value loss, advantages, EMA);
@@ -228,7 +237,7 @@ class Trainer:
         ``FPOAgent(config, action_size, network=MyVelocityNet())``); default:
         ``make_agent(config, action_size)``.
       value_network: the critic, a Flax module ``obs (..., obs_dim) -> V (...,)``; default:
-        ``ValueMLP(config.value_hidden)``.
+        ``ValueMLP`` with ``config``'s sizes, activation and initialisation.
       mesh: optional ``jax.sharding.Mesh`` with a ``"data"`` axis (see :mod:`fpo_jax.parallel`):
         env states and trajectories are sharded over it along their env/trajectory axis,
         parameters and optimizer state replicated; the compiler inserts the gradient all-reduce.
@@ -268,7 +277,9 @@ class Trainer:
         self.agent = agent
         self.value_net = (
             networks.ValueMLP(
-                hidden_sizes=config.value_hidden, activation=networks.ACTIVATIONS[config.activation]
+                hidden_sizes=config.value_hidden,
+                activation=networks.ACTIVATIONS[config.activation],
+                init_scheme=config.network_init,
             )
             if value_network is None
             else value_network
@@ -599,4 +610,3 @@ def make_train(
         return jax.lax.scan(lambda s, _: trainer.train_step(s), state, None, config.num_calls)
 
     return train_fn
-

@@ -281,3 +281,16 @@ def test_result_policy_is_the_first_finite_members_when_member_0_diverges(tiny, 
     assert np.isfinite(action).all()
     np.testing.assert_array_equal(action, result.policy_of(1)(obs, key))
     assert not np.isfinite(result.policy_of(0)(obs, key)).all()
+
+
+def test_env_kwargs_build_the_env_in_train_and_load_run(tiny, tmp_path):
+    from fpo_jax.toy_envs import AUTHORS_MOVE_THRESHOLD
+
+    config = TrainConfig(env="gridworld", **tiny, num_timesteps=STEPS_PER_CALL, num_evals=1,
+                         run_dir=str(tmp_path), progress=False,
+                         env_kwargs=(f"move_threshold={AUTHORS_MOVE_THRESHOLD}",))  # fmt: skip
+    result = train("gridworld", config)
+    assert result.trainer.env.move_threshold == AUTHORS_MOVE_THRESHOLD
+    run = fpo_jax.load_run(tmp_path)
+    assert run.trainer.env.move_threshold == AUTHORS_MOVE_THRESHOLD
+    assert envs.make_env("gridworld").move_threshold == 1 / 3  # the default

@@ -291,6 +291,22 @@ def test_gridworld_obs_and_actions():
     np.testing.assert_allclose(state.obs, (np.array([1, 3]) - 12) / 12)
 
 
+def test_gridworld_authors_move_threshold_rounds_the_raw_action():
+    # The FPO authors' env moves by round(clip(a, -1, 1)) of the raw action a; ours receives
+    # tanh(a). With AUTHORS_MOVE_THRESHOLD both give the same move for every raw a.
+    raw = jnp.array([-3.0, -0.9, -0.51, -0.49, -0.2, 0.0, 0.3, 0.49, 0.51, 0.8, 2.5])
+    theirs = np.round(np.clip(np.asarray(raw), -1, 1)).astype(int)
+    ours = toy_envs.discretize_action(jnp.tanh(raw), toy_envs.AUTHORS_MOVE_THRESHOLD)
+    np.testing.assert_array_equal(ours, theirs)
+    # The default thresholds (1/3 after tanh) move already at |a| = 0.4.
+    assert int(toy_envs.discretize_action(jnp.tanh(jnp.array(0.4)))) == 1
+    env = toy_envs.GridWorld(start=(12, 12), move_threshold=toy_envs.AUTHORS_MOVE_THRESHOLD)
+    state = env.step(env.reset(None), jnp.tanh(jnp.array([0.4, -0.6])))
+    np.testing.assert_array_equal(state.pipeline_state, [12, 11])
+    with pytest.raises(ValueError, match="move_threshold"):
+        toy_envs.GridWorld(move_threshold=1.0)
+
+
 def test_gridworld_starts():
     env = toy_envs.GridWorld()
     pos = np.asarray(jax.vmap(env.reset)(_keys(0, 4000)).pipeline_state)

@@ -218,6 +218,36 @@ def test_velocity_fn_from_module_with_pair_axis(velocity_params):
     assert np.all(np.isfinite(action))
 
 
+def test_torch_init_draws_kernels_and_biases_uniform_in_one_over_sqrt_fan_in():
+    model = MLP(hidden_sizes=(64,), out_dim=2, init_scheme="torch")
+    p = _init(model, 5)["params"]
+    for name, fan_in in (("hidden_0", 5), ("output", 64)):
+        for leaf in (p[name]["kernel"], p[name]["bias"]):
+            bound = 1 / np.sqrt(fan_in)
+            assert float(jnp.abs(leaf).max()) <= bound and float(jnp.abs(leaf).max()) > 0.5 * bound
+    flax_bias = _init(MLP(hidden_sizes=(64,), out_dim=2), 5)["params"]["hidden_0"]["bias"]
+    assert float(jnp.abs(flax_bias).max()) == 0.0
+    with pytest.raises(ValueError, match="init="):
+        _param_shapes(MLP(hidden_sizes=(4,), out_dim=1, init_scheme="xavier"), 3)
+
+
+def test_velocity_raw_time_input_takes_t_itself():
+    model = VelocityMLP(
+        action_dim=ACT_DIM, time_input="raw", init_scheme="torch", activation=nn.relu
+    )
+    shapes = _param_shapes(model, OBS_DIM, ACT_DIM, 1)["params"]["mlp"]
+    assert shapes["hidden_0"]["kernel"].shape == (OBS_DIM + ACT_DIM + 1, 32)
+    params = _init(model, OBS_DIM, ACT_DIM, 1)
+    obs, x = _randn(4, OBS_DIM), _randn(4, ACT_DIM, seed=1)
+    t = jnp.full((4, 1), 0.3)
+    # Same as the plain MLP on concat(obs, x_t, t), times the output scale.
+    mlp = MLP((32,) * 4, ACT_DIM, activation=nn.relu, init_scheme="torch")
+    expected = 0.25 * _apply(
+        mlp, {"params": params["params"]["mlp"]}, jnp.concatenate([obs, x, t], -1)
+    )
+    np.testing.assert_allclose(_apply(model, params, obs, x, t), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_value_shape():
     model = ValueMLP()
     shapes = _param_shapes(model, OBS_DIM)["params"]["mlp"]

@@ -126,6 +126,33 @@ def test_gridworld_paper_variant_is_the_authors_run_and_the_default_stays_cpu_fa
         preset("gridworld", "fpo", variant="papr")
 
 
+def test_gridworld_paper_variant_has_the_authors_networks_optimizer_and_moves():
+    from fpo_jax import networks, toy_envs
+    from fpo_jax.trainer import gradient_clip
+
+    c = preset("gridworld", "fpo", variant="paper")
+    assert (c.activation, c.network_init, c.flow_time_input) == ("relu", "torch", "raw")
+    assert c.grad_clip_scope == "per_network" and c.value_loss_coef == 1.0
+    env = envs.make_env("gridworld", **c.env_options)
+    assert env.move_threshold == toy_envs.AUTHORS_MOVE_THRESHOLD
+    net = FPOAgent(c, 2).velocity_net
+    assert (net.activation, net.time_input, net.init_scheme) == (networks.nn.relu, "raw", "torch")
+    # Per-network clipping: a large critic gradient leaves the policy's untouched; one global
+    # clip (norm 0.5) shrinks both by the same factor.
+    grads = {"policy": {"w": jnp.full(4, 0.1)}, "value": {"w": jnp.full(4, 100.0)}}
+    total = np.hypot(0.2, 200.0)  # the norms are 0.2 and 200
+    for per_network, policy_norm, value_norm in (
+        (True, 0.2, 0.5),
+        (False, 0.1 / total, 100 / total),
+    ):
+        clip = gradient_clip(replace(c, grad_clip_scope="per_network" if per_network else "global"))
+        out, _ = clip.update(grads, clip.init(grads))
+        np.testing.assert_allclose(jnp.linalg.norm(out["policy"]["w"]), policy_norm, rtol=1e-4)
+        np.testing.assert_allclose(jnp.linalg.norm(out["value"]["w"]), value_norm, rtol=1e-4)
+    with pytest.raises(ConfigError, match="env_kwargs entry 'move_threshold'"):
+        validate(replace(c, env_kwargs=("move_threshold",)))
+
+
 def test_pair_log_ratio_clamp_clips_each_pair_before_the_mean():
     old = jnp.array([[0.0, 0.0, 0.0]])
     new = jnp.array([[-10.0, 1.0, 2.0]])  # differences 10, -1, -2

@@ -39,12 +39,13 @@ def test_each_algorithm_declares_exactly_the_settings_its_agent_reads(algo):
 
 def test_the_trainer_reads_no_setting_only_some_algorithms_declare():
     # Otherwise a setting the trainer needs could be refused as "unread" by some algorithm. The
-    # networks' activation is read by the critic (trainer) and every default policy alike.
+    # networks' activation and initialisation are read by the critic (trainer) and every default
+    # policy alike.
     reads = [ALGORITHMS[a].reads for a in ("fpo", "ppo", "dppo")]
     declared, shared = set().union(*reads), set.intersection(*map(set, reads))
     trainer_reads = _config_reads(inspect.getsource(trainer))
     assert "learning_rate" in trainer_reads  # the reader sees the trainer's reads
-    assert trainer_reads & declared == {"activation"} <= shared
+    assert trainer_reads & declared == {"activation", "network_init"} <= shared
 
 
 def test_unread_settings_name_what_other_algorithms_read():

@@ -86,8 +86,8 @@ def unread_settings(algo: str) -> frozenset[str]:
 
 # What every flow policy (FPO, DPPO) reads: the velocity network and the evaluation sampler.
 _FLOW_POLICY_READS = frozenset({
-    "policy_hidden", "activation", "velocity_output_scale", "flow_noise_scale", "eval_integrator",
-    "eval_flow_steps", "eval_noise", "eval_sigma",
+    "policy_hidden", "activation", "network_init", "flow_time_input", "velocity_output_scale",
+    "flow_noise_scale", "eval_integrator", "eval_flow_steps", "eval_noise", "eval_sigma",
 })  # fmt: skip
 
 
@@ -137,6 +137,7 @@ register_algorithm(
     reads={
         "policy_hidden",
         "activation",
+        "network_init",
         "clip_epsilon",
         "trust_region",
         "entropy_cost",
@@ -168,7 +169,9 @@ Policy = Callable[[jax.Array, jax.Array], jax.Array]
 
 
 # Settings only the default networks read: an injected network ignores them.
-DEFAULT_NETWORK_SETTINGS = frozenset({"policy_hidden", "velocity_output_scale", "activation"})
+DEFAULT_NETWORK_SETTINGS = frozenset(
+    {"policy_hidden", "velocity_output_scale", "activation", "network_init", "flow_time_input"}
+)
 
 
 def agent_settings(agent: Any) -> frozenset[str] | None:

@@ -49,6 +49,8 @@ class FlowPolicy:
             hidden_sizes=c.policy_hidden,
             output_scale=c.velocity_output_scale,
             activation=networks.ACTIVATIONS[c.activation],
+            time_input=c.flow_time_input,
+            init_scheme=c.network_init,
         )
 
     @property

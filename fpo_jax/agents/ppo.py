@@ -42,10 +42,12 @@ class GaussianPPOAgent:
     def policy_net(self) -> Any:
         if self.network is not None:
             return self.network
+        c = self.config
         return networks.GaussianPolicyMLP(
             action_dim=self.action_size,
-            hidden_sizes=self.config.policy_hidden,
-            activation=networks.ACTIVATIONS[self.config.activation],
+            hidden_sizes=c.policy_hidden,
+            activation=networks.ACTIVATIONS[c.activation],
+            init_scheme=c.network_init,
         )
 
     def init(self, key: Array, obs_size: int) -> Params:
