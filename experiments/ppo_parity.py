@@ -204,8 +204,15 @@ def report() -> None:
             "Brax PPO vs fpo_jax PPO, identical settings and evaluation",
             "per task: see the tables",
             [
-                f"layouts: {TASKS}; Playground's Brax PPO config for each DM Control task, "
-                "Brax's notebook settings for Brax envs, otherwise; `num_resets_per_eval` 0",
+                *[
+                    f"{task}: {t['layout']['num_envs']} envs, {t['layout']['batch_size']} x "
+                    f"{t['layout']['num_minibatches']} minibatches of {t['layout']['unroll_length']}"
+                    f" steps, {t['layout']['num_epochs']} epochs, {t['iterations']} iterations"
+                    + (f", {t['env']}" if t["env"] else "")
+                    for task, t in TASKS.items()
+                ],
+                "Playground's Brax PPO config for each DM Control task, Brax's notebook settings "
+                "for Brax envs, otherwise; `num_resets_per_eval` 0",
                 f"evaluation: the stochastic policy, {NUM_EVAL_ENVS} envs, one 1000-step "
                 "episode each, before training and after every iteration",
             ],
@@ -242,6 +249,16 @@ def report() -> None:
                 ],
             )
         )  # fmt: skip
+        brax = next((p for p in mine if p["program"] == "brax"), None)
+        if brax is not None:
+            b = np.asarray(brax["returns"][-1], np.float64)
+            lines.append("\nFinal mean minus Brax PPO's, ± the two standard errors combined:\n")
+            for p in mine:
+                if p is brax or len(p["returns"]) != len(brax["returns"]):
+                    continue
+                o = np.asarray(p["returns"][-1], np.float64)
+                se = np.hypot(common.mean_stderr(o)[1], common.mean_stderr(b)[1])
+                lines.append(f"- {p['program']}: {o.mean() - b.mean():+.0f} ± {se:.0f}")
         common.label_return_axes(axes[0, col], task)
         axes[1, col].set_xticks(range(len(mine)), [p["program"] for p in mine], rotation=30,
                                 ha="right", fontsize=7)  # fmt: skip
