@@ -167,6 +167,12 @@ class TrainConfig:
     pair_log_ratio_clamp: float | None = None
     """Clamp each pair's loss difference l_old_i - l_new_i to [-c, c] before the pairs are
     averaged (ratio='mean'), as the FPO authors' GridWorld code does with c = 3; None: off."""
+    ratio_diagnostics: int = 0
+    """FPO: after each iteration's update, compare its surrogate ratio with the flow's exact
+    ratio pi_new(a|s) / pi_old(a|s) on this many actions of the batch (correlation, sign and
+    clip-decision agreement, bias; metrics ratio_diagnostics/... in metrics.jsonl). 0: off, and
+    nothing of it is compiled. Costs an exact log density (ODE with the Jacobian trace) per
+    action, twice."""
     pair_storage: Literal["stored", "key"] = "stored"
     """'stored': keep each action's N (t, eps) pairs in the rollout buffer; 'key': keep one PRNG
     key per action and regenerate the pairs in the loss (less memory, a little more compute)."""
@@ -404,6 +410,8 @@ def validate(config: TrainConfig) -> TrainConfig:
             fail(f"{name} must be a positive integer, got {value!r}.")
     if c.num_evals < 0:
         fail(f"num_evals must be >= 0, got {c.num_evals}.")
+    if not isinstance(c.ratio_diagnostics, int) or c.ratio_diagnostics < 0:
+        fail(f"ratio_diagnostics must be an integer >= 0, got {c.ratio_diagnostics!r}.")
     positive = ["learning_rate", "clip_epsilon", "reward_scaling", "velocity_output_scale",
                 "flow_noise_scale"]  # fmt: skip
     for name in positive:

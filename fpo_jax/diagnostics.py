@@ -300,6 +300,7 @@ def fpo_log_ratios(
         eps,
         t,
         weighting=c.cfm_weighting,
+        reduction=c.cfm_loss_reduction,
     )
     pair_log_ratio = loss.fpo_log_ratio(extras["old_cfm_loss"], new_loss, ratio="per_sample")
     log_prob = lambda p: flow_log_prob(

@@ -43,6 +43,7 @@ from typing import Any
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
@@ -389,8 +390,23 @@ class Trainer:
         """Loss of one minibatch of trajectories: obs (b, T, obs_dim), bootstrap_obs (b, obs_dim)."""
         c = view.config
         traj, bootstrap_obs = minibatch
-        values = self.value_net.apply(params["value"], traj["obs"])  # (b, T)
-        bootstrap_value = self.value_net.apply(params["value"], bootstrap_obs)  # (b,)
+        values, value_targets, advantages = self._advantages(
+            c, params["value"], traj, bootstrap_obs
+        )
+        policy_loss, metrics = view.agent.objective(
+            params["policy"], traj["obs"], traj["raw_action"], traj["extras"], advantages
+        )
+        chex.assert_rank(policy_loss, 0, custom_message="agent.objective's loss")
+        v_loss = loss.value_loss(values, value_targets)
+        total = policy_loss + c.value_loss_coef * v_loss
+        metrics.update(policy_loss=policy_loss, value_loss=v_loss, total_loss=total)
+        return total, metrics
+
+    def _advantages(self, c: TrainConfig, value_params, traj, bootstrap_obs):
+        """Critic values (b, T), GAE value targets (b, T) and the advantages the objective sees
+        (b, T): normalised and clamped as configured; trajectories (b, T, ...)."""
+        values = self.value_net.apply(value_params, traj["obs"])  # (b, T)
+        bootstrap_value = self.value_net.apply(value_params, bootstrap_obs)  # (b,)
         truncation = traj["truncation"]
         termination = traj["done"] * (1.0 - truncation)
         to_time_major = lambda x: jnp.swapaxes(x, 0, 1)
@@ -408,14 +424,22 @@ class Trainer:
             advantages = loss.normalize_advantages(advantages)
         if c.advantage_clamp is not None:  # FPO++: after normalisation
             advantages = jnp.clip(advantages, -c.advantage_clamp, c.advantage_clamp)
-        policy_loss, metrics = view.agent.objective(
-            params["policy"], traj["obs"], traj["raw_action"], traj["extras"], advantages
-        )
-        chex.assert_rank(policy_loss, 0, custom_message="agent.objective's loss")
-        v_loss = loss.value_loss(values, value_targets)
-        total = policy_loss + c.value_loss_coef * v_loss
-        metrics.update(policy_loss=policy_loss, value_loss=v_loss, total_loss=total)
-        return total, metrics
+        return values, value_targets, advantages
+
+    def _ratio_diagnostics(self, view: _View, old_params, new_params, data) -> Metrics:
+        """The agent's surrogate ratio against the exact one on ``agent.diagnosed_actions``
+        actions spread evenly over the iteration's batch (advantages from the critic that
+        collected it); see :meth:`fpo_jax.agents.FPOAgent.ratio_diagnostics`."""
+        traj, bootstrap_obs = data
+        _, _, advantages = self._advantages(view.config, old_params["value"], traj, bootstrap_obs)
+        flat = lambda x: x.reshape(-1, *x.shape[2:])  # (num_traj, T, ...) -> (num_traj * T, ...)
+        total = advantages.size
+        idx = np.linspace(0, total - 1, min(view.agent.diagnosed_actions, total)).astype(int)
+        pick = lambda x: flat(x)[idx]
+        return view.agent.ratio_diagnostics(
+            old_params["policy"], new_params["policy"], pick(traj["obs"]),
+            pick(traj["raw_action"]), jax.tree.map(pick, traj["extras"]), pick(advantages),
+        )  # fmt: skip
 
     def _sgd_step(self, view: _View, carry, minibatch):
         """carry: (params, opt_state, ema_params or None, gradient steps done so far)."""
@@ -501,6 +525,8 @@ class Trainer:
             jax.random.split(k_sgd, c.num_epochs),
         )
         metrics = jax.tree.map(jnp.mean, sgd_metrics)
+        if getattr(view.agent, "diagnosed_actions", 0):  # off by default: nothing traced
+            metrics.update(self._ratio_diagnostics(view, state.params, params, data))
         episodes = jnp.sum(rollout.logs["episodes"])
         metrics["train/episodes"] = episodes
         metrics["train/episode_return"] = jnp.where(

@@ -118,6 +118,7 @@ register_algorithm(
         "negative_advantage_cfm_clamp",
         "log_ratio_straight_through",
         "action_perturbation_std",
+        "ratio_diagnostics",
     },  # fmt: skip
 )
 # FPO paper, Table 1 baselines: tuned Gaussian PPO (lr 3e-4, clip 0.1, entropy 0.01, evaluated

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import jax
 
-from fpo_jax import flow, loss
+from fpo_jax import diagnostics, flow, loss
 from fpo_jax.agents.base import Array, Extras, Params
 from fpo_jax.agents.flow_policy import FlowPolicy
 
@@ -119,6 +119,34 @@ class FPOAgent(FlowPolicy):
             negative_advantage_cfm_clamp=c.negative_advantage_cfm_clamp,
             log_ratio_straight_through=c.log_ratio_straight_through,
         )
+
+    @property
+    def diagnosed_actions(self) -> int:
+        """How many actions of each iteration's batch :meth:`ratio_diagnostics` compares after
+        the update (``config.ratio_diagnostics``; 0: off)."""
+        return self.config.ratio_diagnostics
+
+    def ratio_diagnostics(
+        self,
+        old_params: Params,
+        new_params: Params,
+        obs: Array,
+        raw_action: Array,
+        extras: Extras,
+        advantages: Array,
+    ) -> dict[str, Array]:
+        """FPO's surrogate log-ratios (mean and per-pair forms) against the exact log-ratio of
+        the flow (:func:`fpo_jax.diagnostics.fpo_log_ratios`): correlation, sign and clip-decision
+        agreement, bias (:func:`fpo_jax.diagnostics.ratio_fidelity`), as scalar metrics
+        ``ratio_diagnostics/...``. obs (n, obs_dim), raw_action (n, A), extras of n actions,
+        advantages (n,)."""
+        pair, exact = diagnostics.fpo_log_ratios(
+            self, old_params, new_params, obs, raw_action, extras
+        )
+        out = diagnostics.ratio_fidelity(
+            pair, exact, advantages, clip_epsilon=self.config.clip_epsilon
+        )
+        return {f"ratio_diagnostics/{k}": v for k, v in out.items()}
 
     @property
     def log_ratio_clamp(self) -> float | None:
