@@ -51,7 +51,8 @@ import multimodality as mm  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fpo_jax import envs  # noqa: E402
-from fpo_jax.config import preset, replace  # noqa: E402
+from fpo_jax.config import replace  # noqa: E402
+from fpo_jax.presets import preset  # noqa: E402
 from fpo_jax.toy_envs import AUTHORS_MOVE_THRESHOLD, discretize_action  # noqa: E402
 from fpo_jax.train import train  # noqa: E402
 from fpo_jax.trainer import Trainer  # noqa: E402

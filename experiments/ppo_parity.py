@@ -40,7 +40,8 @@ import common  # noqa: E402  (also puts the repository on sys.path)
 import numpy as np  # noqa: E402
 
 from fpo_jax import envs  # noqa: E402
-from fpo_jax.config import preset, replace  # noqa: E402
+from fpo_jax.config import replace  # noqa: E402
+from fpo_jax.presets import preset  # noqa: E402
 from fpo_jax.train import train  # noqa: E402
 
 # The paper's layout (2048 envs, 1024 x 32, 16 epochs) scaled to 256 envs: 122,880 env steps

@@ -48,7 +48,8 @@ import numpy as np  # noqa: E402
 
 from fpo_jax import diagnostics, envs, flow, loss, normalization  # noqa: E402
 from fpo_jax.agents import FPOAgent  # noqa: E402
-from fpo_jax.config import preset, replace  # noqa: E402
+from fpo_jax.config import replace  # noqa: E402
+from fpo_jax.presets import preset  # noqa: E402
 from fpo_jax.train import member_inputs, train  # noqa: E402
 from fpo_jax.trainer import Trainer  # noqa: E402
 

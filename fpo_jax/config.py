@@ -529,16 +529,3 @@ def replace(config: TrainConfig, **changes: Any) -> TrainConfig:
     if unknown:
         raise ConfigError(f"Unknown config fields {unknown}; see `python -m fpo_jax.train --help`.")
     return dataclasses.replace(config, **changes)
-
-
-# Names that moved to fpo_jax.presets, still reachable here (``fpo_jax.config.preset`` is
-# documented). Resolved on first use so that this module keeps importing nothing above it.
-_MOVED_TO_PRESETS = ("PAPER_DM_CONTROL_TASKS", "preset", "preset_family", "preset_variants")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED_TO_PRESETS:
-        import fpo_jax.presets
-
-        return getattr(fpo_jax.presets, name)
-    raise AttributeError(f"module 'fpo_jax.config' has no attribute {name!r}")

@@ -10,7 +10,8 @@ from conftest import TINY
 
 from fpo_jax import envs, normalization
 from fpo_jax.agents import GaussianPPOAgent
-from fpo_jax.config import TrainConfig, preset
+from fpo_jax.config import TrainConfig
+from fpo_jax.presets import preset
 from fpo_jax.trainer import Trainer
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from fpo_jax import diagnostics, flow
 from fpo_jax.agents import FPOAgent
-from fpo_jax.config import preset
 from fpo_jax.networks import VelocityMLP, velocity_fn_from_module
+from fpo_jax.presets import preset
 
 
 def _randn(*shape, seed=0):

@@ -17,7 +17,8 @@ import fpo_jax
 from fpo_jax import envs, flow, loss
 from fpo_jax.agents import FPOAgent
 from fpo_jax.checkpoint import Checkpointer
-from fpo_jax.config import ConfigError, TrainConfig, preset, validate
+from fpo_jax.config import ConfigError, TrainConfig, validate
+from fpo_jax.presets import preset
 from fpo_jax.train import train
 from fpo_jax.trainer import Trainer, clip_by_global_norm_per_network, ema_update, make_optimizer
 

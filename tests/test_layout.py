@@ -5,8 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parents[1] / "fpo_jax"
 ROOT = PACKAGE.parent
 
@@ -128,16 +126,11 @@ def test_load_policy_imports_neither_tyro_nor_a_simulator(tmp_path):
     assert "HEAVY []" in out.stdout, out.stdout
 
 
-@pytest.mark.parametrize(
-    "name", ["preset", "preset_variants", "PAPER_DM_CONTROL_TASKS", "ConfigError"]
-)
-def test_moved_names_stay_reachable_at_their_old_address(name):
+def test_config_error_stays_reachable_at_its_old_address():
     import fpo_jax.config
     import fpo_jax.errors
-    import fpo_jax.presets
 
-    new_home = fpo_jax.errors if name == "ConfigError" else fpo_jax.presets
-    assert getattr(fpo_jax.config, name) is getattr(new_home, name)
+    assert fpo_jax.config.ConfigError is fpo_jax.errors.ConfigError
 
 
 def test_each_row_of_the_readme_layout_table_imports_only_rows_below_it():
