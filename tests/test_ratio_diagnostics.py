@@ -44,3 +44,18 @@ def test_logged_to_the_metrics_and_refused_where_nothing_reads_it():
         train("gridworld", algo="ppo", ratio_diagnostics=32, num_timesteps=256, progress=False)
     with pytest.raises(ConfigError, match="ratio_diagnostics must be an integer >= 0"):
         train("gridworld", ratio_diagnostics=-1, **RUN)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env", ["inverted_pendulum", "CartpoleBalance"])
+def test_diagnostics_and_the_brax_variant_on_simulators(env):
+    """FPO with --ratio-diagnostics and PPO with --variant brax, on a Brax and a Playground env."""
+    layout = dict(num_envs=8, batch_size=8, num_minibatches=2, num_epochs=1, unroll_length=8,
+                  episode_length=50, num_eval_envs=4, policy_hidden=(16, 16),
+                  value_hidden=(32, 32), num_timesteps=128, num_evals=1, progress=False)  # fmt: skip
+    fpo = train(env, ratio_diagnostics=16, num_pairs=4, flow_steps=4, **layout)
+    diag = {k: v for k, v in fpo.history[-1].items() if k.startswith("ratio_diagnostics/")}
+    assert diag and all(math.isfinite(v) for v in diag.values()), diag
+    ppo = train(env, algo="ppo", variant="brax", **layout)
+    assert (ppo.config.obs_norm, ppo.config.eval_noise) == ("brax", "random")
+    assert math.isfinite(ppo.final_eval_return)
