@@ -48,7 +48,7 @@ class TrainConfig:
 
     env: str = "ant"
     """Environment name: a Brax env (ant, hopper...), a MuJoCo Playground env (CartpoleBalance,
-    CheetahRun...) or a built-in toy env (gridworld, bandit, bandit2d)."""
+    CheetahRun...) or a built-in toy env (gridworld, bandit, bandit2d, aliased_reach)."""
     algo: str = "fpo"
     """Algorithm, a name in fpo_jax.agents.ALGORITHMS: fpo (flow policy, FPO), ppo (tanh-Gaussian
     PPO baseline), dppo (denoising-MDP baseline), or one you registered."""

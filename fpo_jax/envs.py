@@ -125,7 +125,8 @@ def make_env(name: str, *, backend: str | None = None, impl: str = "jax", **kwar
 
     Args:
       name: a Brax env ("ant", "inverted_pendulum", ...), a MuJoCo Playground env
-        ("CartpoleBalance", ...) or a built-in toy env ("gridworld", "bandit", "bandit2d").
+        ("CartpoleBalance", ...) or a built-in toy env ("gridworld", "bandit", "bandit2d",
+        "aliased_reach").
         Case-sensitive, but a name that only differs by case is accepted.
       backend: Brax physics pipeline (one of `BRAX_BACKENDS`); None keeps the env's own default.
         Only valid for Brax envs.

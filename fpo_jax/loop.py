@@ -132,10 +132,20 @@ class DivergencePolicy:
 class Progress:
     """What the user sees while the run goes: a progress bar on a terminal or in a notebook,
     otherwise one plain line per evaluation; after the first call on a CPU, the expected time
-    of the rest of the run and how to shorten it."""
+    of the rest of the run and how to shorten it: the env's CPU-sized preset (``--variant cpu``,
+    ``cpu_variant`` env steps) when it has one."""
 
-    def __init__(self, config: TrainConfig, start_call: int, *, show_bar: bool, log: Log):
+    def __init__(
+        self,
+        config: TrainConfig,
+        start_call: int,
+        *,
+        show_bar: bool,
+        log: Log,
+        cpu_variant: int | None = None,
+    ):
         self.config = config
+        self.cpu_variant = cpu_variant
         self.start_call = start_call
         self.log = log
         self.total_steps = config.num_calls * config.env_steps_per_call
@@ -161,10 +171,19 @@ class Progress:
         if call == self.start_call + 1 and jax.default_backend() == "cpu":
             remaining = call_seconds * (c.num_calls - call)
             if remaining > 120:
+                offer = ""
+                if self.cpu_variant:
+                    # Env steps cost about the same at the CPU layout (more envs barely speed a
+                    # CPU up), so this run's rate prices the smaller budget.
+                    seconds = self.cpu_variant * call_seconds / c.env_steps_per_call
+                    offer = (
+                        f" --variant cpu sizes it for a CPU ({self.cpu_variant:,} env steps, "
+                        f"about {format_seconds(seconds)} at this speed);"
+                    )
                 self.log(
                     f"no accelerator: this run will take about {format_seconds(remaining)} "
-                    "more on this CPU; shorten it with --num-timesteps (or smaller --num-envs / "
-                    "--num-epochs), or install the GPU build (see the README)."
+                    f"more on this CPU;{offer} shorten it with --num-timesteps (or smaller "
+                    "--num-envs / --num-epochs), or install the GPU build (see the README)."
                 )
         if self._bar is not None:
             self._bar.update(c.env_steps_per_call * c.num_members)

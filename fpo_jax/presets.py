@@ -133,6 +133,15 @@ _TOY = {
     ),
 }  # fmt: skip
 _TOY["bandit2d"] = _TOY["bandit"]
+_TOY["aliased_reach"] = dict(
+    num_timesteps=300_000, num_envs=64, episode_length=4, unroll_length=4, batch_size=64,
+    num_minibatches=4, num_epochs=4, discount=0.9, learning_rate=3e-4, clip_epsilon=0.1,
+    num_evals=6, num_eval_envs=512,
+)  # fmt: skip
+# Env settings that win over the algorithm's own (applied after them). aliased_reach evaluates
+# every algorithm on sampled actions: a policy's mean or zero-noise action is one mode per
+# observation, which by construction solves only the episodes that start on one side.
+_ENV_OVER_ALGO = {"aliased_reach": dict(eval_noise="random")}
 
 # Named variants of a preset: preset(env, algo, variant=...), on the CLI --variant NAME. Applied
 # after the algorithm's overrides: (scope, variant) -> settings for every algorithm, and
@@ -224,6 +233,31 @@ _FPO_PLUS_PLUS_FPO = dict(
     integrator="euler", flow_steps=64, eval_integrator="euler", eval_flow_steps=5,
     eval_noise="zero",
 )  # fmt: skip
+# "cpu" for Brax bodies: the published layout shrunk to what two CPU cores train in minutes.
+# 1024 envs (more barely raise a CPU's stepping rate: raw ant stepping 15k steps/s at
+# 1024 vs 14k at 256) with the published batch scaled by the same factor, so each iteration
+# keeps its epochs and minibatch count on a quarter of the data (ant: 81,920 env steps per
+# iteration instead of 327,680), and a 3M-step budget. Flow policies also take a higher
+# learning rate and source noise 0.6 (ant, FPO, 2M steps at this layout, one seed each, eval
+# return start -> end: lr 3e-4 / noise 0.3 194 -> 346, lr 1e-3 / 0.3 194 -> 750, lr 3e-4 / 0.6
+# 11 -> 502, lr 1e-3 / 0.6 11 -> 1013; experiments/results/ant_cpu.md).
+CPU_NUM_ENVS = 1024
+CPU_NUM_TIMESTEPS = 3_000_000
+
+
+def _cpu_layout(published: dict[str, Any]) -> dict[str, Any]:
+    """The "cpu" variant of one published Brax layout (see above)."""
+    scale = CPU_NUM_ENVS / published["num_envs"]
+    return dict(
+        num_envs=CPU_NUM_ENVS,
+        batch_size=max(1, int(published["batch_size"] * scale)),
+        num_timesteps=CPU_NUM_TIMESTEPS,
+        num_evals=6,
+        num_eval_envs=32,
+    )
+
+
+_FLOW_POLICY_CPU = dict(learning_rate=1e-3, flow_noise_scale=0.6)
 _VARIANTS: dict[tuple[str, ...], dict[str, Any]] = {
     ("dm_control", "brax"): _BRAX_BEHAVIOUR,
     ("dm_control", "brax", "ppo"): _PLAYGROUND_BRAX_PPO,
@@ -238,6 +272,10 @@ _VARIANTS: dict[tuple[str, ...], dict[str, Any]] = {
         (f, "fpo++", "fpo"): _FPO_PLUS_PLUS_FPO
         for f in ("builtin", "brax", "dm_control", "default")
     },
+    **{(env, "cpu"): _cpu_layout(published) for env, published in _BRAX_PPO.items()},
+    # ant measured with MJX (raw stepping on this CPU: mjx 12-13k steps/s, spring 14-15k).
+    ("ant", "cpu"): dict(_cpu_layout(_BRAX_PPO["ant"]), backend="mjx"),
+    **{(env, "cpu", algo): _FLOW_POLICY_CPU for env in _BRAX_PPO for algo in ("fpo", "dppo")},
 }
 
 
@@ -302,6 +340,7 @@ def preset(
         overrides["discount"] = _DM_CONTROL_DISCOUNT[canonical]
     overrides.update(_FLOW_POLICY_ENV.get(canonical, {}))
     overrides.update(ALGORITHMS[algo].preset_overrides.get(family, {}))
+    overrides.update(_ENV_OVER_ALGO.get(canonical, {}))
     source = _FAMILY_SOURCE[family]
     if variant != "default":
         # An env's own variant wins over its family's of the same name.

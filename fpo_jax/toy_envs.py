@@ -1,6 +1,7 @@
-"""Built-in toy environments in pure JAX: the FPO paper's GridWorld and two one-step bandits.
+"""Built-in toy environments in pure JAX: the FPO paper's GridWorld, two one-step bandits and an
+under-conditioned reaching task.
 
-All three are `brax.envs.base.Env` subclasses, so Brax's own training wrappers (vmap, episode
+All four are `brax.envs.base.Env` subclasses, so Brax's own training wrappers (vmap, episode
 limit, auto-reset) apply to them unchanged. Every state field has the same dtype at reset and at
 step, so a rollout `lax.scan` carries them without retracing.
 
@@ -14,6 +15,9 @@ is |tanh(a)| > tanh(0.5).
 - `GridWorld` (paper, Figure 1): reach the top or bottom two rows of a 25 x 25 grid.
 - `Bandit`: a one-step task whose reward has two equally good, well separated optima, so the
   optimal stochastic policy is bimodal ("bandit": 1-D, "bandit2d": 2-D).
+- `AliasedReach` ("aliased_reach"): reach a target on a line seeing its distance but not its
+  side: the observation leaves the right action ambiguous between two distinct modes, and any
+  single-mode policy loses return (an under-conditioned task).
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ import numpy as np
 from brax.envs.base import Env, State
 
 # Episode limits the trainer's presets use; the limit itself is applied by the episode wrapper.
-DEFAULT_EPISODE_LENGTH: dict[str, int] = {"gridworld": 100, "bandit": 1, "bandit2d": 1}
+DEFAULT_EPISODE_LENGTH: dict[str, int] = {
+    "gridworld": 100, "bandit": 1, "bandit2d": 1, "aliased_reach": 4,
+}  # fmt: skip
 
 # Reward optima of the bandits in (squashed) action space, shape (num_modes, action_dim).
 # bandit2d puts its two modes on one diagonal: a factorised (per-axis) distribution cannot put
@@ -205,8 +211,72 @@ def make_bandit(name: str = "bandit", width: float = BANDIT_WIDTH) -> Bandit:
     return Bandit(BANDIT_MODES[name], width=width)
 
 
+class AliasedReach(Env):
+    """Reach a target on a line whose distance is observed but not its side.
+
+    - state: the target's position x* (pipeline_state, float32 of shape ()); reset draws |x*|
+      uniformly in [`min_distance`, 1] and its sign with probability 1/2, once per episode.
+    - observation: (|x*|,), float32 of shape (1,): how far the target is, not on which side.
+    - action: (1,) in [-1, 1], where to reach.
+    - reward: 1 when |action - x*| < `goal_radius`, which ends the episode (done = 1); a miss
+      gives 0 and leaves everything as it was (the arm returns to its rest pose), so the next
+      attempt sees the same observation. The episode wrapper ends the episode unsolved after
+      `DEFAULT_EPISODE_LENGTH["aliased_reach"]` (4) attempts. metrics: `success` (0/1).
+
+    The observation leaves the right action ambiguous between two distinct modes, +|x*| and
+    -|x*|, and nothing a policy does reveals the side (an under-conditioned task, like a humanoid
+    that sees only its root target). A policy with one mode per observation (a deterministic
+    policy, or a Gaussian that commits to one side) solves the half of the episodes whose target
+    lies on its side; one that reaches for +|x*| or -|x*| with probability 1/2 each solves
+    1 - 2^-4 = 94 % of them. A Gaussian wide enough to cover both modes puts most of its mass
+    between or beyond them, where the narrow target is not. See experiments/under_conditioned.py.
+    """
+
+    def __init__(self, goal_radius: float = 0.05, min_distance: float = 0.2):
+        if not 0.0 < goal_radius < min_distance <= 1.0:
+            raise ValueError(
+                "AliasedReach needs 0 < goal_radius < min_distance <= 1, got "
+                f"goal_radius={goal_radius}, min_distance={min_distance}."
+            )
+        self.goal_radius = float(goal_radius)
+        self.min_distance = float(min_distance)
+
+    def reset(self, rng: jax.Array) -> State:
+        """rng: (2,) raw key -> State with obs (1,), reward (), done ()."""
+        k_distance, k_side = jax.random.split(rng)
+        distance = jax.random.uniform(k_distance, (), jnp.float32, self.min_distance, 1.0)
+        side = jnp.where(jax.random.bernoulli(k_side), 1.0, -1.0).astype(jnp.float32)
+        zero = jnp.zeros((), jnp.float32)
+        return State(
+            pipeline_state=side * distance,
+            obs=distance[None],
+            reward=zero,
+            done=zero,
+            metrics={"success": zero},
+        )
+
+    def step(self, state: State, action: jax.Array) -> State:
+        """action: (1,) in [-1, 1] -> next State (the same target and observation)."""
+        hit = jnp.abs(action[0] - state.pipeline_state) < self.goal_radius
+        success = hit.astype(jnp.float32)
+        return state.replace(reward=success, done=success, metrics={"success": success})
+
+    @property
+    def observation_size(self) -> int:
+        return 1
+
+    @property
+    def action_size(self) -> int:
+        return 1
+
+    @property
+    def backend(self) -> str:
+        return "builtin"
+
+
 # name -> constructor(**kwargs); envs.make_env looks names up here.
 TOY_ENVS = {
+    "aliased_reach": AliasedReach,
     "gridworld": GridWorld,
     "bandit": functools.partial(make_bandit, "bandit"),
     "bandit2d": functools.partial(make_bandit, "bandit2d"),

@@ -36,7 +36,7 @@ from fpo_jax.agents import ALGORITHMS, unread_settings
 from fpo_jax.checkpoint import Checkpointer
 from fpo_jax.config import TrainConfig, parse_sweep, replace, validate
 from fpo_jax.errors import ConfigError, TrainingDiverged  # noqa: F401  (re-exported)
-from fpo_jax.presets import preset, with_changes
+from fpo_jax.presets import preset, preset_variants, with_changes
 from fpo_jax.run_log import MetricsWriter, plot_learning_curve
 from fpo_jax.runs import member_inputs
 from fpo_jax.timing import Stopwatch
@@ -389,6 +389,14 @@ def train(
             ckpt.close()
 
 
+def _cpu_variant_steps(config: TrainConfig) -> int | None:
+    """The budget of the env's CPU-sized preset ("cpu" variant), for the CPU ETA line to offer;
+    None when there is none or the run already uses it."""
+    if config.variant == "cpu" or not config.env or "cpu" not in preset_variants(config.env):
+        return None
+    return preset(config.env, config.algo, variant="cpu").num_timesteps
+
+
 def _train_loop(
     config: TrainConfig,
     trainer: Trainer,
@@ -411,7 +419,9 @@ def _train_loop(
     evaluator = loop.Evaluator(trainer, config, members)
     divergence = loop.DivergencePolicy(config, ckpt, log=_log)
     show_bar = config.progress and main_process and loop.interactive()
-    progress = loop.Progress(config, start_call, show_bar=show_bar, log=_log)
+    progress = loop.Progress(
+        config, start_call, show_bar=show_bar, log=_log, cpu_variant=_cpu_variant_steps(config)
+    )
 
     if start_call == 0 and config.num_evals > 0:
         writer.write({"call": 0, "env_steps": 0, "wall_time": 0.0, **evaluator(state, 0)})

@@ -108,3 +108,23 @@ def test_dm_control_fast_variant_changes_only_the_layout_and_fpos_source_noise()
         fpo, ppo = preset(env, "fpo", variant="fast"), preset(env, "ppo", variant="fast")
         assert all(getattr(fpo, name) == getattr(ppo, name) for name in layout)
     assert "fast" not in preset_variants("gridworld")
+
+
+def test_every_brax_body_has_a_cpu_variant_that_shrinks_its_layout():
+    from fpo_jax.presets import CPU_NUM_ENVS, CPU_NUM_TIMESTEPS, _BRAX_PPO
+
+    for env, published in _BRAX_PPO.items():
+        assert "cpu" in preset_variants(env)
+        for algo in ("fpo", "ppo", "dppo"):
+            config = validate(preset(env, algo, variant="cpu"))
+            assert config.num_envs == CPU_NUM_ENVS and config.num_timesteps == CPU_NUM_TIMESTEPS
+            # The published batch scaled with the env count; epochs, minibatches, unroll kept.
+            assert config.batch_size / published["batch_size"] == pytest.approx(
+                CPU_NUM_ENVS / published["num_envs"]
+            )
+            assert (config.num_epochs, config.unroll_length) == (
+                published["num_epochs"], published["unroll_length"],
+            )  # fmt: skip
+    ant_fpo, ant_ppo = preset("ant", "fpo", variant="cpu"), preset("ant", "ppo", variant="cpu")
+    assert (ant_fpo.learning_rate, ant_fpo.flow_noise_scale, ant_fpo.backend) == (1e-3, 0.6, "mjx")
+    assert ant_ppo.learning_rate == preset("ant", "ppo").learning_rate  # measured for FPO only

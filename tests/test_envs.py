@@ -353,3 +353,42 @@ def test_bandits():
     np.testing.assert_array_equal(out.done, 1.0)
     np.testing.assert_array_equal(out.info["truncation"], 0.0)
     np.testing.assert_allclose(out.reward, 1.0, rtol=1e-6)
+
+
+def test_aliased_reach_hides_the_side_and_rewards_only_a_hit():
+    env = envs.make_env("aliased_reach")
+    states = jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(0), 2000))
+    target = np.asarray(states.pipeline_state)
+    np.testing.assert_allclose(np.asarray(states.obs)[:, 0], np.abs(target))  # distance only
+    assert 0.4 < np.mean(target > 0) < 0.6 and np.abs(target).min() >= 0.2
+    state = env.reset(jax.random.PRNGKey(1))
+    x = float(state.pipeline_state)
+    hit = env.step(state, jnp.array([x + 0.04]))
+    assert float(hit.reward) == 1.0 and float(hit.done) == 1.0 and float(hit.metrics["success"])
+    miss = env.step(state, jnp.array([-x]))  # the other side: nothing changes
+    assert float(miss.reward) == 0.0 and float(miss.done) == 0.0
+    np.testing.assert_array_equal(miss.obs, state.obs)
+    assert float(miss.pipeline_state) == x
+    with pytest.raises(ValueError, match="goal_radius"):
+        envs.make_env("aliased_reach", goal_radius=0.3)
+
+
+def test_aliased_reach_pays_for_both_modes_and_not_for_one():
+    # Over 4 attempts (the episode wrapper's limit): one mode per observation solves the half
+    # of the episodes on its side; +-|x*| with probability 1/2 each solves 1 - 2^-4 of them.
+    env = envs.wrap_for_training(
+        envs.make_env("aliased_reach"),
+        episode_length=toy_envs.DEFAULT_EPISODE_LENGTH["aliased_reach"],
+    )
+
+    def success(policy):
+        state, solved = env.reset(_keys(0, 4096)), np.zeros(4096, bool)
+        for t in range(toy_envs.DEFAULT_EPISODE_LENGTH["aliased_reach"]):
+            state = env.step(state, policy(state.obs, jax.random.PRNGKey(t)))
+            solved |= np.asarray(state.reward) > 0  # an episode ends at its first hit
+        return solved.mean()
+
+    one_mode = success(lambda obs, key: obs)
+    both = success(lambda obs, key: obs * jnp.where(jax.random.bernoulli(key, 0.5, obs.shape), 1, -1))
+    assert one_mode == pytest.approx(0.5, abs=0.03)
+    assert both == pytest.approx(1 - 0.5**4, abs=0.02)

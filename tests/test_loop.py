@@ -63,3 +63,27 @@ def test_make_train_is_the_run_as_one_pure_function_of_a_key():
     assert metrics["policy_loss"].shape == (2, config.num_calls)
     reference = train("gridworld", config, num_seeds=2)
     chex.assert_trees_all_close(state.params, reference.state.params, rtol=2e-4, atol=1e-6)
+
+
+def test_the_cpu_eta_line_offers_the_envs_cpu_preset_priced_at_this_runs_speed():
+    from fpo_jax.presets import preset
+    from fpo_jax.train import _cpu_variant_steps
+
+    config = preset("ant", "fpo")  # the published layout: hours on a CPU
+    cpu_steps = _cpu_variant_steps(config)
+    assert cpu_steps == preset("ant", "fpo", variant="cpu").num_timesteps
+    assert _cpu_variant_steps(preset("ant", "fpo", variant="cpu")) is None  # already used
+    assert _cpu_variant_steps(preset("gridworld", "fpo")) is None  # no such variant
+    said: list[str] = []
+    progress = loop.Progress(config, 0, show_bar=False, log=said.append, cpu_variant=cpu_steps)
+    call_seconds = 40.0
+    progress.after_call({"call": 1, "env_steps_per_second": 1.0}, call_seconds, None)
+    if jax.default_backend() != "cpu":
+        pytest.skip("the ETA line is printed on a CPU only")
+    (line,) = said
+    expected = loop.format_seconds(cpu_steps * call_seconds / config.env_steps_per_call)
+    assert "--variant cpu" in line and f"about {expected} at this speed" in line
+    said.clear()
+    plain = loop.Progress(config, 0, show_bar=False, log=said.append)
+    plain.after_call({"call": 1, "env_steps_per_second": 1.0}, call_seconds, None)
+    assert "--variant" not in said[0] and "--num-timesteps" in said[0]
