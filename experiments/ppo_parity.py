@@ -18,10 +18,14 @@ there is not run again, so a stopped run resumes; ``--report`` rebuilds the tabl
 
 * ``brax``: Brax PPO, one process-sequential run per seed;
 * ``ours:NAME``: our PPO with the Brax settings and the changes ``OURS[NAME]`` (all seeds in
-  one program); ``ours:brax`` is ``--variant brax``, the others switch single differences.
+  one program); ``ours:brax`` is ``--variant brax``, the others switch single differences;
+* ``fpo:NAME``: our FPO at the same layout and evaluation protocol (its sampler from random
+  noise), the task's FPO preset (the paper's settings) with the changes ``FPO[NAME]``: the flow
+  policy against the Brax-strength Gaussian baseline at equal env steps.
 
     python experiments/ppo_parity.py --task CartpoleBalance --programs brax
     python experiments/ppo_parity.py --task CartpoleBalance --programs ours:brax,ours:default
+    python experiments/ppo_parity.py --task CartpoleBalance --programs fpo:paper
     python experiments/ppo_parity.py --report
     python experiments/ppo_parity.py --smoke        # tiny, ~3 min, to /tmp
 """
@@ -151,6 +155,9 @@ def run_brax(task: str, seed: int, iterations: int) -> dict[str, Any]:
     )
     return dict(steps=steps, returns=returns, wall=wall)
 
+# Our FPO: the task's FPO preset (for DM Control, the paper's settings), then changes.
+FPO: dict[str, dict[str, Any]] = {"paper": {}}
+
 
 def ours_config(task: str, changes: dict[str, Any]) -> Any:
     """Our PPO with ``--variant brax`` at the task's layout, stochastic evaluation, ``changes``."""
@@ -158,6 +165,15 @@ def ours_config(task: str, changes: dict[str, Any]) -> Any:
     return replace(
         config, **TASKS[task]["layout"], **TASKS[task]["env"], num_eval_envs=NUM_EVAL_ENVS,
         eval_noise="random", **changes,
+    )  # fmt: skip
+
+
+def fpo_config(task: str, changes: dict[str, Any]) -> Any:
+    """Our FPO (the task's preset) at the task's layout, evaluated on its sampler from random
+    noise (stochastic, as the PPO programs here), with ``changes``."""
+    return replace(
+        preset(task, "fpo"), **TASKS[task]["layout"], **TASKS[task]["env"],
+        num_eval_envs=NUM_EVAL_ENVS, eval_noise="random", **changes,
     )  # fmt: skip
 
 
@@ -174,9 +190,9 @@ def run_program(task: str, program: str, iterations: int, seeds: int) -> dict[st
         wall = runs[0]["wall"]
         changes: dict[str, Any] = {}
     else:
-        name = program.split(":", 1)[1]
-        changes = OURS[name]
-        config = ours_config(task, changes)
+        kind, name = program.split(":", 1)
+        changes = (FPO if kind == "fpo" else OURS)[name]
+        config = fpo_config(task, changes) if kind == "fpo" else ours_config(task, changes)
         res = train(
             task, config, num_seeds=seeds, num_timesteps=iterations * config.env_steps_per_iteration,
             num_evals=iterations + 1, progress=False,
@@ -274,7 +290,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--task", default="CartpoleBalance", choices=sorted(TASKS))
     p.add_argument("--programs", default="brax,ours:brax",
-                   help="comma-separated: brax, ours:NAME with NAME in " + ", ".join(OURS))  # fmt: skip
+                   help="comma-separated: brax, ours:NAME with NAME in " + ", ".join(OURS)
+                   + "; fpo:NAME with NAME in " + ", ".join(FPO))  # fmt: skip
     p.add_argument("--seeds", type=int, default=SEEDS)
     p.add_argument("--iterations", type=int, default=None, help="default: per task")
     p.add_argument("--report", action="store_true", help="only rebuild the tables and figure")

@@ -67,8 +67,8 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
         "grid (x --num-seeds) as one program. Preset variants: --variant paper (gridworld: the "
         "FPO authors' GridWorld settings), --variant fast (DM Control tasks: a layout and FPO "
         "settings searched for a CPU budget), --variant brax (Brax PPO's trainer and, for PPO on "
-        "DM Control, Playground's Brax PPO settings), --variant fpo++ (every env: the FPO++ "
-        "recipe).",
+        "DM Control, Playground's Brax PPO settings), --variant cpu (Brax bodies: the published "
+        "layout at 1024 envs and 3M steps), --variant fpo++ (every env: the FPO++ recipe).",
     )
     parsed = TrainConfig(**_as_fields(config))
     given = _flag_names(argv)

@@ -54,7 +54,8 @@ class TrainConfig:
     PPO baseline), dppo (denoising-MDP baseline), or one you registered."""
     variant: str = "default"
     """The named variant of the env's preset the defaults came from (on the CLI it picks the
-    preset: 'paper' for gridworld, 'fast' for DM Control tasks); kept with the run, so
+    preset: 'paper' for gridworld, 'fast' for DM Control tasks, 'cpu' for Brax bodies, 'brax',
+    'fpo++'); kept with the run, so
     --resume continues the same variant."""
     backend: str | None = None
     """Brax physics backend (generalized, positional, spring, mjx); None: Brax's default."""
