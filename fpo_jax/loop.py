@@ -66,18 +66,28 @@ class Evaluator:
 
     def __init__(self, trainer: Any, config: TrainConfig, members: list[dict[str, float]]):
         self.config = config
+        self.members = members
         self.calls = eval_calls(config.num_calls, config.num_evals)
         self._evaluate = jax.jit(jax.vmap(trainer.evaluate))
         self._base_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0x5EED)
         self._member_seeds = jnp.array([m["seed"] for m in members])
 
+    def compile(self, state_shape: Any) -> None:
+        """Compile the evaluation program ahead of its first use, for a state of this shape
+        (e.g. ``jax.eval_shape`` of the init), so that it can compile while other programs do
+        (:func:`fpo_jax.train.train` compiles it beside the training step)."""
+        self._evaluate = self._evaluate.lower(state_shape, self._keys(0)).compile()
+
     def due(self, call: int) -> bool:
         return call in self.calls
 
-    def __call__(self, state: Any, call: int) -> dict[str, Any]:
+    def _keys(self, call: int) -> jax.Array:
+        """(members,) evaluation keys of ``call``: from each member's seed and the call only."""
         call_key = jax.random.fold_in(self._base_key, call)
-        keys = jax.vmap(lambda s: jax.random.fold_in(call_key, s))(self._member_seeds)
-        out = jax.device_get(self._evaluate(state, keys))
+        return jax.vmap(lambda s: jax.random.fold_in(call_key, s))(self._member_seeds)
+
+    def __call__(self, state: Any, call: int) -> dict[str, Any]:
+        out = jax.device_get(self._evaluate(state, self._keys(call)))
         record: dict[str, Any] = {name: nanmean(v) for name, v in out.items()}
         record.update({f"per_member/{name}": v for name, v in out.items()})
         if self.config.num_members > 1 and not self.config.sweep:

@@ -23,6 +23,7 @@ import importlib.util
 import os
 import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -219,9 +220,11 @@ def _initialize_distributed_once() -> None:
         _distributed_initialized = True
 
 
-def _compile_step(trainer: Trainer, state: TrainState) -> tuple[Any, float]:
-    """The compiled training step of ``state``'s layout (state donated) and its compile seconds."""
-    _log("compiling the training step (rollout and update, one program)...")
+def _compile_step(trainer: Trainer, state: Any, also: str = "") -> tuple[Any, float]:
+    """The compiled training step of ``state``'s layout (a state, or its ``jax.eval_shape``;
+    the state donated) and its compile seconds. ``also``: what compiles beside it, for the log."""
+    beside = f"; the {also} and the initial state beside it" if also else ""
+    _log(f"compiling the training step (rollout and update, one program{beside})...")
     cache_entries = compile_cache.entries()
     clock = Stopwatch()
     step_fn = jax.jit(jax.vmap(trainer.train_step), donate_argnums=0).lower(state).compile()
@@ -350,7 +353,21 @@ def train(
     mesh = parallel.make_mesh(config.num_devices) if use_mesh else None
     trainer = Trainer(env_obj, config, agent=agent, value_network=value_network, mesh=mesh)
     members, keys, hparams = member_inputs(config)
-    state = jax.jit(jax.vmap(trainer.init))(keys, hparams)
+    evaluator = loop.Evaluator(trainer, config, members)
+    init = jax.jit(jax.vmap(trainer.init))
+    if mesh is None:
+        # The step, the evaluation and the initial state compile at once, from the state's
+        # shape: XLA compiles outside Python's lock, so a second core is not left idle.
+        state_shape = jax.eval_shape(init, keys, hparams)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            init_job = pool.submit(lambda: init.lower(keys, hparams).compile())
+            eval_job = pool.submit(evaluator.compile, state_shape)
+            step_fn, compile_seconds = _compile_step(trainer, state_shape, also="evaluation")
+            init, _ = init_job.result(), eval_job.result()
+        state = init(keys, hparams)
+    else:  # the state's sharding decides the programs' layouts: compile from the real state
+        state = init(keys, hparams)
+        step_fn = None
 
     ckpt = None
     start_call = 0
@@ -359,8 +376,9 @@ def train(
         state, step = ckpt.restore(like=state)
         start_call = int(np.asarray(state.iteration)[0]) // config.iterations_per_call
         _log(f"resumed from {ckpt.directory} at iteration {step}")
-    # The program that then runs: its memory is checked before the run directory is written.
-    step_fn, compile_seconds = _compile_step(trainer, state)
+    if step_fn is None:
+        step_fn, compile_seconds = _compile_step(trainer, state)
+    # The program that runs: its memory is checked before the run directory is written.
     try:
         check_step_fits(step_fn, config)
     except ConfigError:
@@ -380,7 +398,7 @@ def train(
     )
     try:
         return _train_loop(
-            config, trainer, state, start_call, ckpt, writer, run_dir, progress_fn, members,
+            config, trainer, state, start_call, ckpt, writer, run_dir, progress_fn, evaluator,
             step_fn, compile_seconds,
         )  # fmt: skip
     finally:
@@ -406,17 +424,17 @@ def _train_loop(
     writer: MetricsWriter,
     run_dir: Path | None,
     progress_fn: ProgressFn | None,
-    members: list[dict[str, float]],
+    evaluator: loop.Evaluator,
     step_fn: Any,
     compile_seconds: float,
 ) -> TrainResult:
     """Calls of the compiled step with the host-side parts of :mod:`fpo_jax.loop` around them."""
+    members = evaluator.members
     main_process = parallel.is_main_process()
     wall_offset = 0.0
     if config.resume is not None:
         writer.load_existing(start_call * config.env_steps_per_call)
         wall_offset = max((r.get("wall_time") or 0.0 for r in writer.history), default=0.0)
-    evaluator = loop.Evaluator(trainer, config, members)
     divergence = loop.DivergencePolicy(config, ckpt, log=_log)
     show_bar = config.progress and main_process and loop.interactive()
     progress = loop.Progress(
