@@ -24,14 +24,21 @@ it once per iteration inside the compiled step (one batched reset per iteration)
 
 The trainer needs flat observations: `env_sizes` and `flat_obs` read a dict observation (some
 Playground envs) through its "state" entry and refuse dicts without one.
+
+MuJoCo Playground is imported on first use (a Playground name that is not a Brax or built-in
+one, `list_envs`): importing it costs seconds (its package also imports PyTorch when that is
+installed), which a run on a Brax or built-in env does not need to pay.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 import subprocess
+import sys
 from collections.abc import Mapping
-from typing import Any, TypeAlias
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import jax
 import jax.numpy as jnp
@@ -40,10 +47,6 @@ from brax.envs.base import Env as BraxEnv
 from brax.envs.base import State
 from brax.envs.base import Wrapper as BraxWrapper
 from brax.envs.wrappers import training as brax_training
-from mujoco_playground import MjxEnv, dm_control_suite
-from mujoco_playground import registry as pg_registry
-from mujoco_playground import wrapper as pg_wrapper
-from mujoco_playground._src import mjx_env as pg_mjx_env
 
 from fpo_jax.errors import ConfigError
 from fpo_jax.toy_envs import DEFAULT_EPISODE_LENGTH, TOY_ENVS
@@ -66,7 +69,9 @@ __all__ = [
     "wrap_for_training",
 ]
 
-AnyEnv: TypeAlias = BraxEnv | MjxEnv
+if TYPE_CHECKING:
+    from mujoco_playground import MjxEnv
+AnyEnv: TypeAlias = "BraxEnv | MjxEnv"
 BRAX_BACKENDS = ("generalized", "positional", "spring", "mjx")
 PLAYGROUND_IMPLS = ("jax", "warp")
 
@@ -83,25 +88,46 @@ _PLAYGROUND_CACHE = (
 # Registry
 
 
+def _playground() -> ModuleType:
+    """The ``mujoco_playground`` package, imported on first use."""
+    return importlib.import_module("mujoco_playground")
+
+
+def _without_playground() -> dict[str, list[str]]:
+    # Brax has no public listing; its registry dict also holds register_environment'd envs.
+    return {"brax": sorted(brax_envs._envs), "builtin": sorted(TOY_ENVS)}
+
+
 def list_envs() -> dict[str, list[str]]:
     """Valid `make_env` names grouped by source: "brax", "playground", "builtin"."""
+    listing = _without_playground()
     return {
-        # Brax has no public listing; its registry dict also holds register_environment'd envs.
-        "brax": sorted(brax_envs._envs),
-        "playground": list(pg_registry.ALL_ENVS),
-        "builtin": sorted(TOY_ENVS),
+        "brax": listing["brax"],
+        "playground": list(_playground().registry.ALL_ENVS),
+        "builtin": listing["builtin"],
     }
 
 
-def _resolve(name: str) -> tuple[str, str]:
-    """Returns (source, canonical name); a name differing only by case is accepted."""
-    source_of = {n: src for src, names in list_envs().items() for n in names}
+def _match(name: str, listing: dict[str, list[str]]) -> tuple[str, str] | None:
+    """(source, canonical name) of ``name`` in ``listing``, exact or by case; None if absent."""
+    source_of = {n: src for src, names in listing.items() for n in names}
     if name in source_of:
         return source_of[name], name
     by_lower = {n.lower(): n for n in source_of}
     if name.lower() in by_lower:
         canonical = by_lower[name.lower()]
         return source_of[canonical], canonical
+    return None
+
+
+def _resolve(name: str) -> tuple[str, str]:
+    """Returns (source, canonical name); a name differing only by case is accepted. Brax and
+    built-in names resolve without importing Playground."""
+    found = _match(name, _without_playground()) or _match(name, list_envs())
+    if found is not None:
+        return found
+    source_of = {n: src for src, names in list_envs().items() for n in names}
+    by_lower = {n.lower(): n for n in source_of}
     close = [
         by_lower[n] for n in difflib.get_close_matches(name.lower(), by_lower, n=5, cutoff=0.6)
     ]
@@ -117,7 +143,9 @@ def canonical_name(name: str) -> str:
 
 def is_dm_control_name(name: str) -> bool:
     """Whether `name` is one of MuJoCo Playground's DeepMind Control suite tasks."""
-    return name in dm_control_suite.ALL_ENVS
+    if _match(name, _without_playground()) is not None:
+        return False  # a Brax or built-in name: no need to import Playground to know
+    return name in _playground().dm_control_suite.ALL_ENVS
 
 
 def make_env(name: str, *, backend: str | None = None, impl: str = "jax", **kwargs: Any) -> AnyEnv:
@@ -155,12 +183,13 @@ def make_env(name: str, *, backend: str | None = None, impl: str = "jax", **kwar
     return _load_playground(name, impl, kwargs)
 
 
-def _load_playground(name: str, impl: str, overrides: dict[str, Any]) -> MjxEnv:
+def _load_playground(name: str, impl: str, overrides: dict[str, Any]) -> "MjxEnv":
     if impl not in PLAYGROUND_IMPLS:
         raise ConfigError(
             f"Unknown Playground impl {impl!r} for {name!r}; choose one of {', '.join(PLAYGROUND_IMPLS)}."
         )
     overrides = dict(overrides)
+    pg_registry = _playground().registry
     if "impl" in pg_registry.get_default_config(name):  # not every env's config has the key
         overrides.setdefault("impl", impl)
     try:
@@ -169,7 +198,8 @@ def _load_playground(name: str, impl: str, overrides: dict[str, Any]) -> MjxEnv:
         # Robot envs read MuJoCo Menagerie assets, which Playground git-clones on first use:
         # offline that fails (CalledProcessError), and a partial copy fails in MuJoCo's XML
         # loader (ValueError "Error opening file ...").
-        needs_menagerie = name not in dm_control_suite.ALL_ENVS
+        needs_menagerie = not is_dm_control_name(name)
+        pg_mjx_env = importlib.import_module("mujoco_playground._src.mjx_env")
         if not needs_menagerie or (
             isinstance(e, ValueError) and "Error opening file" not in str(e)
         ):
@@ -189,7 +219,10 @@ def _load_playground(name: str, impl: str, overrides: dict[str, Any]) -> MjxEnv:
 
 def is_playground_env(env: Any) -> bool:
     """Whether `env` (raw or wrapped) is a MuJoCo Playground env."""
-    return isinstance(env, MjxEnv) or isinstance(getattr(env, "unwrapped", None), MjxEnv)
+    if "mujoco_playground" not in sys.modules:
+        return False  # nothing has imported Playground, so no object is one of its envs
+    mjx_env = _playground().MjxEnv
+    return isinstance(env, mjx_env) or isinstance(getattr(env, "unwrapped", None), mjx_env)
 
 
 def flat_obs(obs: Any) -> Any:
@@ -288,7 +321,7 @@ def wrap_for_training(
     """
     _check_lengths(episode_length, action_repeat)
     if is_playground_env(env):
-        wrapped = pg_wrapper.wrap_for_brax_training(
+        wrapped = _playground().wrapper.wrap_for_brax_training(
             env, episode_length=episode_length, action_repeat=action_repeat, full_reset=full_reset
         )
     else:

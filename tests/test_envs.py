@@ -86,7 +86,7 @@ def test_make_env_sources():
     assert envs.list_envs().keys() == {"brax", "playground", "builtin"}
     assert {"ant", "inverted_pendulum"} <= set(envs.list_envs()["brax"])
     assert "CartpoleBalance" in envs.list_envs()["playground"]
-    assert set(envs.list_envs()["builtin"]) == {"gridworld", "bandit", "bandit2d"}
+    assert set(envs.list_envs()["builtin"]) == {"gridworld", "bandit", "bandit2d", "aliased_reach"}
 
     brax_env = envs.make_env("inverted_pendulum", backend="generalized")
     assert brax_env.backend == "generalized" and not envs.is_playground_env(brax_env)

@@ -126,6 +126,31 @@ def test_load_policy_imports_neither_tyro_nor_a_simulator(tmp_path):
     assert "HEAVY []" in out.stdout, out.stdout
 
 
+BRAX_AND_BUILTIN_RUN = """
+import sys
+from fpo_jax.train import train
+from fpo_jax.presets import preset
+from fpo_jax import envs
+
+preset("ant"), preset("gridworld", variant="paper"), envs.canonical_name("Hopper")
+train("gridworld", num_timesteps=256, num_envs=8, batch_size=8, num_minibatches=2,
+      unroll_length=16, num_evals=1, num_eval_envs=4, progress=False)
+print("PLAYGROUND", "mujoco_playground" in sys.modules)
+envs.canonical_name("cartpolebalance")  # a Playground name imports it, once asked for
+print("PLAYGROUND", "mujoco_playground" in sys.modules)
+"""
+
+
+def test_a_run_on_a_builtin_env_does_not_import_playground():
+    # Importing MuJoCo Playground costs seconds (and PyTorch's import, where it is installed).
+    out = subprocess.run(
+        [sys.executable, "-c", BRAX_AND_BUILTIN_RUN],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["PLAYGROUND", "False", "PLAYGROUND", "True"], out.stdout
+
+
 def test_config_error_stays_reachable_at_its_old_address():
     import fpo_jax.config
     import fpo_jax.errors
