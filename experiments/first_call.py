@@ -1,0 +1,158 @@
+"""The fixed cost of a run: process start to the end of the first training call, against one
+steady call, with a cold and a warm compilation cache.
+
+Each measurement is a fresh Python process (``--child``) that imports the library, trains
+``--calls`` calls of the compiled step on CartpoleBalance at the paper's layout scaled to 256 envs
+(batch 128 x 32 minibatches, unroll 30, 16 epochs: 122,880 env steps per call, FPO, N = 8) through
+``fpo_jax.train.train`` with the evaluation before training and after the last call (as a default
+run evaluates), and prints a timestamp when each call's record is written. The parent stamps
+every stderr line of the child on arrival, so the phases of the start are read off the library's
+own log lines: imports (until "Building the env"), building the env and the trainer (until
+"compiling"), compiling (until "compiled in"), then the evaluation before training and the first
+call. A steady call is the time between the ends of calls 1 and 2.
+
+Cold: a fresh, empty persistent compilation cache; warm: the cache the previous cold run filled.
+Runs go cold, warm, warm, cold (A B B A), so a drift of the machine's speed cancels in the
+medians. ``--repo PATH`` runs the child against another checkout (e.g. a ``git worktree`` of an
+older commit) for a before/after comparison in the same script: ``--repo`` runs are interleaved
+with this checkout's.
+
+Time it only on a quiet machine::
+
+    python experiments/first_call.py                       # ~6 min on 2 CPU cores
+    python experiments/first_call.py --repo /tmp/before    # also an older checkout, interleaved
+    python experiments/first_call.py --smoke               # tiny layout, to /tmp
+
+Writes ``experiments/results/first_call_CartpoleBalance_cpu.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402  (also puts the repository on sys.path)
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+LAYOUT = dict(num_envs=256, batch_size=128, num_minibatches=32, unroll_length=30, num_epochs=16)
+SMOKE_LAYOUT = dict(num_envs=32, batch_size=16, num_minibatches=4, unroll_length=8, num_epochs=2)
+# Log lines of fpo_jax.train that end each phase of the start.
+PHASES = (
+    ("imports", ("Building the env",)),
+    ("env and trainer", ("compiling the training step",)),
+    ("compilation", ("compiled in", "loaded from the compilation cache in")),
+)
+
+
+def child(args: argparse.Namespace) -> None:
+    """One measured process: train ``--calls`` calls, stamping each call's end on stdout."""
+    from fpo_jax import compile_cache
+    from fpo_jax.train import train
+
+    compile_cache.enable(args.cache_dir)
+
+    class Stamp:
+        def write(self, record):
+            print(f"CALL {record['call']} {time.time():.4f}", flush=True)
+
+    layout = SMOKE_LAYOUT if args.smoke else LAYOUT
+    steps = args.calls * layout["num_envs"] * layout["unroll_length"] * (
+        layout["batch_size"] * layout["num_minibatches"] // layout["num_envs"]
+    )
+    train("CartpoleBalance", num_timesteps=steps, num_evals=1, num_eval_envs=128,
+          progress=False, loggers=[Stamp()], **layout)  # fmt: skip
+
+
+def measure(repo: Path, cache_dir: str, args: argparse.Namespace) -> dict[str, float]:
+    """Spawn one child against ``repo``; seconds from the spawn to each phase's end and call."""
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    cmd = [sys.executable, __file__, "--child", "--cache-dir", cache_dir, "--calls", str(args.calls)]
+    cmd += ["--smoke"] if args.smoke else []
+    start = time.time()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stamps: dict[str, float] = {}
+    for line in proc.stderr:  # the library logs to stderr; stamp each line as it arrives
+        for phase, markers in PHASES:
+            if any(m in line for m in markers) and phase not in stamps:
+                stamps[phase] = time.time() - start
+    out, _ = proc.communicate()
+    if proc.returncode:
+        raise SystemExit(f"child failed ({proc.returncode}): {out[-2000:]}")
+    calls = {int(w[1]): float(w[2]) - start for w in (ln.split() for ln in out.splitlines())
+             if w and w[0] == "CALL"}  # fmt: skip
+    stamps["first call"] = calls[1]
+    stamps["steady call"] = calls[2] - calls[1]
+    stamps["process"] = time.time() - start
+    return stamps
+
+
+def table(results: dict[tuple[str, str], list[dict[str, float]]]) -> str:
+    rows = []
+    for (label, cache), runs in results.items():
+        med = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
+        prev, parts = 0.0, []
+        for phase, _ in PHASES:
+            parts.append(f"{med[phase] - prev:.1f}")
+            prev = med[phase]
+        rest = med["first call"] - prev  # the evaluation before training and the first call
+        rows.append([
+            label, cache, len(runs), *parts, f"{rest:.1f}", f"{med['first call']:.1f}",
+            f"{med['steady call']:.1f}", f"**{med['first call'] / med['steady call']:.2f}**",
+        ])  # fmt: skip
+    return common.markdown_table(
+        ["checkout", "cache", "runs", "imports s", "env + trainer s", "compile s",
+         "eval before + 1st call s", "start to end of 1st call s", "steady call s",
+         "1st / steady"],
+        rows, "llr" + "r" * 7,
+    )  # fmt: skip
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--cache-dir", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--calls", type=int, default=3)
+    parser.add_argument("--repo", type=Path, default=None, help="another checkout to compare")
+    if "--child" in (argv if argv is not None else sys.argv[1:]):
+        args, _ = parser.parse_known_args(argv)
+        args.smoke = "--smoke" in (argv if argv is not None else sys.argv[1:])
+        return child(args)
+    args = common.parse_args(parser, argv, smoke="tiny layout")
+    checkouts = [("this checkout", REPO)] + ([("--repo", args.repo.resolve())] if args.repo else [])
+    results: dict[tuple[str, str], list[dict[str, float]]] = {}
+    clock = common.Stopwatch()
+    with tempfile.TemporaryDirectory(prefix="fpo_first_call_") as tmp:
+        for order in ("cold", "warm", "warm", "cold"):
+            for label, repo in checkouts if order == "cold" else reversed(checkouts):
+                runs = results.setdefault((label, order), [])
+                slug = "repo" if label == "--repo" else "this"
+                # cold: a fresh, empty cache; warm: the one the first cold run filled.
+                cache = Path(tmp) / f"{slug}_cold_{len(runs) if order == 'cold' else 0}"
+                common.log(f"{label}, {order} cache")
+                stamps = measure(repo, str(cache), args)
+                runs.append(stamps)
+                common.log("  " + ", ".join(f"{k} {v:.1f} s" for k, v in stamps.items()))
+    layout = SMOKE_LAYOUT if args.smoke else LAYOUT
+    budget = f"CartpoleBalance, FPO, {layout}, {args.calls} calls per process"
+    text = common.results_header("The fixed cost of a run against a steady call", budget)
+    text += "\n" + table(results) + "\n"
+    text += (
+        "Medians over the runs. Phases from the spawn of the process: imports (until 'Building "
+        "the env'), building the env and the trainer (until 'compiling'), compilation (until "
+        "'compiled in' or 'loaded from the compilation cache in'), then the evaluation before training and the first call; a steady call "
+        "is the time between the ends of calls 1 and 2.\n\n"
+    )
+    text += clock.line()
+    name = "first_call_CartpoleBalance_cpu.md"
+    common.write_result(name, text)
+
+
+if __name__ == "__main__":
+    main()
