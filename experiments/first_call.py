@@ -63,8 +63,11 @@ def child(args: argparse.Namespace) -> None:
             print(f"CALL {record['call']} {time.time():.4f}", flush=True)
 
     layout = SMOKE_LAYOUT if args.smoke else LAYOUT
-    steps = args.calls * layout["num_envs"] * layout["unroll_length"] * (
-        layout["batch_size"] * layout["num_minibatches"] // layout["num_envs"]
+    steps = (
+        args.calls
+        * layout["num_envs"]
+        * layout["unroll_length"]
+        * (layout["batch_size"] * layout["num_minibatches"] // layout["num_envs"])
     )
     train("CartpoleBalance", num_timesteps=steps, num_evals=1, num_eval_envs=128,
           progress=False, loggers=[Stamp()], **layout)  # fmt: skip
@@ -73,7 +76,15 @@ def child(args: argparse.Namespace) -> None:
 def measure(repo: Path, cache_dir: str, args: argparse.Namespace) -> dict[str, float]:
     """Spawn one child against ``repo``; seconds from the spawn to each phase's end and call."""
     env = dict(os.environ, PYTHONPATH=str(repo))
-    cmd = [sys.executable, __file__, "--child", "--cache-dir", cache_dir, "--calls", str(args.calls)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--cache-dir",
+        cache_dir,
+        "--calls",
+        str(args.calls),
+    ]
     cmd += ["--smoke"] if args.smoke else []
     start = time.time()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

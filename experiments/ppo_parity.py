@@ -155,6 +155,7 @@ def run_brax(task: str, seed: int, iterations: int) -> dict[str, Any]:
     )
     return dict(steps=steps, returns=returns, wall=wall)
 
+
 # Our FPO: the task's FPO preset (for DM Control, the paper's settings), then changes.
 FPO: dict[str, dict[str, Any]] = {"paper": {}}
 

@@ -149,9 +149,7 @@ def main(argv=None) -> None:
         "l_old - l_new against its action's exact log-ratio; clipped: the share of actions PPO "
         "clips under each ratio.\n\n"
     )
-    finals = [
-        [r["label"], r["clip_epsilon"], common.fmt_pm(r["final_return"], 1)] for r in results
-    ]
+    finals = [[r["label"], r["clip_epsilon"], common.fmt_pm(r["final_return"], 1)] for r in results]
     text += common.markdown_table(["run", "clip_epsilon", "final eval return"], finals, "lrr")
     text += "\n" + clock.line()
     common.write_result("ratio_diagnostics.md", text)

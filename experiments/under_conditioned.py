@@ -124,7 +124,9 @@ def summary_table(results: list[dict]) -> str:
             f"{int(both_modes(final).sum())} / {success.shape[1]}",
         ])  # fmt: skip
     rows.append(["one mode per observation (hand-made)", "0.50", "-", "1.00", "0.000", "-"])
-    rows.append(["reach +d or -d, probability 1/2 each (hand-made)", "0.94", "-", "1.00", "0.500", "-"])
+    rows.append(
+        ["reach +d or -d, probability 1/2 each (hand-made)", "0.94", "-", "1.00", "0.500", "-"]
+    )
     return common.markdown_table(
         ["policy", "final success (mean ± s.e.)", "per seed", "actions on a mode",
          "share of the rarer mode", "seeds with both modes (>= 10 % each)"],

@@ -183,7 +183,7 @@ def make_env(name: str, *, backend: str | None = None, impl: str = "jax", **kwar
     return _load_playground(name, impl, kwargs)
 
 
-def _load_playground(name: str, impl: str, overrides: dict[str, Any]) -> "MjxEnv":
+def _load_playground(name: str, impl: str, overrides: dict[str, Any]) -> MjxEnv:
     if impl not in PLAYGROUND_IMPLS:
         raise ConfigError(
             f"Unknown Playground impl {impl!r} for {name!r}; choose one of {', '.join(PLAYGROUND_IMPLS)}."

@@ -111,7 +111,7 @@ def test_dm_control_fast_variant_changes_only_the_layout_and_fpos_source_noise()
 
 
 def test_every_brax_body_has_a_cpu_variant_that_shrinks_its_layout():
-    from fpo_jax.presets import CPU_NUM_ENVS, CPU_NUM_TIMESTEPS, _BRAX_PPO
+    from fpo_jax.presets import _BRAX_PPO, CPU_NUM_ENVS, CPU_NUM_TIMESTEPS
 
     for env, published in _BRAX_PPO.items():
         assert "cpu" in preset_variants(env)

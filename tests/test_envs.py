@@ -389,6 +389,8 @@ def test_aliased_reach_pays_for_both_modes_and_not_for_one():
         return solved.mean()
 
     one_mode = success(lambda obs, key: obs)
-    both = success(lambda obs, key: obs * jnp.where(jax.random.bernoulli(key, 0.5, obs.shape), 1, -1))
+    both = success(
+        lambda obs, key: obs * jnp.where(jax.random.bernoulli(key, 0.5, obs.shape), 1, -1)
+    )
     assert one_mode == pytest.approx(0.5, abs=0.03)
     assert both == pytest.approx(1 - 0.5**4, abs=0.02)
