@@ -1,7 +1,7 @@
 """The fixed cost of a run: process start to the end of the first training call, against one
 steady call, with a cold and a warm compilation cache.
 
-Each measurement is a fresh Python process (``--child``) that imports the library, trains
+Each measurement is a fresh Python process (``CHILD``) that imports the library, trains
 ``--calls`` calls of the compiled step on CartpoleBalance at the paper's layout scaled to 256 envs
 (batch 128 x 32 minibatches, unroll 30, 16 epochs: 122,880 env steps per call, FPO, N = 8) through
 ``fpo_jax.train.train`` with the evaluation before training and after the last call (as a default
@@ -29,6 +29,7 @@ Writes ``experiments/results/first_call_CartpoleBalance_cpu.md``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -51,43 +52,39 @@ PHASES = (
 )
 
 
-def child(args: argparse.Namespace) -> None:
-    """One measured process: train ``--calls`` calls, stamping each call's end on stdout."""
-    from fpo_jax import compile_cache
-    from fpo_jax.train import train
+# One measured process: imports the library of the checkout on PYTHONPATH (nothing else of this
+# script or of experiments/common.py, which import this checkout's), trains the calls and stamps
+# the end of each call on stdout. argv: cache dir, calls, layout as JSON.
+CHILD = """
+import json, sys, time
+from fpo_jax import compile_cache
+from fpo_jax.train import train
 
-    compile_cache.enable(args.cache_dir)
+cache_dir, calls, layout = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+compile_cache.enable(cache_dir)
 
-    class Stamp:
-        def write(self, record):
-            print(f"CALL {record['call']} {time.time():.4f}", flush=True)
 
-    layout = SMOKE_LAYOUT if args.smoke else LAYOUT
-    steps = (
-        args.calls
-        * layout["num_envs"]
-        * layout["unroll_length"]
-        * (layout["batch_size"] * layout["num_minibatches"] // layout["num_envs"])
-    )
-    train("CartpoleBalance", num_timesteps=steps, num_evals=1, num_eval_envs=128,
-          progress=False, loggers=[Stamp()], **layout)  # fmt: skip
+class Stamp:
+    def write(self, record):
+        print(f"CALL {record['call']} {time.time():.4f}", flush=True)
+
+
+per_call = layout["batch_size"] * layout["num_minibatches"] * layout["unroll_length"]
+train("CartpoleBalance", num_timesteps=calls * per_call, num_evals=1, num_eval_envs=128,
+      progress=False, loggers=[Stamp()], **layout)
+"""
 
 
 def measure(repo: Path, cache_dir: str, args: argparse.Namespace) -> dict[str, float]:
     """Spawn one child against ``repo``; seconds from the spawn to each phase's end and call."""
     env = dict(os.environ, PYTHONPATH=str(repo))
-    cmd = [
-        sys.executable,
-        __file__,
-        "--child",
-        "--cache-dir",
-        cache_dir,
-        "--calls",
-        str(args.calls),
-    ]
-    cmd += ["--smoke"] if args.smoke else []
+    layout = SMOKE_LAYOUT if args.smoke else LAYOUT
+    cmd = [sys.executable, "-c", CHILD, cache_dir, str(args.calls), json.dumps(layout)]
     start = time.time()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=tempfile.gettempdir(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
     stamps: dict[str, float] = {}
     for line in proc.stderr:  # the library logs to stderr; stamp each line as it arrives
         for phase, markers in PHASES:
@@ -127,14 +124,8 @@ def table(results: dict[tuple[str, str], list[dict[str, float]]]) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--cache-dir", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--calls", type=int, default=3)
     parser.add_argument("--repo", type=Path, default=None, help="another checkout to compare")
-    if "--child" in (argv if argv is not None else sys.argv[1:]):
-        args, _ = parser.parse_known_args(argv)
-        args.smoke = "--smoke" in (argv if argv is not None else sys.argv[1:])
-        return child(args)
     args = common.parse_args(parser, argv, smoke="tiny layout")
     checkouts = [("this checkout", REPO)] + ([("--repo", args.repo.resolve())] if args.repo else [])
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
