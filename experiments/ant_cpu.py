@@ -12,7 +12,9 @@ minibatches of 5 steps, 4 epochs, MJX, 3M env steps; evaluation on 32 envs at 6 
 * ``fpo++``: ``--variant fpo++`` at the same layout with the FPO preset's networks (4 x 32 SiLU
   actor, 5 x 256 critic) and 10 flow steps in rollouts, so that it costs what the others cost
   on a CPU: the FPO++ objective and optimiser (per-sample ratios, ASPO, clamps, Beta times, EMA,
-  AdamW, lr 1e-4, ...), evaluated from zero noise with 5 Euler steps (the EMA actor).
+  AdamW, lr 1e-4, ...), evaluated from zero noise with 5 Euler steps (the EMA actor);
+* ``sweep``: how the variant's flow-policy settings were chosen: source noise 0.3 / 0.6 x
+  lr 3e-4 / 1e-3, one seed each, 2M steps, as one program.
 
 Each program writes a run directory under ``--runs-dir``; a program whose run directory already
 holds a finished ``metrics.jsonl`` is not run again, so a stopped script resumes and ``--report``
@@ -38,27 +40,36 @@ import common  # noqa: E402  (also puts the repository on sys.path)
 import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-BASE = ["--env", "ant", "--num-seeds", "3", "--no-progress"]
+BASE = ["--env", "ant", "--no-progress"]
+SEEDS = ["--num-seeds", "3"]
 PROGRAMS: dict[str, tuple[str, list[str]]] = {  # name -> (label, flags)
-    "fpo": ("FPO, ant --variant cpu", ["--variant", "cpu"]),
-    "ppo": ("Gaussian PPO, --variant cpu", ["--variant", "cpu", "--algo", "ppo"]),
+    "fpo": ("FPO, ant --variant cpu", ["--variant", "cpu", *SEEDS]),
+    "ppo": ("Gaussian PPO, --variant cpu", ["--variant", "cpu", "--algo", "ppo", *SEEDS]),
     "fpo_paper": (
         "FPO, paper lr 3e-4 and unit noise",
-        ["--variant", "cpu", "--learning-rate", "3e-4", "--flow-noise-scale", "1.0"],
+        ["--variant", "cpu", "--learning-rate", "3e-4", "--flow-noise-scale", "1.0", *SEEDS],
     ),
     "fpo++": (
         "FPO++ objective and optimiser",
-        ["--variant", "fpo++", "--backend", "mjx", "--num-envs", "1024", "--batch-size", "512",
+        ["--variant", "fpo++", *SEEDS, "--backend", "mjx", "--num-envs", "1024", "--batch-size", "512",
          "--num-timesteps", "3000000", "--num-evals", "6", "--num-eval-envs", "32",
          "--policy-hidden", "32", "32", "32", "32", "--value-hidden", *["256"] * 5,
          "--activation", "silu", "--flow-steps", "10"],
     ),
+    # How the variant's flow-policy settings were chosen: one seed per setting, 2M steps.
+    "sweep": (
+        "FPO sweep: source noise x lr",
+        ["--variant", "cpu", "--num-timesteps", "2000000", "--num-evals", "5",
+         "--sweep", "flow_noise_scale=0.3,0.6", "--sweep", "learning_rate=3e-4,1e-3"],
+    ),
 }  # fmt: skip
+COMPARED = ("fpo", "ppo", "fpo_paper", "fpo++")
 EVALUATION = {
     "fpo": "sampler from random noise",
     "ppo": "mean action",
     "fpo_paper": "sampler from random noise",
     "fpo++": "EMA actor from zero noise, 5 Euler steps",
+    "sweep": "sampler from random noise",
 }
 SMOKE = ["--num-envs", "64", "--batch-size", "32", "--num-timesteps", "2560", "--num-evals", "1"]
 
@@ -93,7 +104,8 @@ def report(args: argparse.Namespace) -> None:
     plt = common.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     rows, commands = [], []
-    for i, (name, (label, flags)) in enumerate(PROGRAMS.items()):
+    for i, name in enumerate(COMPARED):
+        label, flags = PROGRAMS[name]
         history = _rows(run_dir(args, name))
         if not history:
             continue
@@ -124,12 +136,47 @@ def report(args: argparse.Namespace) -> None:
     )  # fmt: skip
     text += "\nCommands (each run as one program of 3 seeds):\n\n" + "\n".join(commands) + "\n"
     text += "\n![eval return over env steps](ant_cpu.png)\n"
+    text += sweep_table(args)
     common.write_result("ant_cpu.md", text)
+
+
+def sweep_table(args: argparse.Namespace) -> str:
+    """The flow-policy setting search behind the variant: one row per member."""
+    path = run_dir(args, "sweep")
+    history = _rows(path)
+    if not history:
+        return ""
+    members = json.loads((path / "members.json").read_text())
+    evals = [r for r in history if r.get("eval/episode_return") is not None]
+    rows = [
+        [m["flow_noise_scale"], m["learning_rate"], f"{evals[0]['per_member/eval/episode_return'][i]:.0f}",
+         f"{evals[-1]['per_member/eval/episode_return'][i]:.0f}",
+         f"{evals[-1]['per_member/eval/episode_length'][i]:.0f}"]
+        for i, m in enumerate(members)
+    ]  # fmt: skip
+    variant = json.loads((path / "config.json").read_text()).get("variant")
+    launched = (
+        ""
+        if variant == "cpu"
+        else " This run predates the variant: it was launched with the same settings as explicit "
+        "flags (`--backend mjx --num-envs 1024 --batch-size 512 ...`)."
+    )
+    return (
+        f"\n## How the variant's FPO settings were chosen\n\n"
+        f"`python -m fpo_jax.train {' '.join(BASE + PROGRAMS['sweep'][1])}` (one program, "
+        f"seed 0, {evals[-1]['env_steps']:,} env steps; evaluation from random noise).{launched}"
+        "\n\n"
+        + common.markdown_table(
+            ["flow_noise_scale", "learning_rate", "start", "final", "final episode length"],
+            rows,
+            "rrrrr",
+        )  # fmt: skip
+    )
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--programs", default=",".join(PROGRAMS))
+    parser.add_argument("--programs", default=",".join(PROGRAMS), help=", ".join(PROGRAMS))
     parser.add_argument("--runs-dir", type=Path, default=REPO / "runs")
     parser.add_argument("--report", action="store_true", help="only rebuild the table")
     args = common.parse_args(parser, argv, smoke="2 calls at 64 envs")
