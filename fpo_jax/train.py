@@ -363,8 +363,8 @@ def train(
             init_job = pool.submit(lambda: init.lower(keys, hparams).compile())
             eval_job = pool.submit(evaluator.compile, state_shape)
             step_fn, compile_seconds = _compile_step(trainer, state_shape, also="evaluation")
-            init, _ = init_job.result(), eval_job.result()
-        state = init(keys, hparams)
+            eval_job.result()  # re-raises a compile error of the evaluation here
+            state = init_job.result()(keys, hparams)
     else:  # the state's sharding decides the programs' layouts: compile from the real state
         state = init(keys, hparams)
         step_fn = None
