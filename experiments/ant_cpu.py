@@ -111,13 +111,14 @@ def report(args: argparse.Namespace) -> None:
             continue
         steps, returns = common.eval_curve(history, 3)
         common.plot_curves(ax, steps, returns, label, f"C{i}")
-        lengths = np.array([r["per_member/eval/episode_length"] for r in history
-                            if r.get("eval/episode_return") is not None])  # fmt: skip
+        evals = [r for r in history if r.get("eval/episode_return") is not None]
+        length = np.asarray(evals[-1]["per_member/eval/episode_length"])
+        forward = np.asarray(evals[-1]["per_member/eval/reward_forward"])
         start, final = returns[0], returns[-1]
         rows.append([
             label, EVALUATION[name], common.fmt_pm(start, 0), common.fmt_pm(final, 0),
-            ", ".join(f"{x:.0f}" for x in final), common.fmt_pm(lengths[-1], 0),
-            f"{history[-1]['wall_time'] / 60:.0f}",
+            ", ".join(f"{x:.0f}" for x in final), common.fmt_pm(forward, 0),
+            common.fmt_pm(length, 0), f"{history[-1]['wall_time'] / 60:.0f}",
         ])  # fmt: skip
         commands.append(f"- {name}: `python -m fpo_jax.train {' '.join(BASE + flags)}`")
     common.label_return_axes(ax, "Brax ant on a CPU (1024 envs, 3 seeds)")
@@ -131,8 +132,8 @@ def report(args: argparse.Namespace) -> None:
     )  # fmt: skip
     text += "\n" + common.markdown_table(
         ["program", "evaluation", "start (mean ± s.e.)", "final (mean ± s.e.)", "final per seed",
-         "final episode length", "wall min (shared CPU)"],
-        rows, "llrrlrr",
+         "final forward reward", "final episode length", "wall min (shared CPU)"],
+        rows, "llrrlrrr",
     )  # fmt: skip
     text += "\nCommands (each run as one program of 3 seeds):\n\n" + "\n".join(commands) + "\n"
     text += "\n![eval return over env steps](ant_cpu.png)\n"
