@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -57,8 +57,8 @@ class Evaluator:
     """When to evaluate, and the evaluation episodes of every member.
 
     ``due(call)``: ``config.num_evals`` evenly spaced calls, the last one included.
-    ``evaluator(state, call) -> record``: the mean over members of each evaluation metric
-    (diverged members are NaN and skipped), each member's own (``per_member/...``) and, for
+    ``evaluator(state, call, diverged) -> record``: the mean over members of each evaluation
+    metric (the ``diverged`` members are NaN and skipped), each member's own (``per_member/...``) and, for
     seeds of one setting, the standard error of the return. A member's evaluation key depends
     on its seed and the call only, so a sweep member and the single run of its setting and seed
     evaluate on the same episodes.
@@ -86,8 +86,13 @@ class Evaluator:
         call_key = jax.random.fold_in(self._base_key, call)
         return jax.vmap(lambda s: jax.random.fold_in(call_key, s))(self._member_seeds)
 
-    def __call__(self, state: Any, call: int) -> dict[str, Any]:
+    def __call__(self, state: Any, call: int, diverged: Sequence[int] = ()) -> dict[str, Any]:
+        """``diverged``: members reported as NaN whatever their episodes returned (NaN
+        parameters act with NaN actions, which some envs score as an ordinary 0)."""
         out = jax.device_get(self._evaluate(state, self._keys(call)))
+        if diverged:
+            out = {k: np.where(np.isin(np.arange(len(v)), diverged), np.nan, v)
+                   for k, v in out.items()}  # fmt: skip
         record: dict[str, Any] = {name: nanmean(v) for name, v in out.items()}
         record.update({f"per_member/{name}": v for name, v in out.items()})
         if self.config.num_members > 1 and not self.config.sweep:

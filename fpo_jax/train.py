@@ -461,13 +461,13 @@ def _train_loop(
         )  # fmt: skip
         evaluated = evaluator.due(call)
         if evaluated:
-            record.update(evaluator(state, call))
+            record.update(evaluator(state, call, divergence.diverged))
         # The next call donates ``state``'s buffers: the callback gets its own copy, which
         # stays readable however long it is kept.
         if progress_fn is not None and progress_fn(dict(record), _copy(state)) is False:
             stopped_early = True
             if not evaluated:
-                record.update(evaluator(state, call))
+                record.update(evaluator(state, call, divergence.diverged))
                 evaluated = True
         # The record first: a run killed between the two resumes from the previous checkpoint
         # and rewrites this record, so metrics.jsonl never misses a call.

@@ -87,3 +87,17 @@ def test_the_cpu_eta_line_offers_the_envs_cpu_preset_priced_at_this_runs_speed()
     plain = loop.Progress(config, 0, show_bar=False, log=said.append)
     plain.after_call({"call": 1, "env_steps_per_second": 1.0}, call_seconds, None)
     assert "--variant" not in said[0] and "--num-timesteps" in said[0]
+
+
+def test_a_diverged_member_evaluates_as_nan_not_as_what_its_nan_actions_scored():
+    class ScoresItsState:  # the evaluation of member i returns its state
+        def evaluate(self, state, key):
+            return {"eval/episode_return": state}
+
+    config = TrainConfig(num_seeds=3, num_evals=1)
+    evaluator = loop.Evaluator(ScoresItsState(), config, [{"seed": s} for s in range(3)])
+    returns = jax.numpy.array([1.0, 0.0, 3.0])  # member 1 diverged: its NaN actions scored 0
+    assert evaluator(returns, 1)["eval/episode_return"] == pytest.approx(4.0 / 3.0)
+    record = evaluator(returns, 1, diverged=[1])
+    assert record["eval/episode_return"] == pytest.approx(2.0)
+    assert np.isnan(record["per_member/eval/episode_return"][1])
