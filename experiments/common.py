@@ -281,6 +281,15 @@ def out_dir() -> Path:
     return _OUT_DIR[0]
 
 
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` (creating its folder) and say so on stdout."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    _say_wrote(path)
+    return path
+
+
 def write_file(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` (creating its folder) and say so on stdout."""
     path = Path(path)

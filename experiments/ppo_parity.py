@@ -41,6 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402  (also puts the repository on sys.path)
+import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fpo_jax import envs  # noqa: E402
@@ -157,7 +158,12 @@ def run_brax(task: str, seed: int, iterations: int) -> dict[str, Any]:
 
 
 # Our FPO: the task's FPO preset (for DM Control, the paper's settings), then changes.
-FPO: dict[str, dict[str, Any]] = {"paper": {}}
+FPO: dict[str, dict[str, Any]] = {
+    "paper": {},
+    # The trainer behaviour of the PPO rows it is compared with (--variant brax's, less PPO's
+    # own hyperparameters): exact statistics before the epochs, no fresh initial states.
+    "brax order": dict(obs_norm="brax", refresh_initial_states=False),
+}
 
 
 def ours_config(task: str, changes: dict[str, Any]) -> Any:
@@ -178,10 +184,41 @@ def fpo_config(task: str, changes: dict[str, Any]) -> Any:
     )  # fmt: skip
 
 
+def final_scores(res: Any, path: Path) -> dict[str, list[float]]:
+    """Each seed's final parameters scored both ways on the same episodes' keys: stochastically
+    (FPO from random source noise, PPO a Gaussian sample) and deterministically (FPO from zero
+    noise, PPO its mean action). The evaluation key is the last training call's, so the
+    stochastic score repeats the run's own last evaluation. The final policy parameters and
+    observation statistics are saved beside the program's JSON, for re-scoring later."""
+    from flax import serialization
+
+    from fpo_jax.loop import Evaluator
+    from fpo_jax.trainer import Trainer
+
+    policy = jax.device_get(
+        {"policy": res.state.eval_params["policy"], "obs_stats": res.state.obs_stats}
+    )
+    common.write_bytes(path.with_suffix(".policy.msgpack"), serialization.to_bytes(policy))
+    scores = {}
+    for kind, noise in (("stochastic", "random"), ("deterministic", "zero")):
+        config = replace(res.config, eval_noise=noise)
+        evaluator = Evaluator(Trainer(res.trainer.env, config), config, res.members)
+        record = evaluator(res.state, config.num_calls)
+        scores[kind] = [float(x) for x in record["per_member/eval/episode_return"]]
+        common.log(f"  final, {kind}: " + ", ".join(f"{x:.0f}" for x in scores[kind]))
+    return scores
+
+
 def run_program(task: str, program: str, iterations: int, seeds: int) -> dict[str, Any]:
+    # "fpo:brax_order" is "fpo:brax order" on a shell.
+    known = {"brax", *(f"ours:{n}" for n in OURS), *(f"fpo:{n}" for n in FPO)}
+    program = next((k for k in known if k.replace(" ", "_") == program.replace(" ", "_")), program)
     path = program_path(task, program)
-    if path.exists():
-        return json.loads(path.read_text())
+    stored = json.loads(path.read_text()) if path.exists() else None
+    if stored is not None and (program == "brax" or "final" in stored):
+        return stored
+    # A stored program without its final parameters' scores runs again; the same code and
+    # seeds reproduce its curve bit for bit, which `matches_stored_run` records.
     common.log(f"{task}: {program}, {seeds} seeds, {iterations} iterations")
     t0 = time.perf_counter()
     if program == "brax":
@@ -204,10 +241,16 @@ def run_program(task: str, program: str, iterations: int, seeds: int) -> dict[st
             len(evals), seeds
         )
         wall = [float(r["wall_time"]) for r in evals]
+        final = final_scores(res, path)
     out = dict(
         task=task, program=program, changes=changes, steps=steps, wall=wall,
         returns=returns.tolist(), seconds=time.perf_counter() - t0,
     )  # fmt: skip
+    if program != "brax":
+        out["final"] = final
+    if stored is not None:
+        out["matches_stored_run"] = stored["returns"] == out["returns"]
+        common.log(f"  same curve as the stored run: {out['matches_stored_run']}")
     common.write_file(path, json.dumps(out, indent=1))
     common.log(f"  {out['seconds']:.0f} s; final " + ", ".join(f"{x:.0f}" for x in returns[-1]))
     return out

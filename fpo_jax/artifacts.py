@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,9 @@ from fpo_jax.runs import member_inputs, read_run_config
 
 Array = jax.Array
 
+# The run directory's record of its env's observation and action sizes (written by train):
+# what an export needs besides the checkpoint, so that it builds no env.
+ENV_SIZES_FILE = "env_sizes.json"
 FORMAT = "fpo_jax.policy"
 FORMAT_VERSION = 1
 
@@ -176,15 +180,78 @@ def load_run(
     )
 
 
-def export_policy(run_dir: str | Path, path: str | Path, **load_kwargs: Any) -> Path:
+def export_policy(
+    run_dir: str | Path,
+    path: str | Path,
+    *,
+    step: int | None = None,
+    member: int = 0,
+    integrator: str | None = None,
+    flow_steps: int | None = None,
+    noise: str | None = None,
+    sigma: float | None = None,
+    **load_kwargs: Any,
+) -> Path:
     """Write the run's policy (params, observation statistics, config) to one msgpack file.
 
-    ``load_kwargs`` go to :func:`load_run` (``step``, ``member``, ``env``, ``agent``...).
-    Returns the written path. The file holds no env state, optimizer state or critic.
+    Reads the checkpoint and the run's files only: no env, optimizer or trainer is built (and
+    no simulator imported). ``step``, ``member`` and the sampler arguments are those of
+    :func:`load_run`; with ``agent=`` / ``env=`` / ``value_network=`` (a run trained with an
+    injected network, or a run directory written before the run recorded its env's sizes) it
+    goes through :func:`load_run`. Returns the written path. The file holds no env state,
+    optimizer state or critic.
     """
-    run = load_run(run_dir, **load_kwargs)
-    return save_policy(path, run.config, run.params, run.obs_stats, run.trainer.obs_size,
-                       run.trainer.action_size, custom_network=load_kwargs.get("agent") is not None)  # fmt: skip
+    run_dir = Path(run_dir).expanduser().resolve()
+    sizes_file = run_dir / ENV_SIZES_FILE
+    sampler = dict(integrator=integrator, flow_steps=flow_steps, noise=noise, sigma=sigma)
+    if load_kwargs or not sizes_file.is_file():
+        run = load_run(run_dir, step=step, member=member, **sampler, **load_kwargs)
+        return save_policy(path, run.config, run.params, run.obs_stats, run.trainer.obs_size,
+                           run.trainer.action_size, custom_network=load_kwargs.get("agent") is not None)  # fmt: skip
+    config = read_run_config(run_dir)
+    if not 0 <= member < config.num_members:
+        raise ConfigError(
+            f"member {member} is out of range: the run has {config.num_members} member(s)."
+        )
+    sizes = json.loads(sizes_file.read_text())
+    if not (run_dir / "checkpoints").is_dir():
+        raise ConfigError(f"{run_dir} has no checkpoints/ (trained with checkpoint=False?).")
+    checkpointer = Checkpointer(run_dir / "checkpoints")
+    try:
+        leaves, _ = checkpointer.restore_leaves(
+            (".params['policy']", ".ema_params", ".obs_stats"), step
+        )
+    finally:
+        checkpointer.close()
+    # What acts at evaluation: the EMA copy of the policy when the run kept one.
+    prefix = (
+        ".ema_params" if any(p.startswith(".ema_params") for p in leaves) else ".params['policy']"
+    )
+    params = _nested(
+        {p[len(prefix) :]: x[member] for p, x in leaves.items() if p.startswith(prefix)}
+    )
+    obs_stats = normalization.RunningStats(
+        **{f.name: jnp.asarray(leaves[f".obs_stats.{f.name}"][member])
+           for f in dataclasses.fields(normalization.RunningStats)}
+    )  # fmt: skip
+    member_config = replace(
+        _sampler_config(config, **sampler), sweep=(), num_seeds=1, **sweep_members(config)[member]
+    )
+    return save_policy(
+        path, member_config, params, obs_stats, int(sizes["obs_size"]), int(sizes["action_size"])
+    )
+
+
+def _nested(flat: dict[str, Any]) -> dict[str, Any]:
+    """``{"['params']['Dense_0']['kernel']": x, ...}`` -> ``{"params": {"Dense_0": {...}}}``."""
+    tree: dict[str, Any] = {}
+    for path, value in flat.items():
+        keys = re.findall(r"\['([^']*)'\]", path)
+        node = tree
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = value
+    return tree
 
 
 def save_policy(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import math
 import sys
 import zlib
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 
 from fpo_jax.errors import CheckpointError
@@ -274,6 +276,41 @@ class Checkpointer:
             else:
                 leaves.append(stored[_leaf_name(i)])
         return jax.tree.unflatten(treedef, leaves)
+
+    def restore_leaves(
+        self, prefixes: tuple[str, ...], step: int | None = None
+    ) -> tuple[dict[str, Any], int]:
+        """The leaves of checkpoint ``step`` (default: the latest) whose path (as
+        ``jax.tree_util.keystr`` writes it, e.g. ``.obs_stats.mean``) starts with one of
+        ``prefixes``, as ``{path: numpy array}``, read without a template state: the
+        checkpoint's own description of its leaves gives their shapes, so neither an env nor a
+        trainer is needed. Raises CheckpointError when there is no such checkpoint."""
+        steps = self.all_steps()
+        if step is None:  # the latest whose files are whole
+            step = next(
+                (s for s in reversed(steps) if _damage(self.directory / str(s)) is None), None
+            )
+        if step is None or step not in steps:
+            raise CheckpointError(
+                f"No readable checkpoint {step or ''} in {self.directory} (there are: {steps})."
+            )
+        saved = self._manager.restore(
+            step, args=ocp.args.Composite(structure=ocp.args.JsonRestore())
+        )["structure"]["leaves"]
+        one_device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        abstract = {
+            _leaf_name(i): jax.ShapeDtypeStruct(tuple(x["shape"]), x["dtype"], sharding=one_device)
+            for i, x in enumerate(saved)
+            if math.prod(x["shape"]) > 0 and "key<" not in x["dtype"]
+        }
+        stored = self._manager.restore(
+            step, args=ocp.args.Composite(leaves=ocp.args.StandardRestore(abstract))
+        )["leaves"]
+        return {
+            x["path"]: np.asarray(stored[_leaf_name(i)])
+            for i, x in enumerate(saved)
+            if x["path"].startswith(prefixes) and _leaf_name(i) in stored
+        }, step
 
     def close(self) -> None:
         self._manager.close()

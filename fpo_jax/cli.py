@@ -15,13 +15,21 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+import jax
 import tyro
 
 from fpo_jax import compile_cache
 from fpo_jax.agents import ALGORITHMS
 from fpo_jax.config import TrainConfig, replace
 from fpo_jax.errors import CheckpointError, ConfigError, TrainingDiverged
-from fpo_jax.presets import preset, with_changes
+from fpo_jax.presets import (
+    CPU_MACHINE_NOTE,
+    explain,
+    format_explanation,
+    preset,
+    preset_variants,
+    with_changes,
+)
 from fpo_jax.runs import read_run_config
 from fpo_jax.train import _log, train
 
@@ -46,15 +54,25 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     pre.add_argument("--algo", default=TrainConfig.algo)
     pre.add_argument("--resume", default=None)
     pre.add_argument("--sweep", action="append", default=None)
-    pre.add_argument("--variant", default="default")
+    pre.add_argument("--variant", default=None)
+    pre.add_argument("--show-config", action="store_true")
     known, _ = pre.parse_known_args(argv)
     # --sweep repeats (one per field): collected here, then removed for tyro. --variant picks
     # the preset here, and tyro records it in the config.
-    argv = _without_option(argv, "--sweep")
+    argv = [a for a in _without_option(argv, "--sweep") if a != "--show-config"]
+    machine_layer = False
     if known.resume:
         default = read_run_config(known.resume)
     else:
-        default = preset(known.env, known.algo, variant=known.variant)
+        variant = known.variant or "default"
+        if known.variant is None and _wants_cpu_variant(known.env, argv):
+            variant, machine_layer = "cpu", True
+            argv = [*argv, "--variant", "cpu"]
+        default = preset(known.env, known.algo, variant=variant)
+        if machine_layer:
+            default = dataclasses.replace(
+                default, preset_source=f"{default.preset_source}{CPU_MACHINE_NOTE}"
+            )
     algos = "; ".join(f"{name}: {a.description}" for name, a in ALGORITHMS.items())
     config = tyro.cli(
         _CliConfig,
@@ -68,7 +86,10 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
         "FPO authors' GridWorld settings), --variant fast (DM Control tasks: a layout and FPO "
         "settings searched for a CPU budget), --variant brax (Brax PPO's trainer and, for PPO on "
         "DM Control, Playground's Brax PPO settings), --variant cpu (Brax bodies: the published "
-        "layout at 1024 envs and 3M steps), --variant fpo++ (every env: the FPO++ recipe).",
+        "layout at 1024 envs and 3M steps; without an accelerator, and with no variant or "
+        "layout flag given, Brax bodies start from it: --variant default keeps the published "
+        "layout), --variant fpo++ (every env: the FPO++ recipe). --show-config prints every "
+        "setting with the preset layer that set it, and exits.",
     )
     parsed = TrainConfig(**_as_fields(config))
     given = _flag_names(argv)
@@ -83,6 +104,25 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     if known.sweep is not None:
         config = replace(config, sweep=tuple(known.sweep))
     return config
+
+
+# Flags that set a run's layout or budget: naming one keeps the published layout on a CPU.
+LAYOUT_FLAGS = frozenset({
+    "num_envs", "batch_size", "num_minibatches", "unroll_length", "num_epochs", "num_timesteps",
+    "num_devices", "distributed",
+})  # fmt: skip
+
+
+def _wants_cpu_variant(env: str, argv: list[str]) -> bool:
+    """Whether a run named no variant and no layout flag, on a machine without an
+    accelerator, of an env whose preset has a CPU-sized variant (the Brax bodies)."""
+    if _flag_names(argv) & LAYOUT_FLAGS:
+        return False
+    try:
+        has_cpu = "cpu" in preset_variants(env)
+    except ConfigError:
+        return False  # a misspelt env: the preset says so
+    return has_cpu and jax.default_backend() == "cpu"
 
 
 def _flag_names(argv: list[str]) -> set[str]:
@@ -110,8 +150,13 @@ def _without_option(argv: list[str], option: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     config = None
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         config = parse_config(argv)
+        if "--show-config" in argv:
+            # Every setting with the preset layer that set it; nothing is built.
+            print(format_explanation(explain(config)))
+            return 0
         if config.compile_cache:
             compile_cache.enable()
         result = train(config.env, config)

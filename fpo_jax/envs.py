@@ -36,12 +36,14 @@ import difflib
 import importlib
 import subprocess
 import sys
+import warnings
 from collections.abc import Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from brax import envs as brax_envs
 from brax.envs.base import Env as BraxEnv
 from brax.envs.base import State
@@ -64,6 +66,7 @@ __all__ = [
     "list_envs",
     "make_env",
     "refresh_initial_states",
+    "registered_names",
     "strip_weak_types",
     "wrap_for_eval",
     "wrap_for_training",
@@ -148,6 +151,33 @@ def is_dm_control_name(name: str) -> bool:
     return name in _playground().dm_control_suite.ALL_ENVS
 
 
+def registered_names(env: Any) -> list[str]:
+    """The registered names (sorted) whose constructor builds an env like ``env``: same class,
+    and for the built-in bandits the same modes and width; for a Playground env, its class in
+    the DM Control suite (several names can share one class: CartpoleBalance and
+    CartpoleSwingup). Empty for an env of a class no registry knows. Imports nothing new."""
+    from fpo_jax import toy_envs
+
+    cls = type(env)
+    if isinstance(env, toy_envs.Bandit):
+        return sorted(
+            n for n, modes in toy_envs.BANDIT_MODES.items()
+            if n in TOY_ENVS and np.array_equal(env.modes, modes)
+            and env.width == toy_envs.BANDIT_WIDTH
+        )  # fmt: skip
+    if cls in (toy_envs.GridWorld, toy_envs.AliasedReach):
+        return sorted(n for n, make in TOY_ENVS.items() if make is cls)
+    names = [n for n, make in brax_envs._envs.items() if make is cls]
+    if (
+        not names
+        and cls.__module__.startswith("mujoco_playground.")
+        and "mujoco_playground" in sys.modules
+    ):
+        suite = _playground().dm_control_suite
+        names = [n for n, make in suite._envs.items() if getattr(make, "func", make) is cls]
+    return sorted(names)
+
+
 def make_env(name: str, *, backend: str | None = None, impl: str = "jax", **kwargs: Any) -> AnyEnv:
     """Builds the raw (unbatched) env `name`.
 
@@ -172,7 +202,11 @@ def make_env(name: str, *, backend: str | None = None, impl: str = "jax", **kwar
                     f"Unknown Brax backend {backend!r} for {name!r}; choose one of {', '.join(BRAX_BACKENDS)}."
                 )
             kwargs["backend"] = backend
-        return brax_envs.get_environment(name, **kwargs)
+        with warnings.catch_warnings():
+            # Brax warns on every env it builds that its pipelines are not actively maintained:
+            # nothing a user of this library can act on, so not on their first screen.
+            warnings.filterwarnings("ignore", message="Brax System, pip", category=UserWarning)
+            return brax_envs.get_environment(name, **kwargs)
     if backend is not None:
         hint = " (pick its MuJoCo implementation with impl=...)" if source == "playground" else ""
         raise ConfigError(

@@ -9,6 +9,7 @@ where it comes from.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -305,6 +306,67 @@ def preset_variants(env: str) -> tuple[str, ...]:
     return tuple(sorted({k[1] for k in _VARIANTS if k[0] in scopes}))
 
 
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    """One named layer of a preset: the settings it sets, in the order layers apply."""
+
+    name: str
+    settings: Mapping[str, Any]
+
+
+def preset_layers(
+    env: str, algo: str = "fpo", variant: str = "default", *, family: str | None = None
+) -> list[Layer]:
+    """The ordered layers :func:`preset` applies over ``TrainConfig``'s defaults (a later layer
+    wins): the family table, the env's own rows, the algorithm's registry overrides, the env's
+    settings that win over the algorithm's, then the variant's (for every algorithm, then
+    ``algo``'s own). Layers that set nothing are left out. Arguments as :func:`preset`."""
+    if algo not in ALGORITHMS:
+        raise ConfigError(f"algo={algo!r} is not one of {tuple(ALGORITHMS)}.")
+    if family is None:
+        canonical = envs.canonical_name(env) if env else env
+        family = preset_family(canonical)
+    else:
+        canonical = env
+    table = {"builtin": _TOY.get(canonical, {}), "brax": _BRAX_PPO.get(canonical, {}),
+             "dm_control": _DM_CONTROL_FPO, "default": {}}[family]  # fmt: skip
+    layers = [
+        Layer(
+            f"family: {_FAMILY_SOURCE[family]}"
+            + (f", {canonical}" if table and family != "dm_control" else ""),
+            table,
+        ),
+        Layer(
+            f"env: {canonical} (the paper's discount)",
+            {"discount": _DM_CONTROL_DISCOUNT[canonical]}
+            if family == "dm_control" and canonical in _DM_CONTROL_DISCOUNT
+            else {},
+        ),
+        Layer(f"env: {canonical}, flow policies", _FLOW_POLICY_ENV.get(canonical, {})),
+        Layer(f"algorithm: {algo}", ALGORITHMS[algo].preset_overrides.get(family, {})),
+        Layer(f"env: {canonical}, every algorithm", _ENV_OVER_ALGO.get(canonical, {})),
+    ]
+    if variant != "default":
+        # An env's own variant wins over its family's of the same name.
+        scope = next((s for s in (canonical, family) if (s, variant) in _VARIANTS), None)
+        if scope is None:
+            raise ConfigError(
+                f"variant={variant!r} is not one of {('default', *preset_variants(canonical))} "
+                f"for env {canonical!r}."
+            )
+        layers.append(Layer(f"variant: {variant}", _VARIANTS[(scope, variant)]))
+        layers.append(
+            Layer(f"variant: {variant}, {algo}", _VARIANTS.get((scope, variant, algo), {}))
+        )
+    # Settings another algorithm reads but ``algo`` does not keep TrainConfig's defaults, so a
+    # changed value of one is recognisable as the user's.
+    unread = unread_settings(algo)
+    layers = [
+        Layer(x.name, {k: v for k, v in x.settings.items() if k not in unread}) for x in layers
+    ]
+    return [x for x in layers if x.settings]
+
+
 def preset(
     env: str, algo: str = "fpo", variant: str = "default", *, family: str | None = None
 ) -> TrainConfig:
@@ -319,43 +381,135 @@ def preset(
     the named ``variant``'s, if not "default" (``preset("gridworld", algo, variant="paper")``:
     the FPO authors' GridWorld settings, see ``_GRIDWORLD_PAPER``). Settings that another
     algorithm reads but ``algo`` does not (:func:`fpo_jax.agents.unread_settings`) keep their
-    ``TrainConfig`` defaults, so a changed value of one is recognisable as the user's.
+    ``TrainConfig`` defaults, so a changed value of one is recognisable as the user's. The
+    layers, by name: :func:`preset_layers`; each setting with the layer that set it:
+    :func:`explain`.
 
     ``family``: use this table instead of the env's own, with ``env`` only as a label (for an
-    env object, :func:`fpo_jax.train.train` passes its class name and ``"default"``).
-    Raises ConfigError for an unknown algorithm or variant and ValueError for an unknown env.
+    env object of a class no preset knows, :func:`fpo_jax.train.train` passes its class name
+    and ``"default"``). Raises ConfigError for an unknown algorithm or variant and ValueError
+    for an unknown env.
     """
-    if algo not in ALGORITHMS:
-        raise ConfigError(f"algo={algo!r} is not one of {tuple(ALGORITHMS)}.")
+    layers = preset_layers(env, algo, variant, family=family)
     if family is None:
         canonical = envs.canonical_name(env) if env else env
         family = preset_family(canonical)
     else:
         canonical = env
-    overrides: dict[str, Any] = dict(
-        {"builtin": _TOY.get(canonical, {}), "brax": _BRAX_PPO.get(canonical, {}),
-         "dm_control": _DM_CONTROL_FPO, "default": {}}[family]
-    )  # fmt: skip
-    if family == "dm_control" and canonical in _DM_CONTROL_DISCOUNT:
-        overrides["discount"] = _DM_CONTROL_DISCOUNT[canonical]
-    overrides.update(_FLOW_POLICY_ENV.get(canonical, {}))
-    overrides.update(ALGORITHMS[algo].preset_overrides.get(family, {}))
-    overrides.update(_ENV_OVER_ALGO.get(canonical, {}))
+    overrides: dict[str, Any] = {}
+    for layer in layers:
+        overrides.update(layer.settings)
     source = _FAMILY_SOURCE[family]
     if variant != "default":
-        # An env's own variant wins over its family's of the same name.
-        scope = next((s for s in (canonical, family) if (s, variant) in _VARIANTS), None)
-        if scope is None:
-            raise ConfigError(
-                f"variant={variant!r} is not one of {('default', *preset_variants(canonical))} "
-                f"for env {canonical!r}."
-            )
-        overrides.update(_VARIANTS[(scope, variant)])
-        overrides.update(_VARIANTS.get((scope, variant, algo), {}))
         source = f"{source}, variant {variant!r}"
-    unread = unread_settings(algo)
-    overrides = {k: v for k, v in overrides.items() if k not in unread}
     return TrainConfig(env=canonical, algo=algo, variant=variant, preset_source=source, **overrides)
+
+
+def object_preset(
+    env: Any, algo: str = "fpo", variant: str = "default"
+) -> tuple[TrainConfig, str | None]:
+    """The preset of an env object and the registered name it came from.
+
+    An env of a class the registries know (a built-in ``Bandit``, a Brax ``Ant``, a Playground
+    DM Control task) gets that env's preset, labelled with its registered name (or its class
+    name, when several registered names share the class and their presets agree, as
+    CartpoleBalance and CartpoleSwingup do). Any other env gets the algorithm's defaults
+    (the "default" table), labelled with its class name, and the name returned is None.
+    """
+    label = type(env).__name__
+    names = envs.registered_names(env)
+    configs = [preset(n, algo, variant) for n in names]
+    computed = [dataclasses.replace(c, env="", preset_source="") for c in configs]
+    if names and all(c == computed[0] for c in computed):
+        name = names[0]
+        source = f"{configs[0].preset_source} (an env object of class {label}: {name}'s preset)"
+        config = dataclasses.replace(
+            configs[0], env=name if len(names) == 1 else label, preset_source=source
+        )
+        return config, name
+    config = preset(label, algo, variant, family="default")
+    source = f"{config.preset_source} (an env object of class {label}, which no preset knows)"
+    return dataclasses.replace(config, preset_source=source), None
+
+
+def base_preset(config: TrainConfig, env: Any = None) -> tuple[TrainConfig, list[Layer]]:
+    """The preset ``config`` started from (its env, algorithm and variant), and its layers.
+    ``env``: the env object the run trains on, if it was given as one (else ``config.env`` is
+    a registered name, or a label of the default table)."""
+    if env is not None and not isinstance(env, str):
+        base, name = object_preset(env, config.algo, config.variant)
+        family = None if name is not None else "default"
+        layers = preset_layers(name or config.env, config.algo, config.variant, family=family)
+        return base, layers
+    try:
+        name = envs.canonical_name(config.env)
+    except ConfigError:
+        name = None
+    family = None if name is not None else "default"
+    return (
+        preset(name or config.env, config.algo, config.variant, family=family),
+        preset_layers(name or config.env, config.algo, config.variant, family=family),
+    )
+
+
+# What the CLI adds to preset_source when it starts a Brax body from its CPU variant because
+# no accelerator is present (the machine's layer); explain() names that layer.
+CPU_MACHINE_NOTE = (
+    " (no accelerator: the CPU-sized variant; --variant default for the published layout)"
+)
+DEFAULTS_LAYER = "TrainConfig default"
+USER_LAYER = "your setting"
+_LABELS = ("env", "algo", "variant")
+
+
+def explain(
+    env: str | TrainConfig,
+    algo: str = "fpo",
+    variant: str = "default",
+    *,
+    changes: Mapping[str, Any] | None = None,
+    env_object: Any = None,
+) -> list[tuple[str, Any, str]]:
+    """Every setting, its value and the layer that set it, in field order:
+    ``[(name, value, layer), ...]``.
+
+    ``env`` is an env name (with ``algo`` and ``variant`` as :func:`preset`, and ``changes`` as
+    a user's flags on top), or a whole config (``env_object``: the env object it trains on, if
+    any): then each value that differs from the preset of its env, algorithm and variant is
+    "your setting" (a flag, an override). A layer's name says where it comes from ("family:
+    Brax PPO published settings ...", "algorithm: ppo", "variant: fpo++", ...);
+    "TrainConfig default" is what no layer sets; env, algo and variant are "your choice".
+    """
+    if isinstance(env, TrainConfig):
+        config = env
+    else:
+        config = with_changes(preset(env, algo, variant), changes or {})
+    base, layers = base_preset(config, env_object)
+    source: dict[str, str] = {}
+    for layer in layers:
+        source.update(dict.fromkeys(layer.settings, layer.name))
+    rows = []
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "preset_source":
+            continue
+        value = getattr(config, f.name)
+        if f.name == "variant" and config.preset_source.endswith(CPU_MACHINE_NOTE):
+            layer = "machine: no accelerator"
+        elif f.name in _LABELS:
+            layer = "your choice"
+        elif value != getattr(base, f.name):
+            layer = USER_LAYER
+        else:
+            layer = source.get(f.name, DEFAULTS_LAYER)
+        rows.append((f.name, value, layer))
+    return rows
+
+
+def format_explanation(rows: list[tuple[str, Any, str]]) -> str:
+    """:func:`explain`'s rows as an aligned plain-text table (what ``--show-config`` prints)."""
+    cells = [("setting", "value", "set by")] + [(n, repr(v), w) for n, v, w in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(2)]
+    return "\n".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}" for a, b, c in cells)
 
 
 def with_changes(config: TrainConfig, changes: Mapping[str, Any]) -> TrainConfig:

@@ -24,8 +24,8 @@ from fpo_jax.config import TrainConfig, computed_fields, replace, sweep_members
 from fpo_jax.errors import ConfigError
 
 # What a run writes into its directory (what --overwrite removes; other files are left alone).
-RUN_FILES = ("config.json", "members.json", "metrics.jsonl", "checkpoints",
-             "learning_curve.png", "tensorboard")  # fmt: skip
+RUN_FILES = ("config.json", "members.json", "settings.txt", "env_sizes.json", "metrics.jsonl",
+             "checkpoints", "learning_curve.png", "tensorboard")  # fmt: skip
 
 
 def read_run_config(run_dir: str | Path) -> TrainConfig:
@@ -119,8 +119,12 @@ def resolve_run_dir(config: TrainConfig) -> TrainConfig:
     return config
 
 
-def prepare_run_dir(config: TrainConfig) -> Path | None:
-    """Create the run directory (removing the old run's files with --overwrite); write config."""
+def prepare_run_dir(
+    config: TrainConfig, settings: str | None = None, sizes: tuple[int, int] | None = None
+) -> Path | None:
+    """Create the run directory (removing the old run's files with --overwrite); write config,
+    ``settings`` (each setting with the preset layer that set it) to settings.txt and the env's
+    ``sizes`` (observation, action) to env_sizes.json (what exporting the policy needs)."""
     if config.run_dir is None or not parallel.is_main_process():
         return Path(config.run_dir) if config.run_dir else None
     run_dir = Path(config.run_dir)
@@ -131,6 +135,12 @@ def prepare_run_dir(config: TrainConfig) -> Path | None:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(config.to_json())
     (run_dir / "members.json").write_text(json.dumps(sweep_members(config), indent=1))
+    if settings is not None:
+        (run_dir / "settings.txt").write_text(settings + "\n")
+    if sizes is not None:
+        obs_size, action_size = sizes
+        sizes_json = json.dumps({"obs_size": obs_size, "action_size": action_size})
+        (run_dir / "env_sizes.json").write_text(sizes_json + "\n")
     return run_dir
 
 

@@ -37,11 +37,19 @@ from fpo_jax.agents import ALGORITHMS, unread_settings
 from fpo_jax.checkpoint import Checkpointer
 from fpo_jax.config import TrainConfig, parse_sweep, replace, validate
 from fpo_jax.errors import ConfigError, TrainingDiverged  # noqa: F401  (re-exported)
-from fpo_jax.presets import preset, preset_variants, with_changes
+from fpo_jax.presets import (
+    base_preset,
+    explain,
+    format_explanation,
+    object_preset,
+    preset,
+    preset_variants,
+    with_changes,
+)
 from fpo_jax.run_log import MetricsWriter, plot_learning_curve
 from fpo_jax.runs import member_inputs
 from fpo_jax.timing import Stopwatch
-from fpo_jax.trainer import Trainer, TrainState
+from fpo_jax.trainer import Trainer, TrainState, bind_agent
 
 _DISTRIBUTED_VARS = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 
@@ -121,24 +129,23 @@ def check_algorithm(config: TrainConfig) -> None:
         raise ConfigError(f"algo={config.algo!r} is not one of {tuple(ALGORITHMS)}.")
 
 
-def check_settings_read(config: TrainConfig, *, env_is_name: bool = True) -> None:
+def check_settings_read(config: TrainConfig, *, env: Any = None) -> None:
     """ConfigError if ``config`` changes a setting its algorithm never reads.
 
     A setting that another algorithm reads but ``config.algo`` does not
     (:func:`fpo_jax.agents.unread_settings`), at a value other than the algorithm's preset for
-    the env and variant, would change nothing: it is refused in one sentence naming the setting
-    and the algorithm, and so is sweeping one. A resumed run is compared with its own saved
-    config instead (which is what it computes).
+    the env and variant (``env``: the env object, when the run trains on one), would change
+    nothing: it is refused in one sentence naming the setting and the algorithm, and so is
+    sweeping one. A resumed run is compared with its own saved config instead (which is what
+    it computes).
     """
     unread = unread_settings(config.algo)
     if not unread:
         return
     if config.resume is not None:
         base = runs.read_run_config(config.resume)
-    elif env_is_name:
-        base = preset(config.env, config.algo, config.variant)
     else:
-        base = preset(config.env, config.algo, config.variant, family="default")
+        base = base_preset(config, env)[0]
     for name in sorted(unread):
         value = getattr(config, name)
         if value != getattr(base, name):
@@ -155,20 +162,19 @@ def check_settings_read(config: TrainConfig, *, env_is_name: bool = True) -> Non
             )
 
 
-def preflight(
-    config: TrainConfig, *, env_is_name: bool = True, check_reads: bool = True
-) -> TrainConfig:
+def preflight(config: TrainConfig, *, env: Any = None, check_reads: bool = True) -> TrainConfig:
     """Every check that needs no simulator, no compilation and no writes; raises ConfigError.
 
-    ``check_reads=False`` skips refusing settings the registered algorithm never reads (for an
-    injected agent, which may read others).
+    ``env``: the env object the run trains on, if it was given as one. ``check_reads=False``
+    skips refusing settings the registered algorithm never reads (for an injected agent, which
+    may read others).
 
     Returns the config to run: validated, with the env's canonical name, and with ``run_dir``
     and ``resume`` as resolved absolute paths (the run directory is where ``--resume`` points,
     whatever path its config.json recorded).
     """
     config = validate(config)
-    if env_is_name:
+    if env is None or isinstance(env, str):
         config = replace(config, env=envs.canonical_name(config.env))
     check_algorithm(config)
     if config.distributed:
@@ -181,7 +187,7 @@ def preflight(
             raise ConfigError(f"{flag} needs {module}: pip install 'fpo_jax[{extra}]'.")
     config = runs.resolve_run_dir(config)
     if check_reads:
-        check_settings_read(config, env_is_name=env_is_name)
+        check_settings_read(config, env=env)
     if not config.distributed:
         available = jax.device_count()
         devices = config.num_devices or available
@@ -270,17 +276,15 @@ def resolve_config(
     """The config :func:`train` runs (before :func:`preflight`), built as the CLI builds it.
 
     Without ``config``: the preset of ``env``, ``overrides.get("algo")`` and
-    ``overrides.get("variant")``; an env object gets the default table (its class name only
-    labels the run) with the algorithm's own overrides. Then ``overrides`` as flags
+    ``overrides.get("variant")``; an env object of a class the registries know gets that env's
+    preset, any other env object the algorithm's defaults
+    (:func:`fpo_jax.presets.object_preset`). Then ``overrides`` as flags
     (:func:`fpo_jax.presets.with_changes`).
     """
     env_is_name = isinstance(env, str)
     if config is None:
         algo, variant = overrides.get("algo", "fpo"), overrides.get("variant", "default")
-        if env_is_name:
-            config = preset(env, algo, variant)
-        else:
-            config = preset(type(env).__name__, algo, variant, family="default")
+        config = preset(env, algo, variant) if env_is_name else object_preset(env, algo, variant)[0]
     elif env_is_name and envs.canonical_name(env) != envs.canonical_name(config.env):
         raise ConfigError(f"train({env!r}, config) but config.env is {config.env!r}.")
     return with_changes(config, overrides) if overrides else config
@@ -336,7 +340,9 @@ def train(
     if config.distributed:
         _check_distributed_vars()
         _initialize_distributed_once()
-    config = preflight(config, env_is_name=env_is_name, check_reads=agent is None)
+    config = preflight(config, env=env, check_reads=agent is None)
+    if agent is not None:  # it trains with the run's settings, or is refused here
+        agent = bind_agent(agent, config)
     k = config.num_members
     _log(
         f"{config.algo} on {config.env}, {config.num_timesteps:,} env steps x {k} "
@@ -385,7 +391,11 @@ def train(
         if ckpt is not None:
             ckpt.close()
         raise
-    run_dir = runs.prepare_run_dir(config)
+    run_dir = runs.prepare_run_dir(
+        config,
+        format_explanation(explain(config, env_object=None if env_is_name else env)),
+        (trainer.obs_size, trainer.action_size),
+    )
     if run_dir is not None and config.checkpoint and ckpt is None:
         ckpt = Checkpointer(run_dir / "checkpoints", log=_log)
     main_process = parallel.is_main_process()

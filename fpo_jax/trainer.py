@@ -105,6 +105,32 @@ class TrainState:
         return {**self.params, "policy": self.ema_params}
 
 
+def bind_agent(agent: Any, config: TrainConfig) -> Any:
+    """An injected agent reading the run's own settings, so that it trains with exactly what
+    the run records.
+
+    An agent built from a config (``agent.config``, a :class:`TrainConfig`) that differs from
+    the run's is handed the run's (``with_settings``, or a copy of a dataclass agent); one that
+    cannot take it is refused in one sentence naming the first setting that differs. An agent
+    without a ``TrainConfig`` reads its own settings and is returned as it is.
+    """
+    own = getattr(agent, "config", None)
+    if not isinstance(own, TrainConfig) or own == config:
+        return agent
+    bound = with_settings(agent, config)
+    if bound is not None:
+        return bound
+    name = next(
+        f.name for f in dataclasses.fields(TrainConfig)
+        if f.compare and getattr(own, f.name) != getattr(config, f.name)
+    )  # fmt: skip
+    raise ConfigError(
+        f"The injected agent was built with {name}={getattr(own, name)!r} but the run records "
+        f"{name}={getattr(config, name)!r}, and the agent offers no with_settings(config) to "
+        "take the run's settings: build it from the run's config."
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class _View:
     """The config, agent and optimizer as one member sees them (swept values traced)."""
@@ -274,6 +300,8 @@ class Trainer:
                 f"The agent was built for {agent.action_size}-dim actions but the env "
                 f"{config.env!r} has {self.action_size}."
             )
+        else:
+            agent = bind_agent(agent, config)
         _check_sweep_reaches(agent, grid)
         self.agent = agent
         self.value_net = (

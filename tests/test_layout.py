@@ -177,3 +177,41 @@ def test_each_row_of_the_readme_layout_table_imports_only_rows_below_it():
     row_of = {m: i for m in covered for i, r in enumerate(rows) if in_row(m, r)}
     upward = [(m, d) for m in covered for d in graph[m] if d in row_of and row_of[d] < row_of[m]]
     assert upward == []
+
+
+LIGHT_EXPORT = """
+import sys
+from fpo_jax import artifacts
+path = artifacts.export_policy(sys.argv[1], sys.argv[1] + "/policy.msgpack", noise="zero")
+artifacts.load_policy(path)
+top = {m.split(".")[0] for m in sys.modules}
+heavy = sorted(top & {"tyro", "brax", "mujoco", "mujoco_playground", "optax"})
+heavy += sorted(set(sys.modules) & {"fpo_jax.envs", "fpo_jax.trainer", "fpo_jax.cli"})
+print("HEAVY", heavy)
+"""
+
+
+def test_export_policy_builds_no_env_optimizer_or_trainer(tmp_path):
+    # The export reads the checkpoint and the run's files only; its policy acts as load_run's.
+    import jax
+    import numpy as np
+
+    import fpo_jax
+    from fpo_jax.train import train
+
+    train("gridworld", num_timesteps=256, num_envs=8, batch_size=8, num_minibatches=2,
+          unroll_length=16, num_evals=1, num_eval_envs=4, progress=False,
+          run_dir=str(tmp_path))  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", LIGHT_EXPORT, str(tmp_path)],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "HEAVY []" in out.stdout, out.stdout
+    run = fpo_jax.load_run(tmp_path, noise="zero")
+    exported = fpo_jax.load_policy(tmp_path / "policy.msgpack")
+    assert exported.config.eval_noise == "zero"
+    obs = jax.random.normal(jax.random.PRNGKey(0), (5, run.trainer.obs_size))
+    np.testing.assert_array_equal(
+        exported(obs, jax.random.PRNGKey(1)), run.policy(obs, jax.random.PRNGKey(1))
+    )
