@@ -201,3 +201,24 @@ def test_overwrite_replaces_the_old_run_and_output_is_plain_lines_when_not_a_ter
     assert any("compiling the training step" in line for line in lines)
     assert sum("env steps: eval return" in line for line in lines) == 2  # one per evaluation
     assert "\r" not in out.stderr  # no progress bar in a log file
+
+
+@pytest.mark.slow
+def test_show_config_prints_every_setting_with_its_layer_and_builds_nothing(tmp_path):
+    # On this machine (no accelerator) a Brax body starts from its CPU variant, and says so.
+    out = run_cli("--env", "ant", "--num-pairs", "4", "--show-config", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {line.split()[0]: line for line in out.stdout.splitlines()}
+    assert len(rows) == len(TrainConfig.__dataclass_fields__)  # every setting but preset_source
+    assert "machine: no accelerator" in rows["variant"] and "'cpu'" in rows["variant"]
+    assert "your setting" in rows["num_pairs"]
+    assert "variant: cpu, fpo" in rows["learning_rate"]
+    assert "Building the env" not in out.stderr and not list(tmp_path.iterdir())
+    # A layout flag or --variant default keeps the published layout.
+    for args in (["--num-envs", "64"], ["--variant", "default"]):
+        config = train_cli.parse_config(["--env", "ant", *args])
+        assert config.variant == "default"
+    assert train_cli.parse_config(["--env", "ant"]).variant == (
+        "cpu" if jax.default_backend() == "cpu" else "default"
+    )
+    assert train_cli.parse_config(["--env", "CartpoleBalance"]).variant == "default"

@@ -208,6 +208,8 @@ def test_export_policy_builds_no_env_optimizer_or_trainer(tmp_path):
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     assert "HEAVY []" in out.stdout, out.stdout
+    settings = (tmp_path / "settings.txt").read_text()  # each setting and its layer
+    assert "num_timesteps" in settings and "your setting" in settings
     run = fpo_jax.load_run(tmp_path, noise="zero")
     exported = fpo_jax.load_policy(tmp_path / "policy.msgpack")
     assert exported.config.eval_noise == "zero"

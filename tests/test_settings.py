@@ -125,9 +125,9 @@ def test_train_applies_the_algorithms_preset_overrides_to_an_env_object_and_a_na
     for config in (by_object, by_name):
         assert config.algo == algo
         assert {n: getattr(config, n) for n in expected} == expected
-    # The object gets the default table (not gridworld's), labelled by its class name.
-    assert by_object.env == "GridWorld"
-    assert (by_object.num_envs, by_object.clip_epsilon) == (256, 0.05)
+    # An object of a registered env's class gets that env's preset, as its name does.
+    assert by_object.env == "gridworld"
+    assert by_object == by_name
     assert (by_name.num_envs, by_name.clip_epsilon) == (64, 0.1)
 
 
@@ -201,3 +201,176 @@ def test_the_variant_is_kept_with_the_run_and_survives_resume(tmp_path):
     preflight(resumed)
     with pytest.raises(ConfigError, match="--variant 'default' cannot be used with --resume"):
         preflight(parse_config(["--resume", str(tmp_path), "--variant", "default"]))
+
+
+# ---------------------------------------------------------------------------------------------
+# One truth: the agent trains with exactly the settings the run records
+
+# Candidate values of settings that change no array shape of the gridworld's state, per field.
+CANDIDATES = {
+    "learning_rate": (1e-4, 3e-3), "clip_epsilon": (0.1, 0.3), "entropy_cost": (0.003, 0.03),
+    "discount": (0.9, 0.97), "gae_lambda": (0.8, 0.9), "reward_scaling": (0.5, 2.0),
+    "flow_noise_scale": (0.5, 0.8), "velocity_output_scale": (0.5, 1.0),
+    "num_pairs": (2, 4), "flow_steps": (3, 5), "eval_flow_steps": (2, 7),
+    "eval_noise": ("zero", "random"), "dppo_sigma": (0.1, 0.2),
+    "gaussian_fixed_std": (0.3, 0.6), "ratio": ("per_sample", "mean"),
+    "trust_region": ("aspo", "ppo"), "t_sampler": ("uniform", "grid"),
+}  # fmt: skip
+
+
+def _one_truth_case(rng, algo, env, injected, swept):
+    """Build what train() builds (no compile) and return (recorded config, trainer, hparams)."""
+    from fpo_jax.agents import FPOAgent, GaussianPPOAgent, make_agent
+    from fpo_jax.envs import env_sizes
+    from fpo_jax.networks import VelocityMLP
+    from fpo_jax.runs import member_inputs
+    from fpo_jax.train import preflight, resolve_config
+    from fpo_jax.trainer import Trainer, bind_agent
+
+    reads = ALGORITHMS[algo].reads | {"learning_rate", "discount", "gae_lambda", "reward_scaling"}
+    names = sorted(set(CANDIDATES) & reads)
+    if injected == "network":
+        names = [n for n in names if n != "velocity_output_scale"]
+    picked = rng.choice(names, size=3, replace=False)
+    overrides = {str(n): CANDIDATES[n][rng.integers(2)] for n in picked}
+    if swept:
+        overrides["sweep"] = (
+            ("clip_epsilon=0.07,0.2",) if algo != "dppo" else ("discount=0.9,0.95",)
+        )
+        overrides.pop("clip_epsilon" if algo != "dppo" else "discount", None)
+    config = resolve_config(env, algo=algo, **overrides)
+    config = preflight(config, env=env, check_reads=injected is None)
+    base = resolve_config(env, algo=algo)  # what an injected agent was built from
+    _, action_size = env_sizes(env if not isinstance(env, str) else __import__(
+        "fpo_jax.envs", fromlist=["make_env"]).make_env(env))  # fmt: skip
+    agent = None
+    if injected == "agent":
+        agent = make_agent(base, action_size)
+    elif injected == "network":
+        cls = GaussianPPOAgent if algo == "ppo" else (FPOAgent if algo == "fpo" else None)
+        if cls is None:
+            return None
+        net = VelocityMLP(action_dim=action_size * (2 if algo == "ppo" else 1), hidden_sizes=(8,))
+        agent = cls(base, action_size, network=net)
+    if agent is not None:
+        agent = bind_agent(agent, config)
+    envobj = env if not isinstance(env, str) else None
+    from fpo_jax import envs
+
+    t = Trainer(envobj or envs.make_env(config.env), config, agent=agent)
+    _, _, hparams = member_inputs(config)
+    return config, t, hparams
+
+
+@pytest.mark.parametrize("algo", ["fpo", "ppo", "dppo"])
+def test_the_agent_reads_what_the_run_records(algo):
+    """A property over random overrides: for an env name and an env object, the preset agent,
+    an injected agent built from another config and an injected network, with and without a
+    sweep, the settings the traced step's agent reads equal the run's recorded values (each
+    swept member's own value inside the step)."""
+    import jax
+    import numpy as np
+
+    from fpo_jax.toy_envs import GridWorld
+
+    rng = np.random.default_rng(7)
+    for env in ("gridworld", GridWorld()):
+        for injected in (None, "agent", "network"):
+            for swept in (False, True):
+                case = _one_truth_case(rng, algo, env, injected, swept)
+                if case is None:
+                    continue
+                config, t, hparams = case
+                fields = ALGORITHMS[algo].reads & set(CANDIDATES)
+                agent_config = t.agent.config
+                for name in fields - set(hparams):
+                    assert getattr(agent_config, name) == getattr(config, name), (name, injected)
+                for i in range(config.num_members):
+                    member = {k: v[i] for k, v in hparams.items()}
+                    view = t._view(member)
+                    for name, value in member.items():
+                        seen = getattr(view.agent.config if name not in
+                                       {"discount"} else view.config, name)  # fmt: skip
+                        np.testing.assert_allclose(np.asarray(jax.device_get(seen)), value)
+
+
+def test_an_injected_agent_that_cannot_take_the_run_settings_is_refused():
+    from fpo_jax.errors import ConfigError
+    from fpo_jax.presets import preset
+    from fpo_jax.train import train
+
+    class Stubborn:
+        """An agent built from a config, with no way to take another."""
+
+        def __init__(self, config):
+            self.config = config
+            self.action_size = 2
+
+    agent = Stubborn(preset("gridworld", "fpo"))
+    with pytest.raises(ConfigError, match="built with num_pairs=8 but the run records num_pairs=4"):
+        train("gridworld", agent=agent, num_pairs=4, progress=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets you can see
+
+
+def test_explain_names_the_layer_of_every_setting_and_folds_to_the_preset():
+    from fpo_jax.presets import explain, preset, preset_variants
+
+    rows = {n: (v, layer) for n, v, layer in explain("ant", "fpo", "cpu", changes={"num_pairs": 4})}
+    assert rows["num_pairs"] == (4, "your setting")
+    assert rows["learning_rate"] == (1e-3, "variant: cpu, fpo")
+    assert rows["flow_noise_scale"] == (0.6, "variant: cpu, fpo")
+    assert rows["discount"][1].startswith("family: Brax PPO published settings")
+    assert rows["clip_epsilon"][1] == "algorithm: fpo"
+    assert rows["gae_lambda"][1] == "TrainConfig default"
+    # ant's flow-policy layer, visible under the FPO++ recipe:
+    fpp = {n: layer for n, _, layer in explain("ant", "fpo", "fpo++")}
+    assert fpp["flow_noise_scale"] == "env: ant, flow policies"
+    assert fpp["ratio"] == "variant: fpo++, fpo"
+    # Every row's value is the preset's, for every env family, algorithm and variant.
+    for env in ("gridworld", "bandit", "ant", "CartpoleBalance", "BallInCup"):
+        for algo in ("fpo", "ppo", "dppo"):
+            for variant in ("default", *preset_variants(env)):
+                config = preset(env, algo, variant)
+                for name, value, layer in explain(env, algo, variant):
+                    assert getattr(config, name) == value
+                    assert layer != "your setting", (env, algo, variant, name)
+
+
+def test_an_env_object_of_a_known_class_gets_its_env_preset():
+    from fpo_jax import envs, toy_envs
+    from fpo_jax.presets import object_preset, preset
+    from fpo_jax.train import resolve_config
+
+    ppo = resolve_config(envs.make_env("bandit"), algo="ppo")
+    assert ppo.clip_epsilon == preset("bandit", "ppo").clip_epsilon == 0.1
+    assert ppo.env == "bandit" and "bandit's preset" in ppo.preset_source
+    assert object_preset(toy_envs.GridWorld())[0].num_envs == preset("gridworld").num_envs
+    assert object_preset(envs.make_env("inverted_pendulum"))[1] == "inverted_pendulum"
+    # Another bandit (other modes) is no registered env: the algorithm's defaults, said so.
+    other, name = object_preset(toy_envs.Bandit(modes=[[0.5]]), "ppo")
+    assert name is None and "which no preset knows" in other.preset_source
+    assert other.num_envs == preset("x", "ppo", family="default").num_envs
+
+
+def test_a_playground_env_object_gets_the_dm_control_preset():
+    from fpo_jax import envs
+    from fpo_jax.presets import object_preset, preset
+
+    config, name = object_preset(envs.make_env("CartpoleBalance"))
+    # CartpoleBalance and CartpoleSwingup share a class and a preset: the class labels the run.
+    assert name in ("CartpoleBalance", "CartpoleSwingup") and config.env == "Balance"
+    assert config.num_envs == preset("CartpoleBalance").num_envs == 2048
+
+
+def test_brax_envs_build_without_the_maintenance_warning():
+    import warnings
+
+    from fpo_jax import envs
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        envs.make_env("inverted_pendulum")
+    assert not [w for w in caught if "not actively being maintained" in str(w.message)]
