@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402  (also puts the repository on sys.path)
 import numpy as np  # noqa: E402
 
-from fpo_jax.presets import preset  # noqa: E402
 from fpo_jax.train import train  # noqa: E402
 
 # env -> env steps (bandit: the budget of the FPO++ issue's report; aliased_reach: its preset).
