@@ -2,6 +2,10 @@
 
 * :func:`flow_log_prob`: the exact log density of a (pre-tanh) action under the probability-flow
   ODE of a velocity field, by integrating the instantaneous change of variables.
+* :func:`sampler_log_prob`: the exact log density of a (pre-tanh) action under the *discrete*
+  sampler the policy runs (Euler / midpoint / RK4 steps of :func:`fpo_jax.flow.sample`), by
+  inverting each step (Newton) and adding the steps' log-determinants; :func:`sampled_log_prob`
+  samples fresh actions with their densities along the forward path (no inversion).
 * :func:`ratio_fidelity`: pure summary statistics comparing FPO's surrogate log-ratios (mean and
   per-sample forms) with exact log-ratios: correlation, sign agreement, agreement of PPO's clip
   decision, bias.
@@ -25,7 +29,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from fpo_jax import loss
-from fpo_jax.flow import VelocityFn
+from fpo_jax.flow import _MEAN_STEPS, VelocityFn, step_times
 
 Array = jax.Array
 
@@ -155,6 +159,184 @@ def flow_log_prob(
 
 
 # ---------------------------------------------------------------------------------------------
+# The exact density of the discrete sampler
+# ---------------------------------------------------------------------------------------------
+
+# Integrators whose single step is a deterministic map x_t -> x_{t - dt} (flow.sample's).
+SAMPLER_INTEGRATORS: tuple[str, ...] = ("euler", "midpoint", "rk4")
+# Newton iterations per step inversion, and the residual (relative to the step's output) below
+# which an inversion counts as converged.
+NEWTON_ITERATIONS = 12
+NEWTON_TOLERANCE = 1e-4
+
+
+def _row_step(integrator: str, velocity_fn: VelocityFn, params: Any, obs_row: Array, t: Array,
+              dt: Array) -> Any:  # fmt: skip
+    """One sampler step of one row as a function ``x (A,) -> x_next (A,)`` at time ``t``."""
+    step_fn = _MEAN_STEPS[integrator]
+
+    def step(x: Array) -> Array:
+        return step_fn(velocity_fn, params, obs_row[None], x[None], jnp.reshape(t, (1, 1)), dt)[0]
+
+    return step
+
+
+def _log_abs_det(jac: Array) -> tuple[Array, Array]:
+    """(A, A) Jacobian -> (log |det|, whether the map keeps orientation (det > 0))."""
+    sign, logabs = jnp.linalg.slogdet(jac)
+    return logabs, sign > 0
+
+
+def sampler_log_prob(
+    velocity_fn: VelocityFn,
+    params: Any,
+    obs: Array,
+    action: Array,
+    *,
+    integrator: str = "euler",
+    num_steps: int = 10,
+    source_std: float | Array = 1.0,
+    newton_iterations: int = NEWTON_ITERATIONS,
+    tolerance: float = NEWTON_TOLERANCE,
+    return_info: bool = False,
+) -> Array | tuple[Array, dict[str, Array]]:
+    """Exact log density of a pre-tanh action under the discrete sampler that
+    :func:`fpo_jax.flow.sample` runs (``noise="random"``), with no ODE in between.
+
+    The sampler draws ``x_1 ~ N(0, I)``, applies ``num_steps`` steps ``x_{k+1} = F_k(x_k)``
+    of the chosen integrator (``F_k(x) = x - dt v(x, t_k)`` for Euler) from t = 1 down to
+    t = 0, and acts ``a = source_std * x_K``. Each step is an invertible map for the step sizes
+    a flow allows (Euler: ``dt * Lip(v) < 1``), so by the change of variables through every step
+
+        log p(a) = log N(x_1; 0, I) - sum_k log |det dF_k/dx (x_k)| - A log(source_std),
+
+    where ``x_K = a / source_std`` and each earlier ``x_k = F_k^{-1}(x_{k+1})`` is found by
+    Newton's method (``newton_iterations`` steps from the explicit guess ``y + dt v(y, t_k)``,
+    each solving with the step's exact A x A Jacobian). An inversion that does not converge
+    (residual ``max |F_k(x) - y|`` above ``tolerance * (1 + max |y|)``), or a step whose
+    Jacobian flips orientation (the step is not invertible there), gives NaN for that action,
+    never a wrong number; ``return_info=True`` also returns how many.
+
+    Args:
+      velocity_fn: ``(params, obs (..., obs_dim), x_t (..., A), t (..., 1)) -> v (..., A)``;
+        called here on single rows (leading dims (1,)).
+      params: parameters of ``velocity_fn``.
+      obs: (..., obs_dim) observations, the same leading dims as ``action``.
+      action: (..., A) pre-tanh actions.
+      integrator: one of ``SAMPLER_INTEGRATORS`` ("euler", "midpoint", "rk4").
+      num_steps: the sampler's number of steps (>= 1).
+      source_std: the std of the source noise in action units (the agent's
+        ``flow_noise_scale``); a positive float or scalar array.
+      newton_iterations, tolerance: the inversion's iterations and convergence test.
+      return_info: also return ``{"not_converged": () int32 count of NaN actions,
+        "max_residual": () the largest relative residual of any inversion}``.
+
+    Returns:
+      (...,) log densities in nats of the actions in R^A (NaN where an inversion failed); with
+      ``return_info``, ``(log_p, info)``.
+    """
+    if integrator not in SAMPLER_INTEGRATORS:
+        raise ValueError(
+            f"Unknown integrator {integrator!r} for the sampler's density; valid: "
+            f"{SAMPLER_INTEGRATORS} (the stochastic DPPO chain has no deterministic inverse)."
+        )
+    if not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"num_steps must be a Python int >= 1, got {num_steps!r}.")
+    obs, action = jnp.asarray(obs), jnp.asarray(action)
+    if action.ndim < 1:
+        raise ValueError(f"action must have shape (..., A), got {action.shape}.")
+    chex.assert_equal_shape_prefix([obs, action], action.ndim - 1)
+    batch_shape, act_dim = action.shape[:-1], action.shape[-1]
+    rows = math.prod(batch_shape)
+    dtype = jnp.result_type(action.dtype, jnp.float32)
+    source_std = jnp.asarray(source_std, dtype)
+    chex.assert_shape(source_std, ())
+    obs2 = obs.reshape(rows, obs.shape[-1])
+    x_last = (action / source_std).reshape(rows, act_dim).astype(dtype)
+    dt = jnp.asarray(1.0 / num_steps, dtype)
+    times = step_times(num_steps, dtype)[::-1]  # the last step first: t = dt, 2 dt, ..., 1
+
+    def invert_row(o: Array, y: Array, t: Array) -> tuple[Array, Array, Array, Array]:
+        step = _row_step(integrator, velocity_fn, params, o, t, dt)
+        v = velocity_fn(params, o[None], y[None], jnp.reshape(t, (1, 1)))[0]
+
+        def newton(_: int, x: Array) -> Array:
+            jac = jax.jacfwd(step)(x)
+            return x - jnp.linalg.solve(jac, step(x) - y)
+
+        x = lax.fori_loop(0, newton_iterations, newton, y + dt * v)
+        residual = jnp.max(jnp.abs(step(x) - y)) / (1.0 + jnp.max(jnp.abs(y)))
+        logdet, orientation = _log_abs_det(jax.jacfwd(step)(x))
+        ok = (residual <= tolerance) & orientation & jnp.all(jnp.isfinite(x))
+        return x, logdet, ok, residual
+
+    def body(carry, t):
+        y, logdet_sum, ok, worst = carry
+        x, logdet, ok_k, residual = jax.vmap(invert_row, in_axes=(0, 0, None))(obs2, y, t)
+        return (x, logdet_sum + logdet, ok & ok_k, jnp.maximum(worst, residual)), None
+
+    init = (x_last, jnp.zeros((rows,), dtype), jnp.ones((rows,), bool), jnp.zeros((rows,), dtype))
+    (x1, logdet_sum, ok, worst), _ = lax.scan(body, init, times)
+    log_p1 = -0.5 * jnp.sum(jnp.square(x1), axis=-1) - 0.5 * act_dim * math.log(2 * math.pi)
+    log_p = log_p1 - logdet_sum - act_dim * jnp.log(source_std)
+    log_p = jnp.where(ok, log_p, jnp.nan).reshape(batch_shape)
+    chex.assert_shape(log_p, batch_shape)
+    if not return_info:
+        return log_p
+    info = {"not_converged": jnp.sum(~ok).astype(jnp.int32), "max_residual": jnp.max(worst)}
+    return log_p, info
+
+
+def sampled_log_prob(
+    velocity_fn: VelocityFn,
+    params: Any,
+    obs: Array,
+    key: Array,
+    *,
+    action_dim: int,
+    integrator: str = "euler",
+    num_steps: int = 10,
+    source_std: float | Array = 1.0,
+) -> tuple[Array, Array]:
+    """Fresh pre-tanh actions from the discrete sampler and their exact log densities, with no
+    inversion: the change of variables along the forward path,
+    ``log p(a) = log N(x_1) - sum_k log |det dF_k/dx (x_k)| - A log(source_std)``.
+    Differentiable in ``params`` through the sampler (an entropy estimate is ``-mean(log_p)``).
+
+    obs (..., obs_dim) -> (action (..., A), log_p (...,)). Cost per action: ``num_steps``
+    Jacobians of A x A (A Jacobian-vector products each) on top of the sampling.
+    """
+    if integrator not in SAMPLER_INTEGRATORS:
+        raise ValueError(f"Unknown integrator {integrator!r}; valid: {SAMPLER_INTEGRATORS}.")
+    obs = jnp.asarray(obs)
+    batch_shape = obs.shape[:-1]
+    rows = math.prod(batch_shape)
+    dtype = jnp.result_type(obs.dtype, jnp.float32)
+    source_std = jnp.asarray(source_std, dtype)
+    obs2 = obs.reshape(rows, obs.shape[-1])
+    x1 = jax.random.normal(key, (rows, action_dim), dtype)
+    dt = jnp.asarray(1.0 / num_steps, dtype)
+
+    def forward_row(o: Array, x: Array, t: Array) -> tuple[Array, Array]:
+        step = _row_step(integrator, velocity_fn, params, o, t, dt)
+        x_next, jvp_jac = step(x), jax.jacfwd(step)(x)
+        return x_next, jnp.linalg.slogdet(jvp_jac)[1]
+
+    def body(carry, t):
+        x, logdet_sum = carry
+        x_next, logdet = jax.vmap(forward_row, in_axes=(0, 0, None))(obs2, x, t)
+        return (x_next, logdet_sum + logdet), None
+
+    (x0, logdet_sum), _ = lax.scan(
+        body, (x1, jnp.zeros((rows,), dtype)), step_times(num_steps, dtype)
+    )
+    log_p1 = -0.5 * jnp.sum(jnp.square(x1), axis=-1) - 0.5 * action_dim * math.log(2 * math.pi)
+    log_p = log_p1 - logdet_sum - action_dim * jnp.log(source_std)
+    action = (x0 * source_std).reshape(*batch_shape, action_dim)
+    return action, log_p.reshape(batch_shape)
+
+
+# ---------------------------------------------------------------------------------------------
 # Surrogate vs exact ratio
 # ---------------------------------------------------------------------------------------------
 
@@ -261,6 +443,7 @@ def fpo_log_ratios(
     raw_action: Array,
     extras: dict[str, Array],
     *,
+    density: str = "sampler",
     num_steps: int = DEFAULT_NUM_STEPS,
     integrator: str = "rk4",
 ) -> tuple[Array, Array]:
@@ -270,9 +453,13 @@ def fpo_log_ratios(
     pairs stored at rollout time (``extras``: ``eps`` and ``t``, or ``pair_key``) and their old
     CFM losses, against :func:`fpo_jax.loss.cfm_loss` under ``new_params`` on the action in the
     flow's own space (``agent.from_raw_action``), with the agent's loss weighting. The exact
-    log-ratio is :func:`flow_log_prob` of the raw (pre-tanh) action under the new minus the old
+    log-ratio is the log density of the raw (pre-tanh) action under the new minus the old
     parameters, with ``source_std = flow_noise_scale`` (the scale cancels in the difference but
-    is kept so each term is a true log density).
+    is kept so each term is a true log density): with ``density="sampler"`` (default) the
+    density of the discrete sampler the agent acts with (:func:`sampler_log_prob` with the
+    agent's ``integrator`` and ``flow_steps``), the distribution the actions were drawn from;
+    with ``density="ode"`` the probability-flow ODE's (:func:`flow_log_prob` with
+    ``num_steps`` steps of ``integrator``), which the sampler only approximates.
 
     Args:
       agent: an :class:`fpo_jax.agents.FPOAgent` (its ``velocity_fn``, ``config`` and
@@ -303,15 +490,18 @@ def fpo_log_ratios(
         reduction=c.cfm_loss_reduction,
     )
     pair_log_ratio = loss.fpo_log_ratio(extras["old_cfm_loss"], new_loss, ratio="per_sample")
-    log_prob = lambda p: flow_log_prob(
-        agent.velocity_fn,
-        p,
-        obs,
-        raw_action,
-        num_steps=num_steps,
-        integrator=integrator,
-        source_std=c.flow_noise_scale,
-    )
+    if density == "sampler":
+        log_prob = lambda p: sampler_log_prob(
+            agent.velocity_fn, p, obs, raw_action, integrator=c.integrator,
+            num_steps=c.flow_steps, source_std=c.flow_noise_scale,
+        )  # fmt: skip
+    elif density == "ode":
+        log_prob = lambda p: flow_log_prob(
+            agent.velocity_fn, p, obs, raw_action, num_steps=num_steps, integrator=integrator,
+            source_std=c.flow_noise_scale,
+        )  # fmt: skip
+    else:
+        raise ValueError(f"density must be 'sampler' or 'ode', got {density!r}.")
     exact = log_prob(new_params) - log_prob(old_params)
     chex.assert_shape(pair_log_ratio, (*raw_action.shape[:-1], eps.shape[-2]))
     return pair_log_ratio, exact

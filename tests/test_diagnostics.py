@@ -214,7 +214,8 @@ def test_fpo_log_ratios_exact_part_and_scale(pair_storage):
     new = jax.tree.map(lambda x: x + 0.2 * _randn(*x.shape, seed=9), old)
     raw_action, extras = agent.act(old, obs, jax.random.PRNGKey(1))  # raw keys, as the trainer
 
-    ratios = lambda o, n: diagnostics.fpo_log_ratios(agent, o, n, obs, raw_action, extras)
+    ratios = lambda o, n: diagnostics.fpo_log_ratios(agent, o, n, obs, raw_action, extras,
+                                                     density="ode")  # fmt: skip
     # One program for both comparisons: old -> new, and old -> old (unchanged parameters).
     (pair_lr, exact_lr), (same, _) = jax.jit(lambda o, n: (ratios(o, n), ratios(o, o)))(old, new)
     assert pair_lr.shape == (6, 4) and exact_lr.shape == (6,)
@@ -228,3 +229,143 @@ def test_fpo_log_ratios_exact_part_and_scale(pair_storage):
     # Unchanged parameters: the surrogate recomputes the stored losses on the flow-space action
     # (raw / c), so it is zero; it would not be if the scale were dropped.
     np.testing.assert_allclose(same, 0.0, atol=1e-5)
+
+
+# ------------------------------------------------------------- the discrete sampler's density
+#
+# With an affine velocity field v(x, t) = alpha(t) x + beta(t) (per dim) every sampler step is
+# affine, so the sampler's output is exactly Gaussian whatever the number of steps: for Euler,
+# x -> (1 - dt alpha(t_k)) x - dt beta(t_k); for midpoint, the composition of two such maps.
+# The closed form composes them: x_0 = m x_1 + c, so a = s (m x_1 + c) ~ N(s c, (s m)^2).
+
+
+def affine_field(alpha, beta):
+    """v(x, t) = alpha(t) * x + beta(t), the same for every row and dim."""
+
+    def velocity_fn(params, obs, x, t):
+        return alpha(t) * x + beta(t)
+
+    return velocity_fn
+
+
+def affine_sampler_gaussian(integrator, num_steps, alpha, beta):
+    """(m, c) of the sampler's map x_1 -> x_0 = m x_1 + c for the affine field, per dim."""
+    m, c, dt = 1.0, 0.0, 1.0 / num_steps
+    for k in range(num_steps):
+        t = 1.0 - k / num_steps
+        if integrator == "euler":
+            a1, b1 = 1.0 - dt * alpha(t), -dt * beta(t)
+        else:  # midpoint: x_mid = x - dt/2 v(x, t); x' = x - dt v(x_mid, t - dt/2)
+            am, bm = 1.0 - 0.5 * dt * alpha(t), -0.5 * dt * beta(t)
+            a1 = 1.0 - dt * alpha(t - 0.5 * dt) * am
+            b1 = -dt * (alpha(t - 0.5 * dt) * bm + beta(t - 0.5 * dt))
+        m, c = a1 * m, a1 * c + b1
+    return m, c
+
+
+@pytest.mark.parametrize("integrator", ["euler", "midpoint"])
+@pytest.mark.parametrize("num_steps", [1, 3, 10])
+@pytest.mark.parametrize("target_std", [1.0, 0.1, 1e-3])
+def test_sampler_log_prob_is_exact_for_affine_fields(integrator, num_steps, target_std):
+    # A constant contraction sized so that the output's std is target_std, plus a drift.
+    dt = 1.0 / num_steps
+    if integrator == "euler":
+        rate = (1.0 - target_std ** (1.0 / num_steps)) / dt  # (1 - dt rate)^K = target_std
+    else:  # (1 - dt r + (dt r)^2 / 2)^K = target_std: solve the quadratic per step
+        q = target_std ** (1.0 / num_steps)
+        rate = (1.0 - math.sqrt(max(2.0 * q - 1.0, 0.0))) / dt if q >= 0.5 else 1.0 / dt
+    alpha = lambda t: rate + 0.0 * t  # noqa: E731
+    beta = lambda t: 0.3 - 0.2 * t  # noqa: E731
+    velocity_fn = affine_field(alpha, beta)
+    m, c = affine_sampler_gaussian(integrator, num_steps, alpha, beta)
+    source_std = 0.7
+    mean, std = source_std * c, source_std * abs(m)
+    if integrator == "euler":
+        np.testing.assert_allclose(std, 0.7 * target_std, rtol=1e-6)
+    # Actions around the mode, within 3 std, in 2 dims.
+    z = _randn(64, 2, seed=3)
+    action = mean + std * jnp.clip(z, -3, 3)
+    obs = jnp.zeros((64, 1))
+    log_p, info = diagnostics.sampler_log_prob(
+        velocity_fn, None, obs, action, integrator=integrator, num_steps=num_steps,
+        source_std=source_std, return_info=True,
+    )  # fmt: skip
+    expected = jnp.sum(
+        -0.5 * jnp.square((action - mean) / std) - jnp.log(std) - 0.5 * math.log(2 * math.pi),
+        axis=-1,
+    )
+    assert int(info["not_converged"]) == 0
+    np.testing.assert_allclose(log_p, expected, rtol=1e-5, atol=2e-3)
+    # The sampler itself produces that Gaussian.
+    samples = source_std * flow.sample(velocity_fn, None, jnp.zeros((4096, 1)),
+                                       jax.random.PRNGKey(0), action_dim=2,
+                                       integrator=integrator, num_steps=num_steps)  # fmt: skip
+    np.testing.assert_allclose(jnp.mean(samples, axis=0), mean, atol=5 * std / 64 + 1e-6)
+    np.testing.assert_allclose(jnp.std(samples, axis=0), std, rtol=0.06)
+
+
+def _tiny_mlp_velocity(action_dim=2, seed=0):
+    net = VelocityMLP(action_dim=action_dim, hidden_sizes=(16, 16))
+    params = net.init(jax.random.PRNGKey(seed), jnp.zeros((1, 3)), jnp.zeros((1, action_dim)),
+                      jnp.zeros((1, 1)))  # fmt: skip
+    return velocity_fn_from_module(net), params
+
+
+@pytest.mark.parametrize("integrator", ["euler", "midpoint"])
+def test_sampler_log_prob_inverts_the_sampler_on_a_nonlinear_field(integrator):
+    # The inversion's density equals the forward path's change of variables of the same samples.
+    velocity_fn, params = _tiny_mlp_velocity()
+    obs = _randn(32, 3, seed=1)
+    key = jax.random.PRNGKey(2)
+    action, forward = diagnostics.sampled_log_prob(
+        velocity_fn, params, obs, key, action_dim=2, integrator=integrator, num_steps=10,
+        source_std=0.5,
+    )  # fmt: skip
+    inverted, info = diagnostics.sampler_log_prob(
+        velocity_fn, params, obs, action, integrator=integrator, num_steps=10, source_std=0.5,
+        return_info=True,
+    )  # fmt: skip
+    assert int(info["not_converged"]) == 0
+    np.testing.assert_allclose(inverted, forward, rtol=1e-4, atol=1e-3)
+
+
+def test_sampler_log_prob_integrates_to_one_in_one_dim():
+    velocity_fn, params = _tiny_mlp_velocity(action_dim=1, seed=4)
+    grid = jnp.linspace(-4.0, 4.0, 4001)[:, None]
+    obs = jnp.broadcast_to(_randn(1, 3, seed=5), (grid.shape[0], 3))
+    log_p = diagnostics.sampler_log_prob(velocity_fn, params, obs, grid, num_steps=10)
+    mass = float(jnp.sum(jnp.exp(log_p)) * (grid[1, 0] - grid[0, 0]))
+    assert abs(mass - 1.0) < 2e-3, mass
+
+
+def test_sampler_log_prob_says_when_a_step_cannot_be_inverted():
+    # dt * alpha = 1 makes the Euler step x -> 0 * x (singular); dt * alpha = 2 makes it
+    # x -> -x, which reverses orientation: no step of a flow with a valid step size does either.
+    for alpha in (10.0, 20.0):
+        velocity_fn = affine_field(lambda t, a=alpha: a + 0.0 * t, lambda t: 0.0 * t)
+        log_p, info = diagnostics.sampler_log_prob(
+            velocity_fn, None, jnp.zeros((5, 1)), _randn(5, 1), num_steps=10, return_info=True
+        )
+        assert bool(jnp.all(jnp.isnan(log_p))) and int(info["not_converged"]) == 5
+    with pytest.raises(ValueError, match="stochastic DPPO chain"):
+        diagnostics.sampler_log_prob(velocity_fn, None, jnp.zeros((1, 1)), jnp.zeros((1, 2)),
+                                     integrator="stochastic")  # fmt: skip
+
+
+def test_fpo_log_ratios_default_to_the_density_of_the_agents_own_sampler():
+    # An affine (Gaussian) field: the sampler's Euler steps give a Gaussian of their own, whose
+    # density sampler_log_prob computes exactly; the ratio diagnostics use it.
+    config = dataclasses.replace(preset("bandit"), flow_noise_scale=0.5, num_pairs=4,
+                                 flow_steps=3)  # fmt: skip
+    agent = FPOAgent(config, 2, network=GaussianField(2))
+    obs = _randn(6, 3, seed=8)
+    old = agent.init(jax.random.key(0), 3)
+    new = jax.tree.map(lambda x: x + 0.2 * _randn(*x.shape, seed=9), old)
+    raw_action, extras = agent.act(old, obs, jax.random.PRNGKey(1))
+    _, exact = diagnostics.fpo_log_ratios(agent, old, new, obs, raw_action, extras)
+    by_sampler = lambda p: diagnostics.sampler_log_prob(  # noqa: E731
+        agent.velocity_fn, p, obs, raw_action, integrator="euler", num_steps=3, source_std=0.5
+    )
+    np.testing.assert_allclose(exact, by_sampler(new) - by_sampler(old), rtol=1e-5, atol=1e-5)
+    _, ode = diagnostics.fpo_log_ratios(agent, old, new, obs, raw_action, extras, density="ode")
+    assert not np.allclose(exact, ode, atol=1e-3)  # 3 Euler steps are not the ODE
