@@ -86,17 +86,80 @@ def machine_info() -> list[str]:
     ]
 
 
-def results_header(title: str, budget: str, budget_details: Sequence[str] = ()) -> str:
-    """Markdown header: title, machine (:func:`machine_info`), load, command, budget."""
+# Read when this module is imported, i.e. when a script starts: what "at the start" means.
+_PROCESS_START = {"load": None, "wall": time.time(), "cpu": time.process_time()}
+_PROCESS_START["load"] = load_average()
+
+
+def git_commit() -> str:
+    """The checkout's commit (short hash) and whether its tracked files had changes, e.g.
+    '0d43e5f (clean)' or '0d43e5f (uncommitted changes)'; 'unknown' outside a git checkout."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                              capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=REPO, capture_output=True, text=True, check=True).stdout  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head} ({'uncommitted changes' if dirty.strip() else 'clean'})"
+
+
+def provenance() -> dict[str, Any]:
+    """Who produced a piece of data, to store beside it: commit, command, device, the load
+    average when this process started and now, and the process's wall and CPU seconds."""
+    import jax
+
+    return {
+        "commit": git_commit(),
+        "command": command_line(),
+        "device": str(jax.devices()[0].device_kind if jax.devices() else "unknown"),
+        "load_start": _PROCESS_START["load"],
+        "load_end": load_average(),
+        "wall_s": round(time.time() - _PROCESS_START["wall"], 1),
+        "cpu_s": round(time.process_time() - _PROCESS_START["cpu"], 1),
+    }
+
+
+def provenance_lines(records: Sequence[dict[str, Any]]) -> list[str]:
+    """Markdown bullets naming the runs that produced a table's data (one per distinct
+    commit and command), from :func:`provenance` records stored with the data."""
+    seen, lines = set(), []
+    for r in records:
+        key = (r.get("commit"), r.get("command"))
+        if key in seen:
+            continue
+        seen.add(key)
+        lines.append(
+            f"- data from `{r.get('command')}` at commit {r.get('commit')} on {r.get('device')}: "
+            f"load average (1/5/15 min) {r.get('load_start')} at its start, {r.get('load_end')} "
+            f"at its end; {r.get('wall_s')} s wall, {r.get('cpu_s')} s CPU"
+        )
+    return lines
+
+
+def results_header(
+    title: str,
+    budget: str,
+    budget_details: Sequence[str] = (),
+    data: Sequence[dict[str, Any]] = (),
+) -> str:
+    """Markdown header: title, machine (:func:`machine_info`), this process's commit, load at
+    its start and now, command, budget; ``data``: the :func:`provenance` records of the runs
+    whose data the file reports (a report rebuilt later names them, not itself)."""
     lines = [
         f"# {title}",
         "",
         *machine_info(),
-        f"- load average at the start (1/5/15 min): {load_average()}",
+        f"- commit: {git_commit()}",
+        f"- load average (1/5/15 min) at the start of this process: {_PROCESS_START['load']}; "
+        f"when this file was written: {load_average()}",
         f"- command: `{command_line()}`",
         f"- budget: **{budget}**",
     ]
     lines += [f"  - {d}" for d in budget_details]
+    lines += provenance_lines(data)
     if _CACHE_NOTE:
         lines.append(f"- {_CACHE_NOTE[0]}")
     return "\n".join(lines) + "\n"

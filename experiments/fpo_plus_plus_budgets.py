@@ -54,7 +54,7 @@ def run(env: str, variant: str, steps: int, seeds: int) -> dict[str, Any]:
         env=env, variant=variant, steps=[int(r["env_steps"]) for r in evals],
         returns=[[float(x) for x in r["per_member/eval/episode_return"]] for r in evals],
         settings={f: getattr(res.config, f) for f in FIELDS},
-        seconds=time.perf_counter() - t0,
+        seconds=time.perf_counter() - t0, provenance=common.provenance(),
     )  # fmt: skip
     common.write_file(path, json.dumps(out, indent=1))
     return out
@@ -69,6 +69,7 @@ def report() -> None:
             "FPO++ at the budgets FPO learns at (built-in envs)",
             ", ".join(f"{e} {s:,} env steps" for e, s in BUDGETS.items()) + f", {SEEDS} seeds",
             ["each variant's preset layout and evaluation (see the settings column)"],
+            data=[r["provenance"] for r in runs if "provenance" in r],
         ),
         "Eval return at the start and at the end, mean ± standard error over seeds, and the "
         "seeds whose final return is at least 0.9 of the best seed's return of FPO:\n",

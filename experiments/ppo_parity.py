@@ -245,6 +245,7 @@ def run_program(task: str, program: str, iterations: int, seeds: int) -> dict[st
     out = dict(
         task=task, program=program, changes=changes, steps=steps, wall=wall,
         returns=returns.tolist(), seconds=time.perf_counter() - t0,
+        provenance=common.provenance(),
     )  # fmt: skip
     if program != "brax":
         out["final"] = final
@@ -254,6 +255,54 @@ def run_program(task: str, program: str, iterations: int, seeds: int) -> dict[st
     common.write_file(path, json.dumps(out, indent=1))
     common.log(f"  {out['seconds']:.0f} s; final " + ", ".join(f"{x:.0f}" for x in returns[-1]))
     return out
+
+
+# The trainer behaviour each program ran with: Brax's order (observation statistics updated
+# with each rollout before its epochs, every env restarting from its own first state) or our
+# defaults (Welford statistics after the update, fresh initial states every iteration).
+BEHAVIOUR = {
+    "ours:brax": "Brax's order",
+    "fpo:brax order": "Brax's order",
+    "ours:fpo_jax defaults": "our defaults",
+    "fpo:paper": "our defaults",
+    "ours:welford obs statistics": "Welford statistics, own first states",
+    "ours:fresh initial states": "Brax's statistics, fresh initial states",
+}
+
+
+def equal_terms_table(programs: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines: each program's final parameters scored stochastically and
+    deterministically (programs stored with their ``final`` scores only)."""
+    scored = [p for p in programs if "final" in p]
+    if not scored:
+        return []
+    rows = []
+    for p in sorted(scored, key=lambda p: (BEHAVIOUR.get(p["program"], ""), p["program"])):
+        sto, det = (np.asarray(p["final"][k], np.float64) for k in ("stochastic", "deterministic"))
+        rows.append([
+            p["program"], BEHAVIOUR.get(p["program"], "-"), len(sto), common.fmt_pm(sto, 0),
+            common.fmt_pm(det, 0), ", ".join(f"{x:.0f}" for x in det),
+            {True: "yes", False: "no"}.get(p.get("matches_stored_run"), "(new)"),
+        ])  # fmt: skip
+    return [
+        "\nOn equal terms: the final parameters of each program scored both ways on the same "
+        "episodes (the last evaluation's keys): stochastic (FPO from random source noise, PPO a "
+        "Gaussian sample) and deterministic (FPO from zero noise, PPO its mean action); "
+        "mean ± standard error over seeds. 'Same curve' says whether the rerun reproduced the "
+        "stored program's evaluation curve exactly (the code that produced it is unchanged):\n",
+        common.markdown_table(
+            [
+                "program",
+                "trainer behaviour",
+                "seeds",
+                "stochastic",
+                "deterministic",
+                "deterministic per seed",
+                "same curve as stored",
+            ],
+            rows,
+        ),  # fmt: skip
+    ]
 
 
 def report() -> None:
@@ -277,6 +326,7 @@ def report() -> None:
                 f"evaluation: the stochastic policy, {NUM_EVAL_ENVS} envs, one 1000-step "
                 "episode each, before training and after every iteration",
             ],
+            data=[p["provenance"] for p in progs if "provenance" in p],
         )
     ]
     plt = common.pyplot()
@@ -320,6 +370,7 @@ def report() -> None:
                 o = np.asarray(p["returns"][-1], np.float64)
                 se = np.hypot(common.mean_stderr(o)[1], common.mean_stderr(b)[1])
                 lines.append(f"- {p['program']}: {o.mean() - b.mean():+.0f} ± {se:.0f}")
+        lines += equal_terms_table(mine)
         common.label_return_axes(axes[0, col], task)
         axes[1, col].set_xticks(range(len(mine)), [p["program"] for p in mine], rotation=30,
                                 ha="right", fontsize=7)  # fmt: skip

@@ -127,6 +127,9 @@ class TrainConfig:
     """Weight of the critic's squared error in the loss."""
     entropy_cost: float = 0.0
     """Entropy bonus (Gaussian PPO only)."""
+    flow_entropy_cost: float = 0.0
+    """Entropy bonus of flow policies (FPO, flow PPO): the exact entropy of the executed action
+    under the policy's own sampler, differentiated through it (action dims <= 4); 0: off."""
     clip_epsilon: float = 0.05
     """Trust-region size e of the clipped surrogate (paper FPO: 0.05)."""
 
@@ -421,7 +424,13 @@ def validate(config: TrainConfig) -> TrainConfig:
     for name in ["discount", "gae_lambda"]:
         if not 0.0 <= getattr(c, name) <= 1.0:
             fail(f"{name} must lie in [0, 1], got {getattr(c, name)!r}.")
-    for name in ["value_loss_coef", "entropy_cost", "dppo_sigma", "eval_sigma"]:
+    for name in [
+        "value_loss_coef",
+        "entropy_cost",
+        "flow_entropy_cost",
+        "dppo_sigma",
+        "eval_sigma",
+    ]:
         if getattr(c, name) < 0:
             fail(f"{name} must be >= 0, got {getattr(c, name)!r}.")
     for name in [

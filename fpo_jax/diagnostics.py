@@ -4,8 +4,9 @@
   ODE of a velocity field, by integrating the instantaneous change of variables.
 * :func:`sampler_log_prob`: the exact log density of a (pre-tanh) action under the *discrete*
   sampler the policy runs (Euler / midpoint / RK4 steps of :func:`fpo_jax.flow.sample`), by
-  inverting each step (Newton) and adding the steps' log-determinants; :func:`sampled_log_prob`
-  samples fresh actions with their densities along the forward path (no inversion).
+  inverting each step (Newton) and adding the steps' log-determinants; :func:`path_log_prob`
+  (and :func:`sampled_log_prob`) give actions sampled from given (or fresh) source noise with
+  their densities along the forward path, with no inversion.
 * :func:`ratio_fidelity`: pure summary statistics comparing FPO's surrogate log-ratios (mean and
   per-sample forms) with exact log-ratios: correlation, sign agreement, agreement of PPO's clip
   decision, bias.
@@ -287,40 +288,41 @@ def sampler_log_prob(
     return log_p, info
 
 
-def sampled_log_prob(
+def path_log_prob(
     velocity_fn: VelocityFn,
     params: Any,
     obs: Array,
-    key: Array,
+    noise: Array,
     *,
-    action_dim: int,
     integrator: str = "euler",
     num_steps: int = 10,
     source_std: float | Array = 1.0,
 ) -> tuple[Array, Array]:
-    """Fresh pre-tanh actions from the discrete sampler and their exact log densities, with no
-    inversion: the change of variables along the forward path,
+    """The discrete sampler's action from given source noise and its exact log density, with
+    no inversion: the change of variables along the forward path,
     ``log p(a) = log N(x_1) - sum_k log |det dF_k/dx (x_k)| - A log(source_std)``.
-    Differentiable in ``params`` through the sampler (an entropy estimate is ``-mean(log_p)``).
 
-    obs (..., obs_dim) -> (action (..., A), log_p (...,)). Cost per action: ``num_steps``
-    Jacobians of A x A (A Jacobian-vector products each) on top of the sampling.
+    obs (..., obs_dim), noise x_1 (..., A) -> (pre-tanh action (..., A), log_p (...,)).
+    Differentiable in ``params`` through the sampler: with ``noise ~ N(0, I)`` independent of
+    the parameters, ``-mean(log_p)`` is a reparameterised estimate of the policy's entropy.
+    Cost per action: ``num_steps`` Jacobians of A x A (A Jacobian-vector products each) on top
+    of the sampling.
     """
     if integrator not in SAMPLER_INTEGRATORS:
         raise ValueError(f"Unknown integrator {integrator!r}; valid: {SAMPLER_INTEGRATORS}.")
-    obs = jnp.asarray(obs)
-    batch_shape = obs.shape[:-1]
+    obs, noise = jnp.asarray(obs), jnp.asarray(noise)
+    chex.assert_equal_shape_prefix([obs, noise], noise.ndim - 1)
+    batch_shape, action_dim = noise.shape[:-1], noise.shape[-1]
     rows = math.prod(batch_shape)
-    dtype = jnp.result_type(obs.dtype, jnp.float32)
+    dtype = jnp.result_type(noise.dtype, jnp.float32)
     source_std = jnp.asarray(source_std, dtype)
     obs2 = obs.reshape(rows, obs.shape[-1])
-    x1 = jax.random.normal(key, (rows, action_dim), dtype)
+    x1 = noise.reshape(rows, action_dim).astype(dtype)
     dt = jnp.asarray(1.0 / num_steps, dtype)
 
     def forward_row(o: Array, x: Array, t: Array) -> tuple[Array, Array]:
         step = _row_step(integrator, velocity_fn, params, o, t, dt)
-        x_next, jvp_jac = step(x), jax.jacfwd(step)(x)
-        return x_next, jnp.linalg.slogdet(jvp_jac)[1]
+        return step(x), jnp.linalg.slogdet(jax.jacfwd(step)(x))[1]
 
     def body(carry, t):
         x, logdet_sum = carry
@@ -332,8 +334,32 @@ def sampled_log_prob(
     )
     log_p1 = -0.5 * jnp.sum(jnp.square(x1), axis=-1) - 0.5 * action_dim * math.log(2 * math.pi)
     log_p = log_p1 - logdet_sum - action_dim * jnp.log(source_std)
-    action = (x0 * source_std).reshape(*batch_shape, action_dim)
-    return action, log_p.reshape(batch_shape)
+    return (x0 * source_std).reshape(noise.shape), log_p.reshape(batch_shape)
+
+
+def sampled_log_prob(
+    velocity_fn: VelocityFn,
+    params: Any,
+    obs: Array,
+    key: Array,
+    *,
+    action_dim: int,
+    integrator: str = "euler",
+    num_steps: int = 10,
+    source_std: float | Array = 1.0,
+) -> tuple[Array, Array]:
+    """Fresh pre-tanh actions from the discrete sampler and their exact log densities
+    (:func:`path_log_prob` of ``x_1 ~ N(0, I)`` drawn from ``key``).
+
+    obs (..., obs_dim) -> (action (..., A), log_p (...,)).
+    """
+    obs = jnp.asarray(obs)
+    dtype = jnp.result_type(obs.dtype, jnp.float32)
+    noise = jax.random.normal(key, (*obs.shape[:-1], action_dim), dtype)
+    return path_log_prob(
+        velocity_fn, params, obs, noise, integrator=integrator, num_steps=num_steps,
+        source_std=source_std,
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from fpo_jax import normalization
 from fpo_jax.agents.base import Agent
 from fpo_jax.agents.dppo import DPPOAgent
 from fpo_jax.agents.flow_policy import FlowPolicy
+from fpo_jax.agents.flow_ppo import FlowPPOAgent
 from fpo_jax.agents.fpo import FPOAgent
 from fpo_jax.agents.ppo import GaussianPPOAgent
 
@@ -119,6 +120,7 @@ register_algorithm(
         "log_ratio_straight_through",
         "action_perturbation_std",
         "ratio_diagnostics",
+        "flow_entropy_cost",
     },  # fmt: skip
 )
 # FPO paper, Table 1 baselines: tuned Gaussian PPO (lr 3e-4, clip 0.1, entropy 0.01, evaluated
@@ -165,6 +167,16 @@ register_algorithm(
     follows={"eval_sigma": "dppo_sigma"},
 )
 
+# A flow policy trained with PPO on its sampler's exact likelihood ratio (a yardstick for FPO's
+# surrogate; small action spaces only), the paper's PPO clip 0.1 in every family.
+register_algorithm(
+    "flow_ppo",
+    FlowPPOAgent,
+    "flow policy trained with PPO on the exact ratio of its sampler (action dims <= 4)",
+    {family: dict(clip_epsilon=0.1) for family in ("dm_control", "brax", "builtin", "default")},
+    reads=_FLOW_POLICY_READS
+    | {"clip_epsilon", "trust_region", "integrator", "flow_steps", "flow_entropy_cost"},
+)
 
 Policy = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -233,6 +245,7 @@ __all__ = [
     "DPPOAgent",
     "DEFAULT_NETWORK_SETTINGS",
     "FPOAgent",
+    "FlowPPOAgent",
     "FlowPolicy",
     "GaussianPPOAgent",
     "Policy",

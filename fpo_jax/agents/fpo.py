@@ -6,10 +6,12 @@ import math
 from dataclasses import dataclass
 
 import jax
+import jax.numpy as jnp
 
 from fpo_jax import diagnostics, flow, loss
 from fpo_jax.agents.base import Array, Extras, Params
 from fpo_jax.agents.flow_policy import FlowPolicy
+from fpo_jax.agents.flow_ppo import check_exact_density_affordable, flow_entropy
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,10 @@ class FPOAgent(FlowPolicy):
 
     name: str = "fpo"
 
+    def __post_init__(self) -> None:
+        if self.config.flow_entropy_cost:
+            check_exact_density_affordable(self.action_size, "flow_entropy_cost")
+
     def act(self, params: Params, obs: Array, key: Array) -> tuple[Array, Extras]:
         """obs (*B, obs_dim) -> raw_action (*B, A), extras {eps (*B, N, A), t (*B, N, 1),
         old_cfm_loss (*B, N)}; with ``pair_storage="key"`` extras hold pair_key (*B, 2)
@@ -32,7 +38,9 @@ class FPOAgent(FlowPolicy):
         the perturbed one is returned (executed, stored) and its old CFM losses recorded."""
         c = self.config
         k_sample, k_pairs = jax.random.split(key)
-        x = flow.sample(
+        # The entropy bonus pushes the source noise through the updated parameters' sampler.
+        keep_noise = bool(c.flow_entropy_cost)
+        sampled = flow.sample(
             self.velocity_fn,
             params,
             obs,
@@ -40,7 +48,10 @@ class FPOAgent(FlowPolicy):
             action_dim=self.action_size,
             integrator=c.integrator,
             num_steps=c.flow_steps,
+            return_path=keep_noise,
         )
+        x, path = sampled if keep_noise else (sampled, None)
+        entropy_noise = {"noise": path[..., 0, :]} if keep_noise else {}
         if c.action_perturbation_std is not None:
             # Its own key, split off only when on: without it the draws are today's.
             k_pairs, k_perturb = jax.random.split(k_pairs)
@@ -72,7 +83,7 @@ class FPOAgent(FlowPolicy):
             weighting=c.cfm_weighting,
             reduction=c.cfm_loss_reduction,
         )
-        return self.to_raw_action(x), {**pairs, "old_cfm_loss": old}
+        return self.to_raw_action(x), {**pairs, "old_cfm_loss": old, **entropy_noise}
 
     def pairs_from_keys(self, pair_keys: Array) -> tuple[Array, Array]:
         """One raw key per action (*B, 2) -> its pairs t (*B, N, 1), eps (*B, N, A)."""
@@ -99,7 +110,7 @@ class FPOAgent(FlowPolicy):
             t, eps = self.pairs_from_keys(extras["pair_key"])
         else:
             t, eps = extras["t"], extras["eps"]
-        return loss.fpo_objective(
+        policy_loss, metrics = loss.fpo_objective(
             self.velocity_fn,
             params,
             obs,
@@ -119,6 +130,11 @@ class FPOAgent(FlowPolicy):
             negative_advantage_cfm_clamp=c.negative_advantage_cfm_clamp,
             log_ratio_straight_through=c.log_ratio_straight_through,
         )
+        if c.flow_entropy_cost:
+            entropy = jnp.mean(flow_entropy(self, params, obs, extras["noise"]))
+            metrics["entropy"] = entropy
+            policy_loss = policy_loss - c.flow_entropy_cost * entropy
+        return policy_loss, metrics
 
     @property
     def diagnosed_actions(self) -> int:
