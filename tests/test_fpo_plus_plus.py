@@ -3,6 +3,7 @@ perturbation, the traced (swept) path, artifacts, and the --variant fpo++ preset
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import chex
@@ -230,8 +231,16 @@ def test_fpo_plus_plus_variant_is_the_recipe_on_every_family(env):
         "per_sample", "aspo", "beta", 1.0, "sqrt")  # fmt: skip
     assert (c.cfm_loss_clamp, c.negative_advantage_cfm_clamp, c.log_ratio_clamp) == (20, 20, 10)
     assert c.log_ratio_straight_through and c.advantage_clamp == 100
-    assert (c.ema_decay, c.ema_warmup_updates, c.weight_decay, c.learning_rate) == (
-        0.95, 500, 1e-4, 1e-4)  # fmt: skip
+    assert (c.ema_decay, c.ema_warmup_updates, c.weight_decay) == (0.95, 500, 1e-4)
+    # What depends on a run's scale stays the family's; the authors' numbers are one flag away.
+    assert c.learning_rate == preset(env, "fpo").learning_rate
+    assert c.flow_noise_scale == preset(env, "fpo").flow_noise_scale
+    theirs = validate(preset(env, "fpo", variant="fpo++authors"))
+    assert theirs.learning_rate == 1e-4
+    assert theirs.policy_hidden == (256,) * 3  # their networks, on every family
+    same = dict(learning_rate=c.learning_rate, variant=c.variant, policy_hidden=c.policy_hidden,
+                value_hidden=c.value_hidden)  # fmt: skip
+    assert dataclasses.replace(theirs, **same) == c
     assert (c.max_grad_norm, c.grad_clip_scope, c.action_perturbation_std) == (
         1.0, "per_network", 0.02)  # fmt: skip
     assert (c.num_pairs, c.flow_steps, c.eval_flow_steps, c.eval_noise) == (16, 64, 5, "zero")
