@@ -131,9 +131,7 @@ def provenance_lines(records: Sequence[dict[str, Any]]) -> list[str]:
         if key in seen:
             continue
         seen.add(key)
-        times = (
-            f"; {r['wall_s']} s wall, {r['cpu_s']} s CPU" if r.get("wall_s") is not None else ""
-        )
+        times = f"; {r['wall_s']} s wall, {r['cpu_s']} s CPU" if r.get("wall_s") is not None else ""
         lines.append(
             f"- data from `{r.get('command')}` at commit {r.get('commit')} on {r.get('device')}: "
             f"load average (1/5/15 min) {r.get('load_start')} at its start, {r.get('load_end')} "

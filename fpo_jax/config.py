@@ -215,6 +215,15 @@ class TrainConfig:
     gradient step, and evaluate / export it (FPO++: 0.95); None: off. Every algorithm."""
     ema_warmup_updates: int = 500
     """With ema_decay: the first this many gradient steps copy the live policy (FPO++: 500)."""
+    late_phase_after: int | None = None
+    """Long-run safeguard (the FPO++ authors' schedule past 2000 iterations): after this many
+    training iterations the late_* settings replace their early values; None: off."""
+    late_ema_decay: float | None = None
+    """With late_phase_after: the EMA decay from then on (FPO++ authors: 0.99)."""
+    late_num_epochs: int | None = None
+    """With late_phase_after: the update epochs from then on (FPO++ authors: 16)."""
+    late_normalize_advantages: bool | None = None
+    """With late_phase_after: normalise advantages from then on or not (FPO++ authors: no)."""
     weight_decay: float | None = None
     """AdamW decoupled weight decay on all parameters (FPO++: 1e-4); None: plain Adam."""
     grad_clip_scope: Literal["global", "per_network"] = "global"
@@ -451,6 +460,22 @@ def validate(config: TrainConfig) -> TrainConfig:
             fail(f"{name} must be >= 0 or None, got {value!r}.")
     if c.ema_decay is not None and not 0.0 <= c.ema_decay < 1.0:
         fail(f"ema_decay must lie in [0, 1) or be None, got {c.ema_decay!r}.")
+    late = [n for n in ("late_ema_decay", "late_num_epochs", "late_normalize_advantages")
+            if getattr(c, n) is not None]  # fmt: skip
+    if c.late_phase_after is None and late:
+        fail(f"{late[0]} needs late_phase_after (the iteration the late phase starts at).")
+    if c.late_phase_after is not None:
+        if not isinstance(c.late_phase_after, int) or c.late_phase_after < 0:
+            fail(f"late_phase_after must be an integer >= 0, got {c.late_phase_after!r}.")
+        if not late:
+            fail("late_phase_after is set but no late_* setting changes anything.")
+        if c.late_ema_decay is not None and (c.ema_decay is None or not 0 < c.late_ema_decay < 1):
+            fail("late_ema_decay needs ema_decay (an EMA actor) and a value in (0, 1), got "
+                 f"{c.late_ema_decay!r}.")  # fmt: skip
+        if c.late_num_epochs is not None and (
+            not isinstance(c.late_num_epochs, int) or c.late_num_epochs < 1
+        ):
+            fail(f"late_num_epochs must be an integer >= 1, got {c.late_num_epochs!r}.")
     if not isinstance(c.ema_warmup_updates, int) or c.ema_warmup_updates < 0:
         fail(f"ema_warmup_updates must be an integer >= 0, got {c.ema_warmup_updates!r}.")
     # Settings that would be read by nothing (a silent no-op) are refused.

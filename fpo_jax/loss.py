@@ -304,6 +304,8 @@ def _ratio_metrics(ratio: Array, log_ratio: Array, clip_epsilon: float) -> dict[
         "clip_fraction": jnp.mean((jnp.abs(ratio - 1.0) > clip_epsilon).astype(jnp.float32)),
         # k3 estimator of KL(old || new): E[(r - 1) - log r], >= 0 and low variance.
         "approx_kl": jnp.mean((ratio - 1.0) - log_ratio),
+        # The spread of the log-ratios: widening over iterations is a collapse coming.
+        "log_ratio_std": jnp.std(log_ratio),
     }
 
 

@@ -448,8 +448,13 @@ class Trainer:
             gae_lambda=c.gae_lambda,
         )
         value_targets, advantages = to_time_major(value_targets), to_time_major(advantages)
-        if c.normalize_advantages:
-            advantages = loss.normalize_advantages(advantages)
+        if isinstance(c.normalize_advantages, bool):
+            if c.normalize_advantages:
+                advantages = loss.normalize_advantages(advantages)
+        else:  # switched by the late phase: a traced boolean
+            advantages = jnp.where(
+                c.normalize_advantages, loss.normalize_advantages(advantages), advantages
+            )
         if c.advantage_clamp is not None:  # FPO++: after normalisation
             advantages = jnp.clip(advantages, -c.advantage_clamp, c.advantage_clamp)
         return values, value_targets, advantages
@@ -481,6 +486,43 @@ class Trainer:
             ema = ema_update(ema, params["policy"], c.ema_decay, num_updates, c.ema_warmup_updates)
         metrics["grad_norm"] = optax.global_norm(grads)
         return (params, opt_state, ema, num_updates), metrics
+
+    def _late_phase_epochs(self, view: _View, data, carry, key, iteration):
+        """The update's epochs when the settings switch after ``late_phase_after`` iterations
+        (FPO++'s long-run schedule): from then on ``late_num_epochs`` epochs, EMA decay
+        ``late_ema_decay`` and ``late_normalize_advantages``. One program for both phases: it
+        scans the larger epoch count and skips the epochs the current phase does not run;
+        metrics are means over the epochs that ran."""
+        c = self.config
+        late = iteration >= c.late_phase_after
+        early_epochs = c.num_epochs
+        late_epochs = c.late_num_epochs if c.late_num_epochs is not None else early_epochs
+        changes = {}
+        if c.late_ema_decay is not None:
+            changes["ema_decay"] = jnp.where(late, c.late_ema_decay, view.config.ema_decay)
+        if c.late_normalize_advantages is not None:
+            changes["normalize_advantages"] = jnp.where(
+                late, c.late_normalize_advantages, c.normalize_advantages
+            )
+        if changes:
+            view = dataclasses.replace(view, config=dataclasses.replace(view.config, **changes))
+        active = jnp.where(late, late_epochs, early_epochs)
+
+        def epoch(carry, inputs):
+            index, k = inputs
+            run = lambda cr: self._epoch(view, data, cr, k)
+            shapes = jax.eval_shape(run, carry)[1]
+            nan = lambda m: jnp.full(m.shape, jnp.nan, m.dtype)
+            skip = lambda cr: (cr, jax.tree.map(nan, shapes))
+            return jax.lax.cond(index < active, run, skip, carry)
+
+        total = max(early_epochs, late_epochs)
+        carry, sgd_metrics = jax.lax.scan(
+            epoch, carry, (jnp.arange(total), jax.random.split(key, total))
+        )
+        metrics = jax.tree.map(jnp.nanmean, sgd_metrics)
+        metrics["late_phase"] = late.astype(jnp.float32)
+        return carry, metrics
 
     def _epoch(self, view: _View, data, carry, key):
         c = self.config
@@ -544,15 +586,19 @@ class Trainer:
             bootstrap_obs = self._normalize(state.obs_stats, bootstrap_obs)
         data = (traj, bootstrap_obs)
         view = self._view(state.hparams)
-        epoch = lambda carry, k: self._epoch(view, data, carry, k)
         # Gradient steps before this iteration's (the EMA's warm-up counts them).
         done = state.iteration * (c.num_epochs * c.num_minibatches)
-        (params, opt_state, ema, _), sgd_metrics = jax.lax.scan(
-            epoch,
-            (state.params, state.opt_state, state.ema_params, done),
-            jax.random.split(k_sgd, c.num_epochs),
-        )
-        metrics = jax.tree.map(jnp.mean, sgd_metrics)
+        carry = (state.params, state.opt_state, state.ema_params, done)
+        if c.late_phase_after is None:
+            epoch = lambda carry, k: self._epoch(view, data, carry, k)
+            (params, opt_state, ema, _), sgd_metrics = jax.lax.scan(
+                epoch, carry, jax.random.split(k_sgd, c.num_epochs)
+            )
+            metrics = jax.tree.map(jnp.mean, sgd_metrics)
+        else:
+            (params, opt_state, ema, _), metrics = self._late_phase_epochs(
+                view, data, carry, k_sgd, state.iteration
+            )
         if getattr(view.agent, "diagnosed_actions", 0):  # off by default: nothing traced
             metrics.update(self._ratio_diagnostics(view, state.params, params, data))
         episodes = jnp.sum(rollout.logs["episodes"])
@@ -609,10 +655,22 @@ class Trainer:
     def evaluate(self, state: TrainState, key: Array) -> Metrics:
         """Mean undiscounted return of ``num_eval_envs`` episodes, no auto-reset.
 
-        Rewards (and env metrics) after an episode's end are masked out.
+        Rewards (and env metrics) after an episode's end are masked out. With an EMA actor
+        (``ema_decay``), which is what is evaluated, the live parameters also play the same
+        episodes (same keys): ``eval/live_episode_return`` and ``eval/ema_minus_live_return``,
+        whose drift shows a collapse of either coming.
         """
+        out = self._episodes(self.policy_fn(state.eval_params, state.obs_stats, state.hparams), key)
+        if state.ema_params is not None:
+            live = self._episodes(self.policy_fn(state.params, state.obs_stats, state.hparams), key)
+            out["eval/live_episode_return"] = live["eval/episode_return"]
+            out["eval/ema_minus_live_return"] = (
+                out["eval/episode_return"] - live["eval/episode_return"]
+            )
+        return out
+
+    def _episodes(self, policy: Any, key: Array) -> Metrics:
         c = self.config
-        policy = self.policy_fn(state.eval_params, state.obs_stats, state.hparams)
         k_reset, k_act = jax.random.split(key)
         env_state = self.eval_env.reset(jax.random.split(k_reset, c.num_eval_envs))
         num_steps = -(-c.episode_length // c.action_repeat)

@@ -301,3 +301,61 @@ def test_fpo_plus_plus_settings_that_nothing_would_read_or_that_are_invalid_are_
 ):
     with pytest.raises(ConfigError, match=re.escape(message)):
         validate(TrainConfig(**changes))
+
+
+# --------------------------------------------------------------- long-run safeguards
+
+
+def _iterations(trainer: Trainer, n: int):
+    step = jax.jit(trainer.train_step)
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(0))
+    out = []
+    for _ in range(n):
+        state, metrics = step(state)
+        out.append((jax.device_get((state.params, state.ema_params)), jax.device_get(metrics)))
+    return out
+
+
+def test_the_late_phase_switches_epochs_ema_and_advantage_normalisation_at_its_iteration():
+    base = dict(ema_decay=0.5, ema_warmup_updates=0, num_epochs=1)
+    plain = _iterations(trainer_for(**base), 2)
+    # A late phase that changes nothing computes what the plain run does.
+    same = _iterations(trainer_for(**base, late_phase_after=1, late_num_epochs=1,
+                                   late_ema_decay=0.5, late_normalize_advantages=True), 2)  # fmt: skip
+    for (p, _), (q, _) in zip(plain, same, strict=True):
+        for x, y in zip(jax.tree.leaves(p), jax.tree.leaves(q), strict=True):
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)
+    assert [float(m["late_phase"]) for _, m in same] == [0.0, 1.0]
+    # Each late setting alone: the first iteration (early phase) is the plain one's, the
+    # second (late phase) differs.
+    for late in (dict(late_num_epochs=3), dict(late_ema_decay=0.99),
+                 dict(late_normalize_advantages=False)):  # fmt: skip
+        run = _iterations(trainer_for(**base, late_phase_after=1, **late), 2)
+        first = zip(jax.tree.leaves(plain[0][0]), jax.tree.leaves(run[0][0]), strict=True)
+        for x, y in first:
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)
+        second = zip(jax.tree.leaves(plain[1][0]), jax.tree.leaves(run[1][0]), strict=True)
+        assert any(not np.allclose(x, y, rtol=1e-5, atol=1e-7) for x, y in second), late
+
+
+def test_late_settings_are_refused_without_their_phase_or_their_ema():
+    with pytest.raises(ConfigError, match="late_num_epochs needs late_phase_after"):
+        validate(TrainConfig(late_num_epochs=16))
+    with pytest.raises(ConfigError, match="late_ema_decay needs ema_decay"):
+        validate(TrainConfig(late_phase_after=10, late_ema_decay=0.99))
+    with pytest.raises(ConfigError, match="no late_\\* setting changes anything"):
+        validate(TrainConfig(late_phase_after=10))
+
+
+def test_an_ema_run_reports_the_live_policy_and_the_gap_at_each_evaluation():
+    trainer = trainer_for(ema_decay=0.5, ema_warmup_updates=0)
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(0))
+    state, _ = jax.jit(trainer.train_step)(state)
+    out = jax.jit(trainer.evaluate)(state, jax.random.PRNGKey(1))
+    live = jax.jit(trainer.evaluate)(state.replace(ema_params=None), jax.random.PRNGKey(1))
+    np.testing.assert_allclose(out["eval/live_episode_return"], live["eval/episode_return"])
+    np.testing.assert_allclose(
+        out["eval/ema_minus_live_return"],
+        out["eval/episode_return"] - live["eval/episode_return"], atol=1e-6,
+    )  # fmt: skip
+    assert "eval/live_episode_return" not in live
