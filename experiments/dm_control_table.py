@@ -205,8 +205,8 @@ def summarize(data: dict[str, Any], tag: str, header: str) -> None:
             "\n## Final evaluation return (mean ± standard error over seeds)\n",
             "Layout of the paper's Table 1. The average row is the mean over tasks of the per-task "
             "means ± the standard error across tasks (the paper's convention). Paper numbers: "
-            "the FPO paper's Table 1 (60M steps, 5 seeds); per-task paper numbers are only "
-            "known for CheetahRun (authors' notebook).\n",
+            "the FPO paper's Table 1 (McAllister et al., arXiv 2507.21053; 60M steps, 5 seeds); "
+            "per-task paper numbers are only known for CheetahRun (authors' notebook).\n",
             table,
             "\n## Runs\n",
             "Best = best evaluation after training started (mean ± s.e. over seeds); env steps/s "
@@ -265,8 +265,9 @@ def main(argv: list[str] | None = None) -> None:
         f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}" for k, v in overrides.items()
     )
     details = [
-        f"tasks: {', '.join(tasks)}; algorithms: {', '.join(args.algos)}; {seeds} seed(s) per "
-        f"(task, algorithm) as one vmapped program (num_seeds={seeds})",
+        f"tasks: {', '.join(tasks)}; algorithms: {', '.join(args.algos)}; {seeds} "
+        f"{'seed' if seeds == 1 else 'seeds'} per (task, algorithm) as one vmapped program "
+        f"(num_seeds={seeds})",
         "hyperparameters: preset(task, algo) = the paper's"
         + (f", except (scaled for this budget): {changed}" if changed else " (unchanged)"),
         f"paper layout for comparison: num_envs {example.num_envs}, batch_size "

@@ -59,7 +59,8 @@ FAST_LAYOUT = dict(num_envs=256, batch_size=128, num_minibatches=8, unroll_lengt
 # stopped: train() then stopped at the first non-finite member).
 GRID = {"learning_rate": (3e-4, 1e-3), "clip_epsilon": (0.05, 0.1, 0.2)}
 # Then, at the grid's best lr and clip: the flow's source noise (sweepable; the grid's own
-# member is noise 1, the paper's). Ant learns only with a smaller one (results/ant_cpu_2M.md).
+# member is noise 1, the paper's). Ant learns only with a smaller one
+# (experiments/README.md, "Ant at 2M steps").
 NOISE_GRID = (0.1, 0.3)
 STATIC_VARIANTS = {  # in order of interest: a stopped search has the first ones
     "zero-noise evaluation": dict(eval_noise="zero"),

@@ -253,7 +253,7 @@ DIFFERENCES = [
      "initial bias differs)"),
     ("optimizers", "one Adam per network, each gradient clipped to norm 0.5, critic MSE weight 1",
      "one Adam, one global clip 0.5 over both, critic weight 0.25",
-     "matched: `grad_clip_scope='per_network'`, `value_loss_coef=1.0`"),
+     'matched: `grad_clip_scope="per_network"`, `value_loss_coef=1.0`'),
     ("advantages", "GAE once per batch with the rollout's critic, normalised over the batch",
      "GAE per minibatch with the current critic, normalised per minibatch", "not matched"),
     ("critic target", "A + V of the rollout's critic", "GAE return of the current critic",

@@ -20,7 +20,7 @@ import tyro
 
 from fpo_jax import compile_cache
 from fpo_jax.agents import ALGORITHMS
-from fpo_jax.config import TrainConfig, replace
+from fpo_jax.config import TrainConfig, algorithm_setting_names, replace
 from fpo_jax.errors import CheckpointError, ConfigError, TrainingDiverged
 from fpo_jax.presets import (
     CPU_MACHINE_NOTE,
@@ -60,6 +60,9 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     # --sweep repeats (one per field): collected here, then removed for tyro. --variant picks
     # the preset here, and tyro records it in the config.
     argv = [a for a in _without_option(argv, "--sweep") if a != "--show-config"]
+    # The chosen algorithm's own settings (its registered settings class) are flags too.
+    algo = read_run_config(known.resume).algo if known.resume else known.algo
+    argv, own_changes = _take_algorithm_flags(argv, algo)
     machine_layer = False
     if known.resume:
         default = read_run_config(known.resume)
@@ -100,7 +103,7 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     }
     # As train(**overrides) applies them: --dppo-sigma also moves the evaluation sigma unless
     # --eval-sigma is given.
-    config = with_changes(default, changes)
+    config = with_changes(default, {**changes, **own_changes})
     if known.sweep is not None:
         config = replace(config, sweep=tuple(known.sweep))
     return config
@@ -123,6 +126,43 @@ def _wants_cpu_variant(env: str, argv: list[str]) -> bool:
     except ConfigError:
         return False  # a misspelt env: the preset says so
     return has_cpu and jax.default_backend() == "cpu"
+
+
+def _take_algorithm_flags(argv: list[str], algo: str) -> tuple[list[str], dict[str, Any]]:
+    """``--my-setting VALUE`` / ``--my-setting=VALUE`` for each field of ``algo``'s own
+    settings class, taken out of ``argv`` (tyro knows only TrainConfig) and parsed by the
+    field's type."""
+    own = algorithm_setting_names(algo)
+    if not own:
+        return argv, {}
+    parse = {"float": float, "int": int, "str": str, float: float, int: int, str: str,
+             "bool": _parse_bool, bool: _parse_bool}  # fmt: skip
+    flags = {f"--{name.replace('_', '-')}": name for name in own}
+    rest, changes, i = [], {}, 0
+    while i < len(argv):
+        flag, sep, inline = argv[i].partition("=")
+        if flag in flags:
+            name = flags[flag]
+            if not sep and i + 1 >= len(argv):
+                raise ConfigError(f"{flag} needs a value.")
+            raw = inline if sep else argv[i + 1]
+            i += 1 if sep else 2
+            try:
+                changes[name] = parse.get(own[name].type, str)(raw)
+            except ValueError as e:
+                raise ConfigError(f"{flag} {raw!r}: {e}") from e
+            continue
+        rest.append(argv[i])
+        i += 1
+    return rest, changes
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise ValueError("expected true or false")
 
 
 def _flag_names(argv: list[str]) -> set[str]:

@@ -24,6 +24,7 @@ import dataclasses
 import itertools
 import json
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -68,6 +69,12 @@ class TrainConfig:
     """Seed of the first (or only) run."""
     num_seeds: int = 1
     """Train this many seeds (seed, seed+1, ...) as one vmapped program."""
+    algo_settings: tuple[tuple[str, Any], ...] = ()
+    """The chosen algorithm's own settings that differ from their defaults, as sorted
+    (name, value) pairs: for an algorithm registered with a settings class
+    (:func:`fpo_jax.agents.register_algorithm`'s ``settings``); set them by name like any
+    other setting (``train(env, algo="mine", my_setting=0.3)``, ``--my-setting 0.3``), read
+    them with :func:`algorithm_settings`."""
     sweep: tuple[str, ...] = ()
     """Train a grid of settings in one program: 'name=v1,v2,...' per swept field (only fields
     that change no array shape: learning_rate, clip_epsilon, value_loss_coef, entropy_cost,
@@ -330,6 +337,8 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"Unknown config fields {unknown}.")
         d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        if "algo_settings" in d:  # JSON keeps the pairs as lists
+            d["algo_settings"] = tuple(tuple(pair) for pair in d["algo_settings"])
         return cls(**d)
 
 
@@ -412,6 +421,7 @@ def validate(config: TrainConfig) -> TrainConfig:
     for name, choices in literal_choices().items():
         if getattr(c, name) not in choices:
             fail(f"{name}={getattr(c, name)!r} is not one of {choices}.")
+    _check_algorithm_settings(c, fail)
     positive_ints = [
         "num_timesteps", "num_envs", "episode_length", "action_repeat", "unroll_length",
         "batch_size", "num_minibatches", "num_epochs", "iterations_per_call", "num_pairs",
@@ -502,6 +512,58 @@ def validate(config: TrainConfig) -> TrainConfig:
     return c
 
 
+# Algorithms' own settings classes, filled by fpo_jax.agents.register_algorithm (this module
+# imports nothing of the package): algo name -> a frozen dataclass whose fields are its
+# settings; a field with metadata {"sweepable": True} (see ``sweepable``) may be swept.
+ALGORITHM_SETTINGS: dict[str, type] = {}
+
+
+def sweepable(default: Any) -> Any:
+    """A field of an algorithm's settings class that changes no array shape, so it can be
+    swept in one program (rejax's way: the field's kind says whether it can be vmapped)."""
+    return dataclasses.field(default=default, metadata={"sweepable": True})
+
+
+def algorithm_settings(config: TrainConfig) -> Any:
+    """The chosen algorithm's own settings (an instance of its settings class, with
+    ``config.algo_settings`` over the class defaults), or None when it registered none."""
+    cls = ALGORITHM_SETTINGS.get(config.algo)
+    return None if cls is None else cls(**dict(config.algo_settings))
+
+
+def algorithm_setting_names(algo: str) -> dict[str, dataclasses.Field]:
+    """``{name: field}`` of ``algo``'s own settings class (empty when it has none)."""
+    cls = ALGORITHM_SETTINGS.get(algo)
+    return {} if cls is None else {f.name: f for f in dataclasses.fields(cls)}
+
+
+def with_algorithm_settings(config: TrainConfig, values: dict[str, Any]) -> TrainConfig:
+    """``config`` with its algorithm's own ``values`` set (merged, sorted), unchecked (swept
+    values may be traced); :func:`validate` checks them."""
+    merged = {**dict(config.algo_settings), **values}
+    return dataclasses.replace(config, algo_settings=tuple(sorted(merged.items())))
+
+
+def _check_algorithm_settings(c: TrainConfig, fail: Callable[[str], None]) -> None:
+    own = algorithm_setting_names(c.algo)
+    for name, value in c.algo_settings:
+        if name not in own:
+            have = ", ".join(own) or "none"
+            fail(f"{name} is not a setting of algo={c.algo!r} (its own settings: {have}).")
+        kind = own[name].type
+        kind = kind if isinstance(kind, type) else {"float": float, "int": int, "bool": bool,
+                                                    "str": str}.get(str(kind))  # fmt: skip
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            continue
+        if kind is not None and not isinstance(value, kind):
+            fail(f"{name}={value!r} is not a {kind.__name__} (a setting of algo={c.algo!r}).")
+    if c.algo_settings:
+        try:
+            algorithm_settings(c)
+        except (TypeError, ValueError) as e:
+            fail(f"algo={c.algo!r}'s settings: {e}")
+
+
 def parse_sweep(config: TrainConfig) -> dict[str, tuple[float, ...]]:
     """``config.sweep`` ('name=v1,v2' entries) -> ``{name: values}``; ConfigError if invalid.
 
@@ -514,9 +576,13 @@ def parse_sweep(config: TrainConfig) -> dict[str, tuple[float, ...]]:
         name = name.strip().replace("-", "_")
         if not sep or not values.strip():
             fail_sweep(f"--sweep {entry!r} is not of the form name=v1,v2,... .")
-        if name not in fields:
-            fail_sweep(f"--sweep {name!r} is not a config field.")
-        if name not in SWEEPABLE:
+        own = algorithm_setting_names(config.algo)
+        if name not in fields and name not in own:
+            fail_sweep(f"--sweep {name!r} is not a config field nor a setting of {config.algo}.")
+        if name in own:
+            if not own[name].metadata.get("sweepable"):
+                fail_sweep(f"--sweep {name!r}: {config.algo}'s setting {name} is static.")
+        elif name not in SWEEPABLE:
             fail_sweep(
                 f"--sweep {name!r}: {name} is static (it changes array shapes or the program), "
                 f"so each value needs its own run; sweepable: {', '.join(SWEEPABLE)}."
@@ -529,7 +595,11 @@ def parse_sweep(config: TrainConfig) -> dict[str, tuple[float, ...]]:
             fail_sweep(f"--sweep {entry!r}: the values must be numbers.")
         for value in parsed:
             try:
-                validate(dataclasses.replace(config, sweep=(), **{name: value}))
+                if name in own:
+                    validate(with_algorithm_settings(dataclasses.replace(config, sweep=()),
+                                                     {name: value}))  # fmt: skip
+                else:
+                    validate(dataclasses.replace(config, sweep=(), **{name: value}))
             except ConfigError as e:
                 fail_sweep(f"--sweep {name}={value:g}: {e}")
         grid[name] = parsed

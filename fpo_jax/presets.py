@@ -15,7 +15,12 @@ from typing import Any
 
 from fpo_jax import envs
 from fpo_jax.agents import ALGORITHMS, unread_settings
-from fpo_jax.config import TrainConfig, replace
+from fpo_jax.config import (
+    TrainConfig,
+    algorithm_setting_names,
+    replace,
+    with_algorithm_settings,
+)
 from fpo_jax.errors import ConfigError
 
 # The ten DeepMind Control tasks of the FPO paper's Table 1.
@@ -67,7 +72,7 @@ _DM_CONTROL_DISCOUNT = {"BallInCup": 0.95, "FingerSpin": 0.95}
 # learns slowly (eval return -15 -> 121 in 2M steps at 1024 envs; a clip x lr sweep reached at
 # most 49 at 0.8M). With source noise 0.3 the
 # same run went 208 -> 379 (random-noise evaluation; 1104 from zero noise), 0.6: 10 -> 346
-# (experiments/results/ant_cpu_2M.md).
+# (experiments/README.md, "Ant at 2M steps").
 _FLOW_POLICY_ENV = {"ant": dict(flow_noise_scale=0.3)}
 
 # Brax's published PPO settings (the per-env table of Brax's training notebook,
@@ -526,8 +531,23 @@ def format_explanation(rows: list[tuple[str, Any, str]]) -> str:
 def with_changes(config: TrainConfig, changes: Mapping[str, Any]) -> TrainConfig:
     """``config`` with ``changes`` applied as a user's flags are: a setting that follows
     another in its algorithm's registry entry (DPPO: ``eval_sigma`` follows ``dppo_sigma``)
-    takes the leader's new value when only the leader is changed and the two were equal."""
-    new = replace(config, **changes)
+    takes the leader's new value when only the leader is changed and the two were equal. A
+    name of the algorithm's own settings class goes to ``algo_settings``; a name that is
+    neither a config field nor one of the algorithm's settings is refused (ConfigError)."""
+    algo = changes.get("algo", config.algo)
+    own_names = algorithm_setting_names(algo)
+    flat = {k: v for k, v in changes.items() if k not in own_names}
+    own = {k: v for k, v in changes.items() if k in own_names}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(flat) - fields)
+    if unknown:
+        mine = f" nor a setting of algo={algo!r}" + (
+            f" (its own: {', '.join(own_names)})" if own_names else ""
+        )
+        raise ConfigError(f"{unknown[0]} is not a config field{mine}.")
+    new = replace(config, **flat)
+    if own:
+        new = with_algorithm_settings(new, own)
     entry = ALGORITHMS.get(new.algo)
     for follower, leader in (entry.follows if entry else {}).items():
         linked = getattr(config, follower) == getattr(config, leader)

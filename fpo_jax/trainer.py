@@ -49,7 +49,14 @@ from flax import struct
 
 from fpo_jax import envs, loss, networks, normalization, parallel
 from fpo_jax.agents import Agent, agent_settings, make_agent, make_policy, with_settings
-from fpo_jax.config import SWEEPABLE, TrainConfig, parse_sweep, validate
+from fpo_jax.config import (
+    SWEEPABLE,
+    TrainConfig,
+    algorithm_setting_names,
+    parse_sweep,
+    validate,
+    with_algorithm_settings,
+)
 from fpo_jax.errors import ConfigError
 
 Array = jax.Array
@@ -212,13 +219,18 @@ TRAINER_SETTINGS = frozenset({
 })  # fmt: skip
 
 
-def _check_sweep_reaches(agent: Any, grid: dict[str, tuple[float, ...]]) -> None:
-    """Refuse a swept setting that nothing reads, or that the agent reads but cannot receive."""
+def _check_sweep_reaches(
+    agent: Any, grid: dict[str, tuple[float, ...]], own: frozenset[str] = frozenset()
+) -> None:
+    """Refuse a swept setting that nothing reads, or that the agent reads but cannot receive.
+    ``own``: the algorithm's own settings (read by its agent by construction)."""
     for_agent = sorted(set(grid) - TRAINER_SETTINGS)
     if not for_agent:
         return
     name = type(agent).__name__
     reads = agent_settings(agent)
+    if reads is not None or own:
+        reads = frozenset(reads or ()) | own
     if reads is None:
         raise ConfigError(
             f"--sweep {', '.join(for_agent)}: the agent {name} does not declare which settings "
@@ -285,7 +297,8 @@ class Trainer:
         # so the program has the structure that the traced values then fill in.
         grid = parse_sweep(config)
         config = dataclasses.replace(
-            config, **{n: v[0] for n, v in grid.items() if getattr(config, n) is None}
+            config,
+            **{n: v[0] for n, v in grid.items() if getattr(config, n, 0) is None},
         )
         self.config = config
         self.mesh = mesh
@@ -302,7 +315,7 @@ class Trainer:
             )
         else:
             agent = bind_agent(agent, config)
-        _check_sweep_reaches(agent, grid)
+        _check_sweep_reaches(agent, grid, frozenset(algorithm_setting_names(config.algo)))
         self.agent = agent
         self.value_net = (
             networks.ValueMLP(
@@ -326,7 +339,13 @@ class Trainer:
         """What the traced code reads its settings from: the config with ``hparams`` in place."""
         if not hparams:
             return _View(self.config, self.agent, self.optimizer)
-        config = dataclasses.replace(self.config, **hparams)  # traced values, no validation
+        # Traced values, no validation; the algorithm's own settings go to algo_settings.
+        own = algorithm_setting_names(self.config.algo)
+        config = dataclasses.replace(
+            self.config, **{k: v for k, v in hparams.items() if k not in own}
+        )
+        if set(hparams) & set(own):
+            config = with_algorithm_settings(config, {k: v for k, v in hparams.items() if k in own})
         agent = self.agent
         if set(hparams) - TRAINER_SETTINGS:  # the agent reads some: hand it the member's config
             agent = with_settings(agent, config)
@@ -339,7 +358,9 @@ class Trainer:
         this member's values; vmap ``init`` over them to build a sweep's states.
         """
         hparams = {k: jnp.asarray(v, jnp.float32) for k, v in (hparams or {}).items()}
-        unknown = sorted(set(hparams) - set(SWEEPABLE))
+        own = algorithm_setting_names(self.config.algo)
+        swept_own = {n for n, f in own.items() if f.metadata.get("sweepable")}
+        unknown = sorted(set(hparams) - set(SWEEPABLE) - swept_own)
         if unknown:
             raise ValueError(f"{unknown} cannot be swept; sweepable: {SWEEPABLE}.")
         c = self.config

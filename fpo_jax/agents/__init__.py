@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from fpo_jax import normalization
+from fpo_jax.config import ALGORITHM_SETTINGS, TrainConfig
 from fpo_jax.agents.base import Agent
 from fpo_jax.agents.dppo import DPPOAgent
 from fpo_jax.agents.flow_policy import FlowPolicy
@@ -54,6 +55,7 @@ class Algorithm:
 
 
 ALGORITHMS: dict[str, Algorithm] = {}
+TRAIN_CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
 
 
 def register_algorithm(
@@ -63,11 +65,24 @@ def register_algorithm(
     preset_overrides: Mapping[str, Mapping[str, Any]] | None = None,
     reads: Collection[str] | None = None,
     follows: Mapping[str, str] | None = None,
+    settings: type | None = None,
 ) -> None:
     """Make ``name`` a valid ``algo`` (config, CLI, presets). Re-registering replaces the entry.
 
-    ``reads``, ``follows``: see :class:`Algorithm`.
+    ``reads``, ``follows``: see :class:`Algorithm`. ``settings``: the algorithm's own settings,
+    a frozen dataclass whose fields (typed, with defaults; :func:`fpo_jax.config.sweepable` for
+    those that may be swept) are set by name like any other setting and refused for every
+    other algorithm; its agent reads them with :func:`fpo_jax.config.algorithm_settings`.
     """
+    if settings is not None:
+        if not dataclasses.is_dataclass(settings):
+            raise TypeError(f"settings of {name!r} must be a dataclass, got {settings!r}.")
+        clash = sorted({f.name for f in dataclasses.fields(settings)} & TRAIN_CONFIG_FIELDS)
+        if clash:
+            raise ValueError(f"settings of {name!r} reuse TrainConfig's names {clash}.")
+        ALGORITHM_SETTINGS[name] = settings
+    else:
+        ALGORITHM_SETTINGS.pop(name, None)
     declared = None if reads is None else frozenset(reads)
     ALGORITHMS[name] = Algorithm(
         make, description, dict(preset_overrides or {}), declared, dict(follows or {})
