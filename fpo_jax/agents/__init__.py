@@ -20,13 +20,13 @@ import jax
 import jax.numpy as jnp
 
 from fpo_jax import normalization
-from fpo_jax.config import ALGORITHM_SETTINGS, TrainConfig
 from fpo_jax.agents.base import Agent
 from fpo_jax.agents.dppo import DPPOAgent
 from fpo_jax.agents.flow_policy import FlowPolicy
 from fpo_jax.agents.flow_ppo import FlowPPOAgent
 from fpo_jax.agents.fpo import FPOAgent
 from fpo_jax.agents.ppo import GaussianPPOAgent
+from fpo_jax.config import ALGORITHM_SETTINGS, TrainConfig
 
 
 @dataclass(frozen=True)
