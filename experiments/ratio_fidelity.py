@@ -355,7 +355,7 @@ def fidelity_table(results: list[dict], early_calls: int) -> str:
                     common.fmt_pm(np.nanmean(_weight_mean(res)[sel], axis=0), 2),
                 ]
             )
-    return common.markdown_table(headers, rows, "lllllllr")
+    return common.markdown_table(headers, rows, "l" * 8 + "r")
 
 
 def modes_table(results: list[dict]) -> tuple[str, dict[str, int]]:
