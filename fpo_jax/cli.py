@@ -36,9 +36,12 @@ from fpo_jax.train import _log, train
 
 @dataclass(frozen=True)
 class _CliConfig(TrainConfig):
-    """TrainConfig as tyro shows it: the bookkeeping field ``preset_source`` has no flag."""
+    """TrainConfig as tyro shows it: the bookkeeping field ``preset_source`` and the
+    algorithm's own settings (``algo_settings``, flags of their own names) have no flag."""
 
     preset_source: tyro.conf.Suppress[str] = field(default="TrainConfig defaults", compare=False)
+    # The chosen algorithm's own settings are flags of their own names (_take_algorithm_flags).
+    algo_settings: tyro.conf.Suppress[tuple[tuple[str, Any], ...]] = ()
 
 
 def _as_fields(config: TrainConfig) -> dict[str, Any]:
@@ -91,7 +94,8 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
         "DM Control, Playground's Brax PPO settings), --variant cpu (Brax bodies: the published "
         "layout at 1024 envs and 3M steps; without an accelerator, and with no variant or "
         "layout flag given, Brax bodies start from it: --variant default keeps the published "
-        "layout), --variant fpo++ (every env: the FPO++ recipe). --show-config prints every "
+        "layout), --variant fpo++ (every env: the FPO++ recipe with the family's learning rate; --variant "
+        "fpo++authors: with the FPO++ authors' own numbers). --show-config prints every "
         "setting with the preset layer that set it, and exits.",
     )
     parsed = TrainConfig(**_as_fields(config))
