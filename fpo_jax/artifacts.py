@@ -32,6 +32,7 @@ from fpo_jax import normalization
 from fpo_jax.agents import Policy, make_agent, make_policy, with_settings
 from fpo_jax.checkpoint import Checkpointer
 from fpo_jax.config import TrainConfig, replace, sweep_members
+from fpo_jax.config import member_config as config_of_member  # (``member_config`` is a local)
 from fpo_jax.errors import ConfigError
 from fpo_jax.runs import member_inputs, read_run_config
 
@@ -167,7 +168,7 @@ def load_run(
     params = state.eval_params["policy"]  # the EMA copy when the run kept one
     # This member's own config: its swept values and seed in place (what export_policy saves).
     settings = sweep_members(config)[member]
-    member_config = replace(config, sweep=(), num_seeds=1, **settings)
+    member_config = config_of_member(config, settings)
     return LoadedRun(
         config=member_config,
         params=params,
@@ -234,8 +235,8 @@ def export_policy(
         **{f.name: jnp.asarray(leaves[f".obs_stats.{f.name}"][member])
            for f in dataclasses.fields(normalization.RunningStats)}
     )  # fmt: skip
-    member_config = replace(
-        _sampler_config(config, **sampler), sweep=(), num_seeds=1, **sweep_members(config)[member]
+    member_config = config_of_member(
+        _sampler_config(config, **sampler), sweep_members(config)[member]
     )
     return save_policy(
         path, member_config, params, obs_stats, int(sizes["obs_size"]), int(sizes["action_size"])

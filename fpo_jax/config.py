@@ -564,6 +564,17 @@ def _check_algorithm_settings(c: TrainConfig, fail: Callable[[str], None]) -> No
             fail(f"algo={c.algo!r}'s settings: {e}")
 
 
+def member_config(config: TrainConfig, member: dict[str, float]) -> TrainConfig:
+    """One member's own config: its swept values (``sweep_members(config)[i]``, its seed
+    included) in place, no sweep, one seed; the algorithm's own settings into
+    ``algo_settings``."""
+    own = algorithm_setting_names(config.algo)
+    flat = {k: v for k, v in member.items() if k not in own}
+    out = replace(config, sweep=(), num_seeds=1, **flat)
+    mine = {k: v for k, v in member.items() if k in own}
+    return with_algorithm_settings(out, mine) if mine else out
+
+
 def parse_sweep(config: TrainConfig) -> dict[str, tuple[float, ...]]:
     """``config.sweep`` ('name=v1,v2' entries) -> ``{name: values}``; ConfigError if invalid.
 

@@ -128,12 +128,17 @@ def test_settings_it_does_not_have_are_refused_and_its_own_are_refused_for_other
         train("bandit", algo="reinforce", sweep=("hidden=8,16",))
 
 
-def test_a_sweep_of_its_own_setting_trains_each_member_with_its_value():
+def test_a_sweep_of_its_own_setting_trains_each_member_with_its_value(tmp_path):
+    import fpo_jax
     from fpo_jax.train import train
 
     single = train("bandit", algo="reinforce", action_std=0.6, num_timesteps=4_096, **TINY)
     swept = train("bandit", algo="reinforce", sweep=("action_std=0.3,0.6",),
-                  num_timesteps=4_096, **TINY)  # fmt: skip
+                  num_timesteps=4_096, run_dir=str(tmp_path), **TINY)  # fmt: skip
+    # A member's own config, as load_run and export_policy give it, holds its value.
+    assert algorithm_settings(fpo_jax.load_run(tmp_path, member=1).config).action_std == 0.6
+    exported = fpo_jax.load_policy(fpo_jax.export_policy(tmp_path, tmp_path / "p", member=0))
+    assert algorithm_settings(exported.config).action_std == 0.3
     assert [m["action_std"] for m in swept.members] == [0.3, 0.6]
     # Member 1 (0.6, seed 0) is the single run of that setting and seed.
     for x, y in zip(jax.tree.leaves(single.member(0).params),
