@@ -20,7 +20,7 @@ import tyro
 
 from fpo_jax import compile_cache
 from fpo_jax.agents import ALGORITHMS
-from fpo_jax.config import TrainConfig, algorithm_setting_names, replace
+from fpo_jax.config import TrainConfig, algorithm_setting_names, replace, typed_sweep
 from fpo_jax.errors import CheckpointError, ConfigError, TrainingDiverged
 from fpo_jax.presets import (
     CPU_MACHINE_NOTE,
@@ -42,6 +42,8 @@ class _CliConfig(TrainConfig):
     preset_source: tyro.conf.Suppress[str] = field(default="TrainConfig defaults", compare=False)
     # The chosen algorithm's own settings are flags of their own names (_take_algorithm_flags).
     algo_settings: tyro.conf.Suppress[tuple[tuple[str, Any], ...]] = ()
+    # --sweep repeats and is parsed before tyro (parse_config).
+    sweep: tyro.conf.Suppress[tuple[tuple[str, tuple[float, ...]], ...]] = ()
 
 
 def _as_fields(config: TrainConfig) -> dict[str, Any]:
@@ -108,8 +110,8 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     # As train(**overrides) applies them: --dppo-sigma also moves the evaluation sigma unless
     # --eval-sigma is given.
     config = with_changes(default, {**changes, **own_changes})
-    if known.sweep is not None:
-        config = replace(config, sweep=tuple(known.sweep))
+    if known.sweep is not None:  # parsed here, once, into typed values
+        config = replace(config, sweep=typed_sweep(config, known.sweep))
     return config
 
 

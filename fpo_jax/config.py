@@ -75,8 +75,11 @@ class TrainConfig:
     (:func:`fpo_jax.agents.register_algorithm`'s ``settings``); set them by name like any
     other setting (``train(env, algo="mine", my_setting=0.3)``, ``--my-setting 0.3``), read
     them with :func:`algorithm_settings`."""
-    sweep: tuple[str, ...] = ()
-    """Train a grid of settings in one program: 'name=v1,v2,...' per swept field (only fields
+    sweep: tuple[tuple[str, tuple[float, ...]], ...] = ()
+    """Train a grid of settings in one program: ``(name, (v1, v2, ...))`` per swept field, typed;
+    'name=v1,v2,...' strings are accepted where a config is made (the CLI's ``--sweep``,
+    ``train(..., sweep=...)``, a config built by hand) and parsed once, by :func:`typed_sweep`,
+    when the config is validated (only fields
     that change no array shape: learning_rate, clip_epsilon, value_loss_coef, entropy_cost,
     discount, gae_lambda, reward_scaling, velocity_output_scale, flow_noise_scale,
     cfm_loss_clamp, log_ratio_clamp, pair_log_ratio_clamp, max_grad_norm, dppo_sigma,
@@ -318,8 +321,8 @@ class TrainConfig:
     def num_members(self) -> int:
         """Runs trained together: the sweep grid's size times num_seeds."""
         size = 1
-        for entry in self.sweep:
-            size *= len(entry.partition("=")[2].split(","))
+        for entry in self.sweep:  # typed, or a string not yet validated
+            size *= len(entry[1]) if not isinstance(entry, str) else entry.count(",") + 1
         return size * self.num_seeds
 
     @property
@@ -339,7 +342,12 @@ class TrainConfig:
         d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
         if "algo_settings" in d:  # JSON keeps the pairs as lists
             d["algo_settings"] = tuple(tuple(pair) for pair in d["algo_settings"])
-        return cls(**d)
+        if "sweep" in d:  # typed pairs as lists; runs written before kept 'name=v1,v2' strings
+            d["sweep"] = tuple(e if isinstance(e, str) else (e[0], tuple(e[1])) for e in d["sweep"])
+        config = cls(**d)
+        if any(isinstance(e, str) for e in config.sweep):
+            config = dataclasses.replace(config, sweep=typed_sweep(config, config.sweep))
+        return config
 
 
 # Fields that say where and how a run is kept and shown (directory, resuming, checkpoints,
@@ -505,7 +513,9 @@ def validate(config: TrainConfig) -> TrainConfig:
     if not c.policy_hidden or not c.value_hidden or min(c.policy_hidden + c.value_hidden) <= 0:
         fail("policy_hidden and value_hidden must be non-empty tuples of positive sizes.")
     if c.sweep:
-        parse_sweep(c)
+        typed = typed_sweep(c, c.sweep)
+        if typed != c.sweep:
+            c = dataclasses.replace(c, sweep=typed)
     c.env_options  # noqa: B018 (raises ConfigError if malformed)
     if c.num_devices is not None and c.num_devices <= 0:
         fail(f"num_devices must be a positive integer or None, got {c.num_devices!r}.")
@@ -575,19 +585,33 @@ def member_config(config: TrainConfig, member: dict[str, float]) -> TrainConfig:
     return with_algorithm_settings(out, mine) if mine else out
 
 
-def parse_sweep(config: TrainConfig) -> dict[str, tuple[float, ...]]:
-    """``config.sweep`` ('name=v1,v2' entries) -> ``{name: values}``; ConfigError if invalid.
-
-    Each value must make a valid config on its own (e.g. a positive clip_epsilon).
-    """
-    grid: dict[str, tuple[float, ...]] = {}
+def typed_sweep(
+    config: TrainConfig, entries: typing.Iterable[str | tuple[str, typing.Sequence[float]]]
+) -> tuple[tuple[str, tuple[float, ...]], ...]:
+    """The one parser of sweeps: ``entries`` ('name=v1,v2' strings or (name, values) pairs) ->
+    typed ``((name, (v1, v2, ...)), ...)``; ConfigError if a name is not a sweepable field
+    (of the config, or of the algorithm's own settings), is given twice, or a value is not a
+    number or makes an invalid config on its own (e.g. a negative clip_epsilon)."""
+    out: dict[str, tuple[float, ...]] = {}
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    for entry in config.sweep:
-        name, sep, values = entry.partition("=")
+    own = algorithm_setting_names(config.algo)
+    base = dataclasses.replace(config, sweep=())
+    for entry in entries:
+        if isinstance(entry, str):
+            name, sep, text = entry.partition("=")
+            if not sep or not text.strip():
+                fail_sweep(f"--sweep {entry!r} is not of the form name=v1,v2,... .")
+            try:
+                values = tuple(float(v) for v in text.split(","))
+            except ValueError:
+                fail_sweep(f"--sweep {entry!r}: the values must be numbers.")
+        else:
+            name, raw = entry
+            try:
+                values = tuple(float(v) for v in raw)
+            except (TypeError, ValueError):
+                fail_sweep(f"--sweep {name}: the values must be numbers, got {raw!r}.")
         name = name.strip().replace("-", "_")
-        if not sep or not values.strip():
-            fail_sweep(f"--sweep {entry!r} is not of the form name=v1,v2,... .")
-        own = algorithm_setting_names(config.algo)
         if name not in fields and name not in own:
             fail_sweep(f"--sweep {name!r} is not a config field nor a setting of {config.algo}.")
         if name in own:
@@ -598,23 +622,29 @@ def parse_sweep(config: TrainConfig) -> dict[str, tuple[float, ...]]:
                 f"--sweep {name!r}: {name} is static (it changes array shapes or the program), "
                 f"so each value needs its own run; sweepable: {', '.join(SWEEPABLE)}."
             )
-        if name in grid:
+        if name in out:
             fail_sweep(f"--sweep {name!r} is given twice.")
-        try:
-            parsed = tuple(float(v) for v in values.split(","))
-        except ValueError:
-            fail_sweep(f"--sweep {entry!r}: the values must be numbers.")
-        for value in parsed:
+        if not values:
+            fail_sweep(f"--sweep {name}: no values.")
+        for value in values:
             try:
                 if name in own:
-                    validate(with_algorithm_settings(dataclasses.replace(config, sweep=()),
-                                                     {name: value}))  # fmt: skip
+                    validate(with_algorithm_settings(base, {name: value}))
                 else:
-                    validate(dataclasses.replace(config, sweep=(), **{name: value}))
+                    validate(dataclasses.replace(base, **{name: value}))
             except ConfigError as e:
                 fail_sweep(f"--sweep {name}={value:g}: {e}")
-        grid[name] = parsed
-    return grid
+        out[name] = values
+    return tuple(out.items())
+
+
+def parse_sweep(config: TrainConfig) -> dict[str, tuple[float, ...]]:
+    """The sweep grid ``{name: values}`` of a validated config (typed: nothing to parse); a
+    config not yet validated has its strings parsed by :func:`typed_sweep` first."""
+    entries = config.sweep
+    if any(isinstance(e, str) for e in entries):
+        entries = typed_sweep(config, entries)
+    return {name: tuple(values) for name, values in entries}
 
 
 def fail_sweep(message: str) -> typing.NoReturn:

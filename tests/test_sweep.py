@@ -79,7 +79,8 @@ def test_cli_takes_one_sweep_flag_per_field(capsys):
         ["--env", "gridworld", "--sweep", "clip_epsilon=0.05,0.1,0.2", "--num-seeds", "3",
          "--sweep=learning_rate=3e-4,1e-3"]
     )  # fmt: skip
-    assert config.sweep == ("clip_epsilon=0.05,0.1,0.2", "learning_rate=3e-4,1e-3")
+    # Parsed once, at the command line, into typed values.
+    assert config.sweep == (("clip_epsilon", (0.05, 0.1, 0.2)), ("learning_rate", (3e-4, 1e-3)))
     assert config.num_members == 18
     assert train_cli.main(["--env", "gridworld", "--sweep", "num_envs=8,16"]) == 2
     assert "num_envs is static" in capsys.readouterr().err
