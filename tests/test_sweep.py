@@ -148,3 +148,16 @@ def test_a_swept_setting_that_nothing_reads_is_refused():
     # Settings the trainer reads itself need nothing from the agent.
     train("gridworld", replace(config, algo="ppo"), agent=undeclared,
           sweep=("learning_rate=1e-3,3e-3",), num_timesteps=STEPS_PER_CALL, num_evals=1)  # fmt: skip
+
+
+def test_a_sweep_is_typed_once_whatever_form_it_is_given_in():
+    typed = (("clip_epsilon", (0.05, 0.1)), ("learning_rate", (3e-4, 1e-3)))
+    as_strings = validate(TrainConfig(sweep=("clip_epsilon=0.05,0.1", "learning-rate=3e-4,1e-3")))
+    assert as_strings.sweep == typed == validate(TrainConfig(sweep=typed)).sweep
+    # Stored typed; a run directory written with strings loads typed too.
+    assert TrainConfig.from_dict(json.loads(as_strings.to_json())).sweep == typed
+    old = json.loads(TrainConfig().to_json())
+    old["sweep"] = ["clip_epsilon=0.05,0.1", "learning_rate=3e-4,1e-3"]
+    assert TrainConfig.from_dict(old).sweep == typed
+    with pytest.raises(ConfigError, match="the values must be numbers"):
+        validate(TrainConfig(sweep=(("clip_epsilon", ("a", 0.1)),)))
