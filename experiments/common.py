@@ -345,22 +345,18 @@ def out_dir() -> Path:
     return _OUT_DIR[0]
 
 
-def write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` (creating its folder) and say so on stdout."""
+def write_bytes(path: str | Path, data: bytes | str) -> Path:
+    """Write ``data`` (bytes, or text) to ``path`` (creating its folder) and say so on stdout."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
     _say_wrote(path)
     return path
 
 
 def write_file(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` (creating its folder) and say so on stdout."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    _say_wrote(path)
-    return path
+    return write_bytes(path, text)
 
 
 def write_result(name: str, text: str) -> Path:

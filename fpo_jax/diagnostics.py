@@ -71,6 +71,32 @@ def _velocity_and_divergence(
     return jax.vmap(row)(obs, x, t)
 
 
+def _rows(
+    obs: Array, action: Array, num_steps: int, source_std: float | Array
+) -> tuple[tuple[int, ...], int, Any, Array, Array, Array]:
+    """Checks and flattens the arguments of a density: -> (batch shape, A, dtype, source_std,
+    obs (rows, obs_dim), action in the flow's units (rows, A))."""
+    if not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"num_steps must be a Python int >= 1, got {num_steps!r}.")
+    obs, action = jnp.asarray(obs), jnp.asarray(action)
+    if action.ndim < 1:
+        raise ValueError(f"action must have shape (..., A), got {action.shape}.")
+    chex.assert_equal_shape_prefix([obs, action], action.ndim - 1)
+    batch_shape, act_dim = action.shape[:-1], action.shape[-1]
+    rows = math.prod(batch_shape)
+    dtype = jnp.result_type(action.dtype, jnp.float32)
+    source_std = jnp.asarray(source_std, dtype)
+    chex.assert_shape(source_std, ())
+    obs2 = obs.reshape(rows, obs.shape[-1])
+    x = (action / source_std).reshape(rows, act_dim).astype(dtype)
+    return batch_shape, act_dim, dtype, source_std, obs2, x
+
+
+def _standard_normal_log_prob(x: Array) -> Array:
+    """log N(x; 0, I) of rows x (rows, A) -> (rows,)."""
+    return -0.5 * jnp.sum(jnp.square(x), axis=-1) - 0.5 * x.shape[-1] * math.log(2 * math.pi)
+
+
 def flow_log_prob(
     velocity_fn: VelocityFn,
     params: Any,
@@ -120,19 +146,8 @@ def flow_log_prob(
     """
     if integrator not in _TABLEAUS:
         raise ValueError(f"Unknown integrator {integrator!r}; valid integrators are {INTEGRATORS}.")
-    if not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"num_steps must be a Python int >= 1, got {num_steps!r}.")
-    obs, action = jnp.asarray(obs), jnp.asarray(action)
-    if action.ndim < 1:
-        raise ValueError(f"action must have shape (..., A), got {action.shape}.")
-    chex.assert_equal_shape_prefix([obs, action], action.ndim - 1)
-    batch_shape, act_dim = action.shape[:-1], action.shape[-1]
-    rows = math.prod(batch_shape)
-    dtype = jnp.result_type(action.dtype, jnp.float32)
-    source_std = jnp.asarray(source_std, dtype)
-    chex.assert_shape(source_std, ())
-    obs2 = obs.reshape(rows, obs.shape[-1])
-    x0 = (action / source_std).reshape(rows, act_dim).astype(dtype)
+    batch_shape, act_dim, dtype, source_std, obs2, x0 = _rows(obs, action, num_steps, source_std)
+    rows = x0.shape[0]
 
     c, a, b = _TABLEAUS[integrator]
     dt = jnp.asarray(1.0 / num_steps, dtype)
@@ -152,8 +167,7 @@ def flow_log_prob(
         return (x, delta), None
 
     (x1, delta), _ = lax.scan(body, (x0, jnp.zeros((rows,), dtype)), times)
-    log_p1 = -0.5 * jnp.sum(jnp.square(x1), axis=-1) - 0.5 * act_dim * math.log(2 * math.pi)
-    log_p = log_p1 + delta - act_dim * jnp.log(source_std)
+    log_p = _standard_normal_log_prob(x1) + delta - act_dim * jnp.log(source_std)
     out = log_p.reshape(batch_shape)
     chex.assert_shape(out, batch_shape)
     return out
@@ -241,19 +255,10 @@ def sampler_log_prob(
             f"Unknown integrator {integrator!r} for the sampler's density; valid: "
             f"{SAMPLER_INTEGRATORS} (the stochastic DPPO chain has no deterministic inverse)."
         )
-    if not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"num_steps must be a Python int >= 1, got {num_steps!r}.")
-    obs, action = jnp.asarray(obs), jnp.asarray(action)
-    if action.ndim < 1:
-        raise ValueError(f"action must have shape (..., A), got {action.shape}.")
-    chex.assert_equal_shape_prefix([obs, action], action.ndim - 1)
-    batch_shape, act_dim = action.shape[:-1], action.shape[-1]
-    rows = math.prod(batch_shape)
-    dtype = jnp.result_type(action.dtype, jnp.float32)
-    source_std = jnp.asarray(source_std, dtype)
-    chex.assert_shape(source_std, ())
-    obs2 = obs.reshape(rows, obs.shape[-1])
-    x_last = (action / source_std).reshape(rows, act_dim).astype(dtype)
+    batch_shape, act_dim, dtype, source_std, obs2, x_last = _rows(
+        obs, action, num_steps, source_std
+    )
+    rows = x_last.shape[0]
     dt = jnp.asarray(1.0 / num_steps, dtype)
     times = step_times(num_steps, dtype)[::-1]  # the last step first: t = dt, 2 dt, ..., 1
 
@@ -278,8 +283,7 @@ def sampler_log_prob(
 
     init = (x_last, jnp.zeros((rows,), dtype), jnp.ones((rows,), bool), jnp.zeros((rows,), dtype))
     (x1, logdet_sum, ok, worst), _ = lax.scan(body, init, times)
-    log_p1 = -0.5 * jnp.sum(jnp.square(x1), axis=-1) - 0.5 * act_dim * math.log(2 * math.pi)
-    log_p = log_p1 - logdet_sum - act_dim * jnp.log(source_std)
+    log_p = _standard_normal_log_prob(x1) - logdet_sum - act_dim * jnp.log(source_std)
     log_p = jnp.where(ok, log_p, jnp.nan).reshape(batch_shape)
     chex.assert_shape(log_p, batch_shape)
     if not return_info:
@@ -332,8 +336,7 @@ def path_log_prob(
     (x0, logdet_sum), _ = lax.scan(
         body, (x1, jnp.zeros((rows,), dtype)), step_times(num_steps, dtype)
     )
-    log_p1 = -0.5 * jnp.sum(jnp.square(x1), axis=-1) - 0.5 * action_dim * math.log(2 * math.pi)
-    log_p = log_p1 - logdet_sum - action_dim * jnp.log(source_std)
+    log_p = _standard_normal_log_prob(x1) - logdet_sum - action_dim * jnp.log(source_std)
     return (x0 * source_std).reshape(noise.shape), log_p.reshape(batch_shape)
 
 
