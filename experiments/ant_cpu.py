@@ -16,12 +16,18 @@ minibatches of 5 steps, 4 epochs, MJX, 3M env steps; evaluation on 32 envs at 6 
 * ``sweep``: how the variant's flow-policy settings were chosen: source noise 0.3 / 0.6 x
   lr 3e-4 / 1e-3, one seed each, 2M steps, as one program.
 
-Each program writes a run directory under ``--runs-dir``; a program whose run directory already
-holds a finished ``metrics.jsonl`` is not run again, so a stopped script resumes and ``--report``
-rebuilds the table from the run directories alone.
+* ``fpo_1M`` and ``part_*``: each FPO++ part alone on top of FPO at ``--variant cpu``, 1M env
+  steps, one seed each (a screen), against FPO alone at the same budget.
 
-    python experiments/ant_cpu.py                      # ~1.5 h on 2 quiet CPU cores
-    python experiments/ant_cpu.py --programs fpo,ppo   # some of them
+Each program writes a run directory under ``--runs-dir`` and then its compact metrics (every
+evaluation per member, the per-iteration metrics that show a collapse coming, the settings that
+scale decides) to ``experiments/results/ant_cpu/NAME.json``; a program stored there is not run
+again, so a stopped script resumes, and ``--report`` rebuilds the tables and the figure from the
+repository alone.
+
+    python experiments/ant_cpu.py --programs fpo,ppo,fpo_paper,fpo++    # ~1.5 h on 2 quiet cores
+    python experiments/ant_cpu.py --programs screen                     # the parts, ~35 min
+    python experiments/ant_cpu.py --report
     python experiments/ant_cpu.py --smoke              # 2 calls at 64 envs, to /tmp
 
 Writes ``experiments/results/ant_cpu.md`` and ``ant_cpu.png``.
@@ -63,7 +69,34 @@ PROGRAMS: dict[str, tuple[str, list[str]]] = {  # name -> (label, flags)
          "--sweep", "flow_noise_scale=0.3,0.6", "--sweep", "learning_rate=3e-4,1e-3"],
     ),
 }  # fmt: skip
+# What each FPO++ part does on ant, one at a time: FPO at --variant cpu plus that part alone,
+# 1M env steps, one seed each (a screen; the parts that move the result get two more seeds).
+PART_BASE = ["--variant", "cpu", "--num-timesteps", "1000000", "--num-evals", "4"]
+PARTS: dict[str, list[str]] = {
+    "per-sample ratio + ASPO": ["--ratio", "per_sample", "--trust-region", "aspo"],
+    "N = 16 pairs": ["--num-pairs", "16"],
+    "Beta(1, 1) flow times": ["--t-sampler", "beta", "--t-beta", "1.0"],
+    "sqrt CFM reduction + loss clamps": [
+        "--cfm-loss-reduction", "sqrt", "--cfm-loss-clamp", "20",
+        "--negative-advantage-cfm-clamp", "20",
+    ],
+    "log-ratio clamp 10, straight-through": [
+        "--log-ratio-clamp", "10", "--log-ratio-straight-through",
+    ],
+    "advantage clamp 100": ["--advantage-clamp", "100"],
+    "action perturbation 0.02": ["--action-perturbation-std", "0.02"],
+    "EMA actor 0.95": ["--ema-decay", "0.95", "--ema-warmup-updates", "500"],
+    "AdamW 1e-4 + per-network clip 1": [
+        "--weight-decay", "1e-4", "--max-grad-norm", "1.0", "--grad-clip-scope", "per_network",
+    ],
+    "zero-noise evaluation": ["--eval-noise", "zero"],
+}  # fmt: skip
+PROGRAMS["fpo_1M"] = ("FPO, ant --variant cpu, 1M steps", PART_BASE)
+for _label, _flags in PARTS.items():
+    _name = "part_" + "".join(c if c.isalnum() else "_" for c in _label).strip("_").lower()
+    PROGRAMS[_name] = (f"FPO + {_label}", [*PART_BASE, *_flags])
 COMPARED = ("fpo", "ppo", "fpo_paper", "fpo++")
+SCREEN = ("fpo_1M", *[n for n in PROGRAMS if n.startswith("part_")])
 EVALUATION = {
     "fpo": "sampler from random noise",
     "ppo": "mean action",
@@ -71,6 +104,11 @@ EVALUATION = {
     "fpo++": "EMA actor from zero noise, 5 Euler steps",
     "sweep": "sampler from random noise",
 }
+for _name, (_label, _flags) in PROGRAMS.items():
+    if _name.startswith("part_") or _name == "fpo_1M":
+        ema = "EMA actor" if "--ema-decay" in _flags else "live actor"
+        noise = "zero noise" if "zero" in _flags else "random noise"
+        EVALUATION[_name] = f"{ema} from {noise}"
 SMOKE = ["--num-envs", "64", "--batch-size", "32", "--num-timesteps", "2560", "--num-evals", "1"]
 
 
@@ -88,9 +126,47 @@ def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in metrics.open()] if metrics.exists() else []
 
 
+def stored(name: str) -> Path:
+    """The compact metrics of a finished program, kept in the repository (the run directory
+    itself, with its checkpoints, is not)."""
+    return common.out_dir() / "ant_cpu" / f"{name.replace('+', 'p')}.json"
+
+
+# Per-iteration metrics kept with each program: what shows a collapse coming.
+KEPT = ("clip_fraction", "log_ratio_std", "approx_kl", "policy_loss", "train/episode_return")
+
+
+def store_program(name: str, path: Path) -> None:
+    """Keep what the report needs from a finished run directory: every evaluation (each
+    member's return, forward reward and episode length; the live vs EMA gap with an EMA), the
+    per-iteration metrics in ``KEPT``, the members, the settings that scale decides, and the
+    wall time."""
+    history = _rows(path)
+    config = json.loads((path / "config.json").read_text())
+    evals = [
+        {k: v for k, v in r.items()
+         if k == "env_steps" or k.startswith("per_member/eval/") or k.startswith("eval/")}
+        for r in history if r.get("eval/episode_return") is not None
+    ]  # fmt: skip
+    out = dict(
+        program=name, command=f"python -m fpo_jax.train {' '.join(BASE + PROGRAMS[name][1])}",
+        evaluation=EVALUATION[name], evals=evals,
+        iterations={k: [r.get(k) for r in history if "call" in r and r["call"] > 0] for k in KEPT},
+        members=json.loads((path / "members.json").read_text()),
+        settings={k: config.get(k) for k in ("learning_rate", "flow_noise_scale", "clip_epsilon",
+                                               "ema_decay", "num_epochs", "eval_noise",
+                                               "variant")},
+        wall_time=history[-1]["wall_time"], provenance=common.provenance(),
+    )  # fmt: skip
+    common.write_file(stored(name), json.dumps(out, indent=1))
+
+
 def run_program(name: str, args: argparse.Namespace) -> None:
     path = run_dir(args, name)
+    if stored(name).exists():
+        return
     if finished(path):
+        store_program(name, path)
         return
     flags = PROGRAMS[name][1] + (SMOKE if args.smoke else [])
     cmd = [sys.executable, "-m", "fpo_jax.train", *BASE, *flags, "--run-dir", str(path)]
@@ -98,29 +174,46 @@ def run_program(name: str, args: argparse.Namespace) -> None:
         cmd += ["--overwrite"]
     common.log(f"{name}: {' '.join(cmd[1:])}")
     subprocess.run(cmd, cwd=REPO, check=True)
+    store_program(name, path)
+
+
+def _load(name: str) -> dict | None:
+    path = stored(name)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _curve(run: dict, key: str = "eval/episode_return") -> tuple[np.ndarray, np.ndarray]:
+    """(env steps (E,), each member's value (E, members)) of an evaluation metric."""
+    steps = np.array([e["env_steps"] for e in run["evals"]])
+    return steps, np.array([e[f"per_member/{key}"] for e in run["evals"]], np.float64)
 
 
 def report(args: argparse.Namespace) -> None:
+    """The tables and the figure, from the compact metrics stored under results/ant_cpu/."""
     plt = common.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    rows, commands = [], []
+    rows, commands, runs = [], [], []
     for i, name in enumerate(COMPARED):
-        label, flags = PROGRAMS[name]
-        history = _rows(run_dir(args, name))
-        if not history:
+        run = _load(name)
+        if run is None:
             continue
-        steps, returns = common.eval_curve(history, 3)
-        common.plot_curves(ax, steps, returns, label, f"C{i}")
-        evals = [r for r in history if r.get("eval/episode_return") is not None]
-        length = np.asarray(evals[-1]["per_member/eval/episode_length"])
-        forward = np.asarray(evals[-1]["per_member/eval/reward_forward"])
-        start, final = returns[0], returns[-1]
+        runs.append(run)
+        steps, returns = _curve(run)
+        common.plot_curves(ax, steps, returns, PROGRAMS[name][0], f"C{i}")
+        forward = _curve(run, "eval/reward_forward")[1][-1]
+        length = _curve(run, "eval/episode_length")[1][-1]
         rows.append([
-            label, EVALUATION[name], common.fmt_pm(start, 0), common.fmt_pm(final, 0),
-            ", ".join(f"{x:.0f}" for x in final), common.fmt_pm(forward, 0),
-            common.fmt_pm(length, 0), f"{history[-1]['wall_time'] / 60:.0f}",
+            PROGRAMS[name][0], run["evaluation"], common.fmt_pm(returns[0], 0),
+            common.fmt_pm(returns[-1], 0), ", ".join(f"{x:.0f}" for x in returns[-1]),
+            common.fmt_pm(forward, 0), common.fmt_pm(length, 0), f"{run['wall_time'] / 60:.0f}",
         ])  # fmt: skip
-        commands.append(f"- {name}: `python -m fpo_jax.train {' '.join(BASE + flags)}`")
+        commands.append(f"- {name}: `{run['command']}`")
+    screen = [run for run in map(_load, SCREEN) if run is not None]
+    runs += screen
+    sweep = _load("sweep")
+    runs += [sweep] if sweep else []
+    if not runs:
+        raise SystemExit(f"No stored programs under {stored('fpo').parent}: run some first.")
     common.label_return_axes(ax, "Brax ant on a CPU (1024 envs, 3 seeds)")
     fig.tight_layout()
     common.save_figure(fig, "ant_cpu.png")
@@ -129,44 +222,70 @@ def report(args: argparse.Namespace) -> None:
         "3,031,040 env steps per seed (37 iterations of 81,920), 3 seeds per program",
         ["1024 envs, batch 512 x 32 minibatches, unroll 5, 4 epochs, MJX backend",
          "evaluation: 32 envs, one 1000-step episode each, before training and at 5 points"],
+        data=[r["provenance"] for r in runs],
     )  # fmt: skip
-    text += "\n" + common.markdown_table(
-        ["program", "evaluation", "start (mean ± s.e.)", "final (mean ± s.e.)", "final per seed",
-         "final forward reward", "final episode length", "wall min (shared CPU)"],
-        rows, "llrrlrrr",
-    )  # fmt: skip
-    text += "\nCommands (each run as one program of 3 seeds):\n\n" + "\n".join(commands) + "\n"
-    text += "\n![eval return over env steps](ant_cpu.png)\n"
-    text += sweep_table(args)
+    if rows:
+        text += "\n" + common.markdown_table(
+            ["program", "evaluation", "start (mean ± s.e.)", "final (mean ± s.e.)",
+             "final per seed", "final forward reward", "final episode length",
+             "wall min (shared CPU)"],
+            rows, "llrrlrrr",
+        )  # fmt: skip
+        text += "\nCommands (each run as one program of 3 seeds):\n\n" + "\n".join(commands)
+        text += "\n\n![eval return over env steps](ant_cpu.png)\n"
+    text += screen_table(screen)
+    text += sweep_table(sweep)
     common.write_result("ant_cpu.md", text)
 
 
-def sweep_table(args: argparse.Namespace) -> str:
-    """The flow-policy setting search behind the variant: one row per member."""
-    path = run_dir(args, "sweep")
-    history = _rows(path)
-    if not history:
+def screen_table(screen: list[dict]) -> str:
+    """Each FPO++ part alone on top of FPO, 1M steps: return and forward reward (a standing
+    ant collects ~800 of return with a forward reward near 0), and which evaluation."""
+    if not screen:
         return ""
-    members = json.loads((path / "members.json").read_text())
-    evals = [r for r in history if r.get("eval/episode_return") is not None]
-    rows = [
-        [m["flow_noise_scale"], m["learning_rate"], f"{evals[0]['per_member/eval/episode_return'][i]:.0f}",
-         f"{evals[-1]['per_member/eval/episode_return'][i]:.0f}",
-         f"{evals[-1]['per_member/eval/episode_length'][i]:.0f}"]
-        for i, m in enumerate(members)
-    ]  # fmt: skip
-    variant = json.loads((path / "config.json").read_text()).get("variant")
-    launched = (
-        ""
-        if variant == "cpu"
-        else " This run predates the variant: it was launched with the same settings as explicit "
-        "flags (`--backend mjx --num-envs 1024 --batch-size 512 ...`)."
+    rows = []
+    for run in screen:
+        returns = _curve(run)[1][-1]
+        forward = _curve(run, "eval/reward_forward")[1][-1]
+        gap = [e.get("eval/ema_minus_live_return") for e in run["evals"]][-1]
+        rows.append([
+            PROGRAMS[run["program"]][0], run["evaluation"], common.fmt_pm(returns, 0),
+            common.fmt_pm(forward, 0), "-" if gap is None else f"{gap:+.0f}", len(returns),
+        ])  # fmt: skip
+    return (
+        "\n## Each FPO++ part alone on ant (1M env steps)\n\n"
+        f"`{' '.join(['python -m fpo_jax.train', *BASE, *PART_BASE])}` plus the part's flags.\n\n"
+        + common.markdown_table(
+            [
+                "program",
+                "evaluation",
+                "final return",
+                "final forward reward",
+                "EMA minus live return",
+                "seeds",
+            ],
+            rows,
+            "llrrrr",
+        )  # fmt: skip
+        + "\n"
     )
+
+
+def sweep_table(run: dict | None) -> str:
+    """The flow-policy setting search behind the variant: one row per member."""
+    if run is None:
+        return ""
+    returns = _curve(run)[1]
+    lengths = _curve(run, "eval/episode_length")[1]
+    rows = [
+        [m["flow_noise_scale"], m["learning_rate"], f"{returns[0][i]:.0f}",
+         f"{returns[-1][i]:.0f}", f"{lengths[-1][i]:.0f}"]
+        for i, m in enumerate(run["members"])
+    ]  # fmt: skip
     return (
         f"\n## How the variant's FPO settings were chosen\n\n"
-        f"`python -m fpo_jax.train {' '.join(BASE + PROGRAMS['sweep'][1])}` (one program, "
-        f"seed 0, {evals[-1]['env_steps']:,} env steps; evaluation from random noise).{launched}"
-        "\n\n"
+        f"`{run['command']}` (one program, seed 0, {run['evals'][-1]['env_steps']:,} env steps; "
+        "evaluation from random noise).\n\n"
         + common.markdown_table(
             ["flow_noise_scale", "learning_rate", "start", "final", "final episode length"],
             rows,
@@ -177,15 +296,19 @@ def sweep_table(args: argparse.Namespace) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--programs", default=",".join(PROGRAMS), help=", ".join(PROGRAMS))
+    parser.add_argument("--programs", default=",".join([*COMPARED, "sweep"]),
+                        help="comma-separated; 'screen' = fpo_1M and every part_*: "
+                        + ", ".join(PROGRAMS))  # fmt: skip
     parser.add_argument("--runs-dir", type=Path, default=REPO / "runs")
     parser.add_argument("--report", action="store_true", help="only rebuild the table")
     args = common.parse_args(parser, argv, smoke="2 calls at 64 envs")
     if args.smoke and args.runs_dir == REPO / "runs":
         args.runs_dir = common.out_dir() / "runs"
     if not args.report:
-        for name in args.programs.split(","):
-            run_program(name.strip(), args)
+        names = [n.strip() for n in args.programs.split(",")]
+        names = [m for n in names for m in (SCREEN if n == "screen" else (n,))]
+        for name in names:
+            run_program(name, args)
     report(args)
 
 
