@@ -45,7 +45,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fpo_jax import envs  # noqa: E402
-from fpo_jax.config import replace  # noqa: E402
+from fpo_jax.config import replace, sweep_members, validate  # noqa: E402
 from fpo_jax.presets import preset  # noqa: E402
 from fpo_jax.train import train  # noqa: E402
 
@@ -184,29 +184,60 @@ def fpo_config(task: str, changes: dict[str, Any]) -> Any:
     )  # fmt: skip
 
 
-def final_scores(res: Any, path: Path) -> dict[str, list[float]]:
+def program_config(task: str, program: str, iterations: int, seeds: int) -> Any:
+    """The config one of our programs trains with (layout, budget, seeds, evaluation)."""
+    kind, name = program.split(":", 1)
+    changes = (FPO if kind == "fpo" else OURS)[name]
+    config = fpo_config(task, changes) if kind == "fpo" else ours_config(task, changes)
+    return validate(replace(
+        config, num_seeds=seeds, num_timesteps=iterations * config.env_steps_per_iteration,
+        num_evals=iterations + 1, progress=False,
+    ))  # fmt: skip
+
+
+def save_policy(state: Any, path: Path) -> None:
+    """Each seed's final policy parameters and observation statistics, beside the program's
+    JSON (a few dozen KB): what re-scoring needs."""
+    from flax import serialization
+
+    policy = jax.device_get({"policy": state.eval_params["policy"], "obs_stats": state.obs_stats})
+    common.write_bytes(path.with_suffix(".policy.msgpack"), serialization.to_bytes(policy))
+
+
+def final_scores(task: str, config: Any, state: Any) -> dict[str, list[float]]:
     """Each seed's final parameters scored both ways on the same episodes' keys: stochastically
     (FPO from random source noise, PPO a Gaussian sample) and deterministically (FPO from zero
     noise, PPO its mean action). The evaluation key is the last training call's, so the
-    stochastic score repeats the run's own last evaluation. The final policy parameters and
-    observation statistics are saved beside the program's JSON, for re-scoring later."""
-    from flax import serialization
-
+    stochastic score repeats the run's own last evaluation."""
     from fpo_jax.loop import Evaluator
     from fpo_jax.trainer import Trainer
 
-    policy = jax.device_get(
-        {"policy": res.state.eval_params["policy"], "obs_stats": res.state.obs_stats}
-    )
-    common.write_bytes(path.with_suffix(".policy.msgpack"), serialization.to_bytes(policy))
+    env = envs.make_env(task, **TASKS[task]["env"])
     scores = {}
     for kind, noise in (("stochastic", "random"), ("deterministic", "zero")):
-        config = replace(res.config, eval_noise=noise)
-        evaluator = Evaluator(Trainer(res.trainer.env, config), config, res.members)
-        record = evaluator(res.state, config.num_calls)
+        scored = replace(config, eval_noise=noise)
+        evaluator = Evaluator(Trainer(env, scored), scored, sweep_members(scored))
+        record = evaluator(state, scored.num_calls)
         scores[kind] = [float(x) for x in record["per_member/eval/episode_return"]]
         common.log(f"  final, {kind}: " + ", ".join(f"{x:.0f}" for x in scores[kind]))
     return scores
+
+
+def restore_final_state(task: str, config: Any, path: Path) -> Any:
+    """A state whose policy and observation statistics are the saved final ones (the rest is
+    a fresh initial state: evaluation reads nothing else)."""
+    from flax import serialization
+
+    from fpo_jax.runs import member_inputs
+    from fpo_jax.trainer import Trainer
+
+    trainer = Trainer(envs.make_env(task, **TASKS[task]["env"]), config)
+    _, keys, hparams = member_inputs(config)
+    state = jax.jit(jax.vmap(trainer.init))(keys, hparams)
+    template = {"policy": state.params["policy"], "obs_stats": state.obs_stats}
+    saved = serialization.from_bytes(template, path.with_suffix(".policy.msgpack").read_bytes())
+    return state.replace(params={**state.params, "policy": saved["policy"]},
+                         obs_stats=saved["obs_stats"])  # fmt: skip
 
 
 def run_program(task: str, program: str, iterations: int, seeds: int) -> dict[str, Any]:
@@ -215,7 +246,14 @@ def run_program(task: str, program: str, iterations: int, seeds: int) -> dict[st
     program = next((k for k in known if k.replace(" ", "_") == program.replace(" ", "_")), program)
     path = program_path(task, program)
     stored = json.loads(path.read_text()) if path.exists() else None
-    if stored is not None and (program == "brax" or "final" in stored):
+    if stored is not None and (program == "brax" or stored.get("final") is not None):
+        return stored
+    if stored is not None and "final" in stored and path.with_suffix(".policy.msgpack").exists():
+        # Trained and saved, stopped before its scores: score the saved parameters.
+        config = program_config(task, program, iterations, seeds)
+        common.log(f"{task}: {program}, scoring the saved final parameters")
+        stored["final"] = final_scores(task, config, restore_final_state(task, config, path))
+        common.write_file(path, json.dumps(stored, indent=1))
         return stored
     # A stored program without its final parameters' scores runs again; the same code and
     # seeds reproduce its curve bit for bit, which `matches_stored_run` records.
@@ -230,28 +268,28 @@ def run_program(task: str, program: str, iterations: int, seeds: int) -> dict[st
     else:
         kind, name = program.split(":", 1)
         changes = (FPO if kind == "fpo" else OURS)[name]
-        config = fpo_config(task, changes) if kind == "fpo" else ours_config(task, changes)
-        res = train(
-            task, config, num_seeds=seeds, num_timesteps=iterations * config.env_steps_per_iteration,
-            num_evals=iterations + 1, progress=False,
-        )  # fmt: skip
+        config = program_config(task, program, iterations, seeds)
+        res = train(task, config)
         evals = [r for r in res.history if r.get("eval/episode_return") is not None]
         steps = [int(r["env_steps"]) for r in evals]
         returns = np.array([r["per_member/eval/episode_return"] for r in evals]).reshape(
             len(evals), seeds
         )
         wall = [float(r["wall_time"]) for r in evals]
-        final = final_scores(res, path)
+        save_policy(res.state, path)
     out = dict(
         task=task, program=program, changes=changes, steps=steps, wall=wall,
         returns=returns.tolist(), seconds=time.perf_counter() - t0,
         provenance=common.provenance(),
     )  # fmt: skip
-    if program != "brax":
-        out["final"] = final
     if stored is not None:
         out["matches_stored_run"] = stored["returns"] == out["returns"]
         common.log(f"  same curve as the stored run: {out['matches_stored_run']}")
+    if program != "brax":
+        # The curve and the parameters are kept first, so a stop while scoring loses nothing.
+        out["final"] = None
+        common.write_file(path, json.dumps(out, indent=1))
+        out["final"] = final_scores(task, config, res.state)
     common.write_file(path, json.dumps(out, indent=1))
     common.log(f"  {out['seconds']:.0f} s; final " + ", ".join(f"{x:.0f}" for x in returns[-1]))
     return out
