@@ -248,6 +248,14 @@ def run_program(task: str, program: str, iterations: int, seeds: int) -> dict[st
     stored = json.loads(path.read_text()) if path.exists() else None
     if stored is not None and (program == "brax" or stored.get("final") is not None):
         return stored
+    if stored is None and path.with_suffix(".policy.msgpack").exists() and program != "brax":
+        # Saved parameters of a finished run whose curve was lost: score them, say so.
+        stored = dict(task=task, program=program, changes={}, steps=None, wall=None,
+                      returns=None, seconds=None, provenance=common.provenance(), final=None,
+                      note="curve lost: the run was stopped while scoring; its saved final "
+                      "parameters were scored afterwards")  # fmt: skip
+        kind, name = program.split(":", 1)
+        stored["changes"] = (FPO if kind == "fpo" else OURS)[name]
     if stored is not None and "final" in stored and path.with_suffix(".policy.msgpack").exists():
         # Trained and saved, stopped before its scores: score the saved parameters.
         config = program_config(task, program, iterations, seeds)
@@ -320,7 +328,9 @@ def equal_terms_table(programs: list[dict[str, Any]]) -> list[str]:
         rows.append([
             p["program"], BEHAVIOUR.get(p["program"], "-"), len(sto), common.fmt_pm(sto, 0),
             common.fmt_pm(det, 0), ", ".join(f"{x:.0f}" for x in det),
-            {True: "yes", False: "no"}.get(p.get("matches_stored_run"), "(new)"),
+            {True: "yes", False: "no"}.get(
+                p.get("matches_stored_run"), "curve lost" if p.get("returns") is None else "(new)"
+            ),
         ])  # fmt: skip
     return [
         "\nOn equal terms: the final parameters of each program scored both ways on the same "
@@ -372,7 +382,10 @@ def report() -> None:
     fig, axes = plt.subplots(2, len(tasks), figsize=(6 * len(tasks), 8), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for col, task in enumerate(tasks):
-        mine = [p for p in progs if p["task"] == task]
+        every = [p for p in progs if p["task"] == task]
+        # A program whose curve was lost (stopped while scoring; its saved parameters scored
+        # later) is in the equal-terms table only.
+        mine = [p for p in every if p.get("returns") is not None]
         mine.sort(key=lambda p: (p["program"] != "brax", p["program"] != "ours:brax", p["program"]))
         lines += [f"\n## {task}\n", "Eval return, mean ± standard error over seeds:\n"]
         steps = max((p["steps"] for p in mine), key=len)
@@ -408,7 +421,7 @@ def report() -> None:
                 o = np.asarray(p["returns"][-1], np.float64)
                 se = np.hypot(common.mean_stderr(o)[1], common.mean_stderr(b)[1])
                 lines.append(f"- {p['program']}: {o.mean() - b.mean():+.0f} ± {se:.0f}")
-        lines += equal_terms_table(mine)
+        lines += equal_terms_table(every)
         common.label_return_axes(axes[0, col], task)
         axes[1, col].set_xticks(range(len(mine)), [p["program"] for p in mine], rotation=30,
                                 ha="right", fontsize=7)  # fmt: skip
