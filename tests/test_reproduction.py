@@ -119,7 +119,8 @@ def test_gridworld_paper_variant_is_the_authors_run_and_the_default_stays_cpu_fa
     assert default == preset("gridworld", "fpo", variant="default")
     assert (default.num_pairs, default.learning_rate) == (8, 1e-3)  # the CPU-fast preset
     with pytest.raises(
-        ConfigError, match=r"variant='paper' is not one of \('default', 'brax', 'fast', 'fpo\+\+'\)"
+        ConfigError,
+        match=r"variant='paper' is not one of \('default', 'brax', 'fast', 'fpo\+\+', 'fpo\+\+authors'\)",
     ):
         preset("CartpoleBalance", "fpo", variant="paper")
     with pytest.raises(ConfigError, match="variant='papr'"):
