@@ -314,14 +314,10 @@ def path_log_prob(
     """
     if integrator not in SAMPLER_INTEGRATORS:
         raise ValueError(f"Unknown integrator {integrator!r}; valid: {SAMPLER_INTEGRATORS}.")
-    obs, noise = jnp.asarray(obs), jnp.asarray(noise)
-    chex.assert_equal_shape_prefix([obs, noise], noise.ndim - 1)
-    batch_shape, action_dim = noise.shape[:-1], noise.shape[-1]
-    rows = math.prod(batch_shape)
-    dtype = jnp.result_type(noise.dtype, jnp.float32)
+    # The noise is already in the flow's units: the shared argument checks with unit scale.
+    batch_shape, action_dim, dtype, _, obs2, x1 = _rows(obs, noise, num_steps, 1.0)
+    rows = x1.shape[0]
     source_std = jnp.asarray(source_std, dtype)
-    obs2 = obs.reshape(rows, obs.shape[-1])
-    x1 = noise.reshape(rows, action_dim).astype(dtype)
     dt = jnp.asarray(1.0 / num_steps, dtype)
 
     def forward_row(o: Array, x: Array, t: Array) -> tuple[Array, Array]:
