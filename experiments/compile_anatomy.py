@@ -1,18 +1,26 @@
 """Where a run's compile goes: the three programs a run compiles (the training step, the
 evaluation, the initial state), each measured by its HLO before and after XLA's optimisation
-(instructions, fusions, while loops, computations) and its compile time, and what the programs
-have in common (the env step, the flow sampler).
+(instructions, fusions, while loops, computations), the seconds Python spends tracing and
+lowering it, and XLA's compile seconds; the parts the programs have in common (the env's reset
+and step, the policy's sampler) lowered alone; and the candidates that cut a program's compile,
+each with what it costs at run time and whether it computes the same bits.
 
 CartpoleBalance, FPO at the paper's layout scaled to 256 envs (batch 128 x 32 minibatches,
 unroll 30, 16 epochs), one member, as ``fpo_jax.train.train`` builds them. The HLO counts are
-properties of the programs, the same on a busy machine; the compile seconds are not: take them
-only on a quiet machine (the header says the load at the start and at the end).
+properties of the programs, the same on a busy machine; the seconds are not: take them only on a
+quiet machine (the header says the load at the start and at the end).
 
-    python experiments/compile_anatomy.py
+Candidates (each program built as a run builds it, then changed in one way):
+- ``opt level 0``: XLA's backend optimisation level 0 for that program alone
+  (``compile(compiler_options={"xla_backend_optimization_level": 0})``);
+- ``one member, no vmap``: a single-member run traced without the vmap over members (the
+  member axis squeezed off the state and put back on the outputs).
+
+    python experiments/compile_anatomy.py              # ~6 min on 2 quiet CPU cores
     python experiments/compile_anatomy.py --smoke      # tiny layout, to /tmp
 
 Writes ``experiments/results/compile_anatomy_CartpoleBalance_cpu.md`` (and the JSON of the
-counts beside it).
+numbers beside it).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402  (also puts the repository on sys.path)
 import jax  # noqa: E402
+import numpy as np  # noqa: E402
 
 from fpo_jax import envs  # noqa: E402
 from fpo_jax.loop import Evaluator  # noqa: E402
@@ -38,13 +47,12 @@ from fpo_jax.trainer import Trainer  # noqa: E402
 ENV = "CartpoleBalance"
 LAYOUT = dict(num_envs=256, batch_size=128, num_minibatches=32, unroll_length=30, num_epochs=16)
 SMOKE = dict(num_envs=16, batch_size=8, num_minibatches=2, unroll_length=8, num_epochs=2)
+OPT_LEVEL_0 = {"xla_backend_optimization_level": 0}
 
 
 def hlo_counts(text: str) -> dict[str, int]:
-    """Counts in an HLO module's text: instructions (lines with '='), fusion computations,
-    while loops, computations, and the calls of the env's physics (MuJoCo's constraint solver
-    and forward kinematics leave recognisable op names) and of the velocity network (its
-    dot products: one per dense layer application)."""
+    """Counts in an HLO module's text: instructions (lines with '='), computations, fusions,
+    while loops, dot products, conditionals and custom calls."""
     lines = text.splitlines()
     instructions = sum(1 for line in lines if " = " in line and not line.lstrip().startswith("//"))
     return {
@@ -58,51 +66,165 @@ def hlo_counts(text: str) -> dict[str, int]:
     }
 
 
-def measure(name: str, lowered) -> dict:
-    pre = lowered.as_text(dialect="hlo")
+def _timed(fn):
     clock = time.perf_counter()
-    compiled = lowered.compile()
-    seconds = time.perf_counter() - clock
-    post = compiled.as_text()
-    common.log(f"{name}: compiled in {seconds:.1f} s")
-    return {"program": name, "compile_s": round(seconds, 2), "before": hlo_counts(pre),
-            "after": hlo_counts(post)}  # fmt: skip
+    out = jax.block_until_ready(fn())
+    return out, time.perf_counter() - clock
+
+
+def build(name: str, jitted, *args, options: dict | None = None) -> dict:
+    """Lower (trace + lowering to XLA's input) and compile one program; its counts and seconds."""
+    lowered, lower_s = _timed(lambda: jitted.lower(*args))
+    compiled, compile_s = _timed(lambda: lowered.compile(compiler_options=options or {}))
+    common.log(f"{name}: lowered in {lower_s:.1f} s, compiled in {compile_s:.1f} s")
+    return {"program": name, "lower_s": round(lower_s, 2), "compile_s": round(compile_s, 2),
+            "before": hlo_counts(lowered.as_text(dialect="hlo")),
+            "after": hlo_counts(compiled.as_text()), "compiled": compiled}  # fmt: skip
+
+
+def run_seconds(compiled, *args, repeats: int) -> tuple[float, list]:
+    """Median seconds of ``repeats`` calls, and the leaves of the first call's output."""
+    first, times = None, []
+    for _ in range(repeats):
+        out, seconds = _timed(lambda: compiled(*args))
+        times.append(seconds)
+        first = jax.tree.leaves(out) if first is None else first
+    return float(np.median(times)), first
+
+
+def same_bits(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(
+        np.array_equal(np.asarray(x), np.asarray(y), equal_nan=True) for x, y in zip(a, b)
+    )
+
+
+def one_member(fn):
+    """``fn`` of a single member's state, called on a state with a members axis of size 1."""
+
+    def wrapped(*args):
+        out = fn(*jax.tree.map(lambda x: x[0], args))
+        return jax.tree.map(lambda x: x[None], out)
+
+    return wrapped
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     args = common.parse_args(p, argv, smoke="a tiny layout")
     common.disable_compilation_cache()
+    clock = common.Stopwatch()
     layout = SMOKE if args.smoke else LAYOUT
+    repeats = 1 if args.smoke else 2
     config = resolve_config(ENV, preset(ENV, "fpo"), **layout, num_eval_envs=128)
     env = envs.make_env(ENV)
     trainer = Trainer(env, config)
     members, keys, hparams = member_inputs(config)
-    init = jax.jit(jax.vmap(trainer.init))
-    state_shape = jax.eval_shape(init, keys, hparams)
     evaluator = Evaluator(trainer, config, members)
-    programs = [
-        measure("initial state", init.lower(keys, hparams)),
-        measure("training step",
-                jax.jit(jax.vmap(trainer.train_step), donate_argnums=0).lower(state_shape)),
-        measure("evaluation", evaluator._evaluate.lower(state_shape, evaluator._keys(0))),
+    eval_keys = evaluator._keys(0)
+
+    # The three programs as a run builds them (fpo_jax.train.train), one after the other.
+    init_jit = jax.jit(jax.vmap(trainer.init))
+    step_jit = jax.jit(jax.vmap(trainer.train_step))  # a run also donates the state
+    eval_jit = jax.jit(jax.vmap(trainer.evaluate))
+    programs = [build("initial state", init_jit, keys, hparams)]
+    state = programs[0]["compiled"](keys, hparams)
+    programs.append(build("training step", step_jit, state))
+    programs.append(build("evaluation", eval_jit, state, eval_keys))
+    runs = {  # program -> (jitted, args)
+        "initial state": (init_jit, (keys, hparams)),
+        "training step": (step_jit, (state,)),
+        "evaluation": (eval_jit, (state, eval_keys)),
+    }
+    plain = {"initial state": trainer.init, "training step": trainer.train_step,
+             "evaluation": trainer.evaluate}  # fmt: skip
+
+    # The parts two programs share, lowered alone at the batch they run at.
+    obs_size, act_size = trainer.obs_size, trainer.action_size
+    env_state = jax.jit(trainer.train_env.reset)(jax.random.split(keys[0], config.num_envs))
+    policy = trainer.policy_fn(
+        jax.tree.map(lambda x: x[0], state.eval_params),
+        jax.tree.map(lambda x: x[0], state.obs_stats), {},
+    )  # fmt: skip
+    parts = [
+        build("env reset (train batch)", jax.jit(trainer.train_env.reset),
+              jax.random.split(keys[0], config.num_envs)),
+        build("env step (train batch)", jax.jit(trainer.train_env.step), env_state,
+              jax.numpy.zeros((config.num_envs, act_size))),
+        build("policy action (eval batch)", jax.jit(policy),
+              jax.numpy.zeros((config.num_eval_envs, obs_size)), keys[0]),
     ]  # fmt: skip
+
+    # Candidates, one program and one change at a time, against that program as a run builds it.
+    candidates = []
+    for prog in programs:
+        name = prog["program"]
+        jitted, run_args = runs[name]
+        base_s, base_out = run_seconds(prog["compiled"], *run_args, repeats=repeats)
+        variants = [
+            ("as a run builds it", prog),
+            # The same lowering (JAX reuses it), compiled with other options.
+            ("opt level 0", {**build(f"{name}, opt level 0", jitted, *run_args,
+                                     options=OPT_LEVEL_0), "lower_s": prog["lower_s"]}),
+            ("one member, no vmap",
+             build(f"{name}, one member", jax.jit(one_member(plain[name])), *run_args)),
+        ]  # fmt: skip
+        for label, built in variants:
+            if built is prog:
+                seconds, out = base_s, base_out
+            else:
+                seconds, out = run_seconds(built["compiled"], *run_args, repeats=repeats)
+            common.log(f"{name}, {label}: one call {seconds:.2f} s")
+            candidates.append({
+                "program": name, "candidate": label, "lower_s": built["lower_s"],
+                "compile_s": built["compile_s"], "run_s": round(seconds, 3),
+                "instructions_after": built["after"]["instructions"],
+                "same_bits": same_bits(out, base_out),
+            })  # fmt: skip
+
+    for r in programs + parts:
+        r.pop("compiled")
     common.write_file(common.out_dir() / "compile_anatomy_CartpoleBalance_cpu.json",
-                      json.dumps({"layout": layout, "programs": programs, "provenance":
-                                  common.provenance()}, indent=1))  # fmt: skip
+                      json.dumps({"layout": layout, "programs": programs, "parts": parts,
+                                  "candidates": candidates, "provenance": common.provenance()},
+                                 indent=1))  # fmt: skip
     keys_ = list(programs[0]["after"])
-    rows = [
-        [r["program"], f"{r['compile_s']:.1f}",
-         *[f"{r['before'][k]:,} / {r['after'][k]:,}" for k in keys_]]
-        for r in programs
-    ]  # fmt: skip
+
+    def count_rows(rows):
+        return [
+            [r["program"], f"{r['lower_s']:.1f}", f"{r['compile_s']:.1f}",
+             *[f"{r['before'][k]:,} / {r['after'][k]:,}" for k in keys_]]
+            for r in rows
+        ]  # fmt: skip
+
+    headers = ["program", "lower s", "compile s", *keys_]
     text = common.results_header(
         "Where a run's compile goes: the three programs, CartpoleBalance FPO",
         ", ".join(f"{k} {v}" for k, v in layout.items()) + ", 1 member, 128 evaluation envs",
-        ["compile seconds: one compile each, one after the other, no compilation cache"],
+        ["seconds: one lowering and one compile each, one after the other, no compilation cache",
+         f"run seconds: median of {repeats} calls of the compiled program"],
+    )  # fmt: skip
+    text += (
+        "\n'lower s': Python tracing the program and lowering it to XLA's input (holds Python's "
+        "lock: the programs a run builds at once are traced one at a time). 'compile s': XLA. "
+        "Each count: in the HLO JAX hands XLA / in the optimised HLO XLA compiled.\n\n"
     )
-    text += "\nEach cell: in the HLO JAX hands XLA / in the optimised HLO XLA compiled.\n\n"
-    text += common.markdown_table(["program", "compile s", *keys_], rows) + "\n"
+    text += common.markdown_table(headers, count_rows(programs)) + "\n"
+    text += "\n## The parts the programs share, lowered alone\n\n"
+    text += (
+        "The env's reset is in the initial state and in the evaluation; its step in the training "
+        "step's rollout and in the evaluation; the policy's sampler in both too (the evaluation "
+        "runs it on the evaluated parameters, and again on the live ones with an EMA actor).\n\n"
+    )
+    text += common.markdown_table(headers, count_rows(parts)) + "\n"
+    text += "\n## Candidates: each program changed in one way\n\n"
+    text += common.markdown_table(
+        ["program", "candidate", "lower s", "compile s", "one call s", "instructions (optimised)",
+         "same bits as built by a run"],
+        [[c["program"], c["candidate"], f"{c['lower_s']:.1f}", f"{c['compile_s']:.1f}",
+          f"{c['run_s']:.2f}", f"{c['instructions_after']:,}", "yes" if c["same_bits"] else "no"]
+         for c in candidates],
+    ) + "\n\n"  # fmt: skip
+    text += clock.line()
     common.write_result("compile_anatomy_CartpoleBalance_cpu.md", text)
 
 

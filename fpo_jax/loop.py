@@ -33,6 +33,7 @@ import numpy as np
 from fpo_jax.checkpoint import Checkpointer
 from fpo_jax.config import TrainConfig, sweep_members
 from fpo_jax.errors import TrainingDiverged
+from fpo_jax.runs import over_members
 from fpo_jax.stats import mean_stderr
 from fpo_jax.timing import format_seconds
 
@@ -68,7 +69,7 @@ class Evaluator:
         self.config = config
         self.members = members
         self.calls = eval_calls(config.num_calls, config.num_evals)
-        self._evaluate = jax.jit(jax.vmap(trainer.evaluate))
+        self._evaluate = jax.jit(over_members(trainer.evaluate, config.num_members))
         self._base_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0x5EED)
         self._member_seeds = jnp.array([m["seed"] for m in members])
 

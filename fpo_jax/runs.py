@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -142,6 +144,27 @@ def prepare_run_dir(
         sizes_json = json.dumps({"obs_size": obs_size, "action_size": action_size})
         (run_dir / "env_sizes.json").write_text(sizes_json + "\n")
     return run_dir
+
+
+def over_members(fn: Callable[..., Any], num_members: int) -> Callable[..., Any]:
+    """``fn`` of one member's arguments, applied to arguments with a leading members axis.
+
+    Several members: ``jax.vmap(fn)``. One member: the axis is taken off the arguments and put
+    back on the outputs, so JAX traces ``fn`` without vmap's batching pass (about half the
+    tracing of the evaluation and the initial state) and XLA gets no size-1 batch dimension.
+    The initial state and the evaluation compute the same bits either way; the training step's
+    float rounding differs from a vmapped one's (it also runs ~10 % faster on a CPU), so a
+    single run matches member 0 of a multi-member run to rounding, as any two batch sizes do.
+    ``experiments/compile_anatomy.py`` measures both forms.
+    """
+    if num_members > 1:
+        return jax.vmap(fn)
+
+    def one_member(*args: Any) -> Any:
+        out = fn(*jax.tree.map(lambda x: x[0], args))
+        return jax.tree.map(lambda x: jnp.expand_dims(x, 0), out)
+
+    return one_member
 
 
 def member_inputs(config: TrainConfig) -> tuple[list[dict[str, float]], jax.Array, dict]:

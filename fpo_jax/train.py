@@ -233,7 +233,8 @@ def _compile_step(trainer: Trainer, state: Any, also: str = "") -> tuple[Any, fl
     _log(f"compiling the training step (rollout and update, one program{beside})...")
     cache_entries = compile_cache.entries()
     clock = Stopwatch()
-    step_fn = jax.jit(jax.vmap(trainer.train_step), donate_argnums=0).lower(state).compile()
+    step = runs.over_members(trainer.train_step, trainer.config.num_members)
+    step_fn = jax.jit(step, donate_argnums=0).lower(state).compile()
     compile_seconds = clock.seconds()
     # A program found in the persistent cache is loaded, not written again.
     cached = cache_entries is not None and compile_cache.entries() == cache_entries
@@ -360,7 +361,7 @@ def train(
     trainer = Trainer(env_obj, config, agent=agent, value_network=value_network, mesh=mesh)
     members, keys, hparams = member_inputs(config)
     evaluator = loop.Evaluator(trainer, config, members)
-    init = jax.jit(jax.vmap(trainer.init))
+    init = jax.jit(runs.over_members(trainer.init, config.num_members))
     if mesh is None:
         # The step, the evaluation and the initial state compile at once, from the state's
         # shape: XLA compiles outside Python's lock, so a second core is not left idle.
