@@ -76,3 +76,25 @@ def test_flow_ppo_and_the_entropy_bonus_train_through_the_api():
         result = train("bandit", algo=algo, **tiny, **extra)
         record = result.history[-1]
         assert np.isfinite(record["eval/episode_return"]) and np.isfinite(record["policy_loss"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "env, changes",
+    [("CartpoleBalance", {}), ("inverted_pendulum", {"backend": "spring"})],
+    ids=["playground", "brax"],
+)
+def test_flow_ppo_with_the_entropy_bonus_trains_on_real_simulators(env, changes, tiny):
+    """Flow PPO on the sampler's exact ratio, with the flow entropy bonus, on a Playground and
+    a Brax env: the exact density is found for every action of a simulator's batch and the bonus is
+    measured."""
+    from fpo_jax.train import train
+
+    tiny.pop("num_pairs")  # FPO's: flow PPO has no pairs
+    result = train(env, algo="flow_ppo", flow_entropy_cost=0.01, num_timesteps=2 * 8 * 2 * 8,
+                   num_evals=1, progress=False, **tiny, **changes)  # fmt: skip
+    record = result.history[-1]
+    assert record["exact_density_failures"] == 0.0
+    assert np.isfinite(record["entropy"]) and np.isfinite(record["policy_loss"])
+    assert np.isfinite(record["eval/episode_return"])
+    assert result.config.algo == "flow_ppo" and result.config.flow_entropy_cost == 0.01
