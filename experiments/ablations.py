@@ -10,7 +10,7 @@ weighting, mean ratio, PPO clipping):
 * ``trust_region`` ppo vs aspo (FPO++).
 
 Programs (see :func:`programs`): variants that change one *sweepable* setting
-(``fpo_jax.config.SWEEPABLE``: clip epsilon, learning rate, the clamps, ...) train as ONE sweep
+(``fpo_jax.config.sweepable_names``: clip epsilon, learning rate, the clamps, ...) train as ONE sweep
 per setting, ``train(..., sweep=("clip_epsilon=0.05,0.1,0.2",), num_seeds=S)``: the clip
 values x the seeds in one compiled program, the paper setting being its clip-0.05 member (a
 sweep member reproduces the single run of its setting and seed; tests/test_sweep.py). Variants
@@ -53,7 +53,7 @@ import common  # noqa: E402  (also puts the repository on sys.path)
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fpo_jax.config import SWEEPABLE, TrainConfig, replace  # noqa: E402
+from fpo_jax.config import TrainConfig, replace, sweepable_names  # noqa: E402
 from fpo_jax.presets import preset  # noqa: E402
 from fpo_jax.train import train  # noqa: E402
 
@@ -98,7 +98,7 @@ def programs(variants, config: TrainConfig) -> list[tuple[str, list[str], dict[s
     for _, label, change in variants:
         if not change:
             paper = label
-        elif len(change) == 1 and next(iter(change)) in SWEEPABLE:
+        elif len(change) == 1 and next(iter(change)) in sweepable_names(config.algo):
             [(name, value)] = change.items()
             sweeps.setdefault(name, []).append((label, value))
         else:

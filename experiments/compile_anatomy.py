@@ -94,7 +94,8 @@ def run_seconds(compiled, *args, repeats: int) -> tuple[float, list]:
 
 def same_bits(a: list, b: list) -> bool:
     return len(a) == len(b) and all(
-        np.array_equal(np.asarray(x), np.asarray(y), equal_nan=True) for x, y in zip(a, b)
+        np.array_equal(np.asarray(x), np.asarray(y), equal_nan=True)
+        for x, y in zip(a, b, strict=True)
     )
 
 

@@ -20,7 +20,13 @@ import tyro
 
 from fpo_jax import compile_cache
 from fpo_jax.agents import ALGORITHMS
-from fpo_jax.config import TrainConfig, algorithm_setting_names, replace, typed_sweep
+from fpo_jax.config import (
+    ALGORITHM_SETTINGS,
+    TrainConfig,
+    algorithm_setting_names,
+    replace,
+    typed_sweep,
+)
 from fpo_jax.errors import CheckpointError, ConfigError, TrainingDiverged
 from fpo_jax.presets import (
     CPU_MACHINE_NOTE,
@@ -37,10 +43,11 @@ from fpo_jax.train import _log, train
 @dataclass(frozen=True)
 class _CliConfig(TrainConfig):
     """TrainConfig as tyro shows it: the bookkeeping field ``preset_source`` and the
-    algorithm's own settings (``algo_settings``, flags of their own names) have no flag."""
+    algorithm's own settings (``algo_settings``: flags of their own names, see
+    :func:`_cli_class`) have no flag."""
 
     preset_source: tyro.conf.Suppress[str] = field(default="TrainConfig defaults", compare=False)
-    # The chosen algorithm's own settings are flags of their own names (_take_algorithm_flags).
+    # The chosen algorithm's own settings are flags of their own names (_cli_class).
     algo_settings: tyro.conf.Suppress[tuple[tuple[str, Any], ...]] = ()
     # --sweep repeats and is parsed before tyro (parse_config).
     sweep: tyro.conf.Suppress[tuple[tuple[str, tuple[float, ...]], ...]] = ()
@@ -67,7 +74,7 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     argv = [a for a in _without_option(argv, "--sweep") if a != "--show-config"]
     # The chosen algorithm's own settings (its registered settings class) are flags too.
     algo = read_run_config(known.resume).algo if known.resume else known.algo
-    argv, own_changes = _take_algorithm_flags(argv, algo)
+    cli_class = _cli_class(algo)
     machine_layer = False
     if known.resume:
         default = read_run_config(known.resume)
@@ -82,9 +89,10 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
                 default, preset_source=f"{default.preset_source}{CPU_MACHINE_NOTE}"
             )
     algos = "; ".join(f"{name}: {a.description}" for name, a in ALGORITHMS.items())
+    own = list(algorithm_setting_names(default.algo))
     config = tyro.cli(
-        _CliConfig,
-        default=_CliConfig(**_as_fields(default)),
+        cli_class,
+        default=cli_class(**_as_fields(default), **{n: getattr(default, n) for n in own}),
         args=argv,
         description="Train a flow policy with FPO (or the PPO / DPPO baselines). The defaults "
         "shown are the preset for --env/--algo; every flag overrides it. Algorithms: "
@@ -100,16 +108,20 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
         "fpo++authors: with the FPO++ authors' own numbers). --show-config prints every "
         "setting with the preset layer that set it, and exits.",
     )
-    parsed = TrainConfig(**_as_fields(config))
     given = _flag_names(argv)
     changes = {
         name: value
-        for name, value in _as_fields(parsed).items()
+        for name, value in {**_as_fields(config), **{n: getattr(config, n) for n in own}}.items()
         if name in given or value != getattr(default, name)
     }
+    # Another algorithm's settings, when named: refused by with_changes, by name.
+    changes.update({
+        f.name: getattr(config, f.name) for f in dataclasses.fields(cli_class)
+        if f.name in given and f.name not in changes and not hasattr(default, f.name)
+    })  # fmt: skip
     # As train(**overrides) applies them: --dppo-sigma also moves the evaluation sigma unless
     # --eval-sigma is given.
-    config = with_changes(default, {**changes, **own_changes})
+    config = with_changes(default, changes)
     if known.sweep is not None:  # parsed here, once, into typed values
         config = replace(config, sweep=typed_sweep(config, known.sweep))
     return config
@@ -134,41 +146,20 @@ def _wants_cpu_variant(env: str, argv: list[str]) -> bool:
     return has_cpu and jax.default_backend() == "cpu"
 
 
-def _take_algorithm_flags(argv: list[str], algo: str) -> tuple[list[str], dict[str, Any]]:
-    """``--my-setting VALUE`` / ``--my-setting=VALUE`` for each field of ``algo``'s own
-    settings class, taken out of ``argv`` (tyro knows only TrainConfig) and parsed by the
-    field's type."""
-    own = algorithm_setting_names(algo)
-    if not own:
-        return argv, {}
-    parse = {"float": float, "int": int, "str": str, float: float, int: int, str: str,
-             "bool": _parse_bool, bool: _parse_bool}  # fmt: skip
-    flags = {f"--{name.replace('_', '-')}": name for name in own}
-    rest, changes, i = [], {}, 0
-    while i < len(argv):
-        flag, sep, inline = argv[i].partition("=")
-        if flag in flags:
-            name = flags[flag]
-            if not sep and i + 1 >= len(argv):
-                raise ConfigError(f"{flag} needs a value.")
-            raw = inline if sep else argv[i + 1]
-            i += 1 if sep else 2
-            try:
-                changes[name] = parse.get(own[name].type, str)(raw)
-            except ValueError as e:
-                raise ConfigError(f"{flag} {raw!r}: {e}") from e
-            continue
-        rest.append(argv[i])
-        i += 1
-    return rest, changes
-
-
-def _parse_bool(text: str) -> bool:
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise ValueError("expected true or false")
+def _cli_class(algo: str) -> type:
+    """The flags of a run of ``algo``: TrainConfig's fields and the algorithms' own settings,
+    flat (``--num-pairs 16``), each with its type, choices and docstring. Another algorithm's
+    settings parse too, so that naming one is refused in a sentence that names its owner
+    (:func:`fpo_jax.presets.with_changes`) rather than as an unknown flag; ``algo``'s own class
+    comes first, so its types win where two algorithms use one name."""
+    classes = [
+        ALGORITHM_SETTINGS[a] for a in (algo, *ALGORITHM_SETTINGS) if a in ALGORITHM_SETTINGS
+    ]
+    bases = tuple(dict.fromkeys(classes))
+    if not bases:
+        return _CliConfig
+    cls = type(f"_CliConfig_{algo}", (_CliConfig, *bases), {"__doc__": _CliConfig.__doc__})
+    return dataclass(frozen=True)(cls)
 
 
 def _flag_names(argv: list[str]) -> set[str]:

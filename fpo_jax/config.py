@@ -1,7 +1,11 @@
 """Training configuration: one frozen dataclass and the checks of its own fields.
 
-``TrainConfig`` is flat on purpose: every field is a CLI flag of the same name
-(``--num-timesteps``, ``--clip-epsilon``...). Presets (:func:`fpo_jax.presets.preset`) supply the
+``TrainConfig`` holds the settings every algorithm shares, flat: every field is a CLI flag of
+the same name (``--num-timesteps``, ``--clip-epsilon``...). An algorithm's own settings belong to
+its settings class (FPO's: ``fpo_jax.agents.fpo.FPOSettings``), registered with the algorithm
+(:data:`ALGORITHM_SETTINGS`); a config keeps the chosen algorithm's in ``algo_settings`` and they
+are set and read by name like fields (``TrainConfig(num_pairs=16).num_pairs``, ``--num-pairs
+16``), while a config of another algorithm cannot hold them. Presets (:func:`fpo_jax.presets.preset`) supply the
 defaults for an environment and algorithm; explicit flags override them. :func:`validate` runs
 before anything is compiled and fails with one sentence naming the field. Checks that need a
 registry (is the algorithm registered, does the env exist) live where the registries are known:
@@ -21,6 +25,7 @@ trajectories.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 import typing
@@ -80,12 +85,10 @@ class TrainConfig:
     'name=v1,v2,...' strings are accepted where a config is made (the CLI's ``--sweep``,
     ``train(..., sweep=...)``, a config built by hand) and parsed once, by :func:`typed_sweep`,
     when the config is validated (only fields
-    that change no array shape: learning_rate, clip_epsilon, value_loss_coef, entropy_cost,
-    discount, gae_lambda, reward_scaling, velocity_output_scale, flow_noise_scale,
-    cfm_loss_clamp, log_ratio_clamp, pair_log_ratio_clamp, max_grad_norm, dppo_sigma,
-    gaussian_fixed_std, eval_sigma, t_beta, negative_advantage_cfm_clamp,
-    action_perturbation_std, advantage_clamp, ema_decay, weight_decay); the grid is the product, times num_seeds. On the CLI
-    repeat --sweep per field."""
+    that change no array shape, :data:`SWEEPABLE`, and the algorithm's own settings marked
+    sweepable, e.g. FPO's cfm_loss_clamp, log_ratio_clamp, pair_log_ratio_clamp, t_beta,
+    negative_advantage_cfm_clamp, action_perturbation_std); the grid is the product, times
+    num_seeds. On the CLI repeat --sweep per field."""
     num_timesteps: int = 1_000_000
     """Environment steps to train for (rounded up to whole calls of the compiled step)."""
     num_envs: int = 256
@@ -161,35 +164,8 @@ class TrainConfig:
     flow models raw_action / flow_noise_scale, so an untrained flow (close to the identity map)
     acts with noise of about this std; below 1 it explores less at the start."""
 
-    num_pairs: int = 8
-    """N: Monte-Carlo (t, eps) pairs per action for the CFM loss."""
-    t_sampler: TimeKind = "grid"
-    """Flow times of the pairs: 'grid' = the rollout sampler's own times {1/K, ..., 1} with
-    K = flow_steps ({0.1, ..., 1.0} for the paper's 10 steps, as the authors draw them);
-    'uniform' = U(0, 1)."""
-    cfm_weighting: Weighting = "eps"
-    """CFM loss: 'eps' (paper's eps-MSE) or 'velocity' (u-MSE)."""
-    ratio: Ratio = "mean"
-    """'mean': one ratio from the pair-averaged losses (paper); 'per_sample': one per pair (FPO++)."""
     trust_region: TrustRegion = "ppo"
     """'ppo': clipped surrogate; 'aspo': FPO++'s asymmetric trust region."""
-    cfm_loss_clamp: float | None = None
-    """FPO++: clamp each CFM loss to at most this before the ratio (None: off)."""
-    log_ratio_clamp: float | None = None
-    """FPO++: clamp the log-ratio to [-c, c] before exp. None: off for ratio='mean', and 3 for
-    ratio='per_sample' (as the FPO authors' code clamps per-pair ratios); 'inf' turns it off."""
-    pair_log_ratio_clamp: float | None = None
-    """Clamp each pair's loss difference l_old_i - l_new_i to [-c, c] before the pairs are
-    averaged (ratio='mean'), as the FPO authors' GridWorld code does with c = 3; None: off."""
-    ratio_diagnostics: int = 0
-    """FPO: after each iteration's update, compare its surrogate ratio with the flow's exact
-    ratio pi_new(a|s) / pi_old(a|s) on this many actions of the batch (correlation, sign and
-    clip-decision agreement, bias; metrics ratio_diagnostics/... in metrics.jsonl). 0: off, and
-    nothing of it is compiled. Costs an exact log density (ODE with the Jacobian trace) per
-    action, twice."""
-    pair_storage: Literal["stored", "key"] = "stored"
-    """'stored': keep each action's N (t, eps) pairs in the rollout buffer; 'key': keep one PRNG
-    key per action and regenerate the pairs in the loss (less memory, a little more compute)."""
 
     integrator: DeterministicIntegrator = "euler"
     """Integrator used to sample actions during rollouts."""
@@ -201,23 +177,9 @@ class TrainConfig:
     """Gaussian PPO only: a fixed, state-independent std of the pre-tanh Gaussian instead of the
     learned softplus scale (the FPO paper's GridWorld baseline: 0.5); None: learned."""
 
-    # FPO++ recipe ("Flow Policy Gradients for Robot Control", Yi, Choi et al., arXiv
-    # 2602.02481). Each is off by default (today's numbers); --variant fpo++ turns them on.
-    t_beta: float = 1.0
-    """t_sampler='beta': the b of FPO++'s Beta(1, b) flow-time draw (their time runs the other
-    way; ours is t ~ Beta(b, 1) truncated, see fpo_jax.flow.sample_flow_times). FPO++: 1."""
-    cfm_loss_reduction: CFMReduction = "mean"
-    """FPO: reduce each pair's squared error over action dims by 'mean' (paper) or 'sqrt'
-    (FPO++: sum / sqrt(action dims))."""
-    negative_advantage_cfm_clamp: float | None = None
-    """FPO: clamp the new CFM loss to at most this where the advantage is negative (FPO++: 20);
-    None: off."""
-    log_ratio_straight_through: bool = False
-    """FPO: make log_ratio_clamp straight-through: clipped forward, unclipped gradient (FPO++,
-    with a clamp of 10)."""
-    action_perturbation_std: float | None = None
-    """FPO: add N(0, std^2) noise to each sampled raw action; the perturbed action is executed,
-    stored and used in the CFM losses (FPO++: 0.02). None: off."""
+    # The FPO++ recipe's parts that every algorithm has ("Flow Policy Gradients for Robot
+    # Control", Yi, Choi et al., arXiv 2602.02481); FPO's own are in FPOSettings
+    # (fpo_jax.agents.fpo). Each is off by default; --variant fpo++ turns them on.
     advantage_clamp: float | None = None
     """Clip advantages to [-c, c] after normalisation (FPO++: 100); None: off. Every algorithm."""
     ema_decay: float | None = None
@@ -289,6 +251,32 @@ class TrainConfig:
     preset_source: str = field(default="TrainConfig defaults", compare=False)
     """Where the defaults came from (set by presets)."""
 
+    def __getattr__(self, name: str) -> Any:
+        """The chosen algorithm's own settings read like fields (``config.num_pairs`` of an FPO
+        config: its value in ``algo_settings``, or the settings class's default); a setting of
+        another algorithm is an AttributeError that names its owner."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            algo = object.__getattribute__(self, "algo")
+        except AttributeError:  # not initialised yet (copy, unpickling)
+            raise AttributeError(name) from None
+        if not ALGORITHMS_REGISTERED:
+            raise AttributeError(
+                f"'TrainConfig' object has no attribute {name!r} (an algorithm's own setting "
+                "reads like one once fpo_jax.agents is imported)"
+            )
+        if name in algorithm_setting_names(algo):
+            return getattr(algorithm_settings(self), name)
+        owners = setting_owners(name)
+        if owners:
+            raise AttributeError(
+                f"{name} is a setting of algo {' / '.join(map(repr, owners))}, not of "
+                f"algo={algo!r}: read it as fpo_jax.config.algorithm_settings(config).{name} "
+                f"of a config of that algorithm."
+            )
+        raise AttributeError(f"'TrainConfig' object has no attribute {name!r}")
+
     # Derived sizes --------------------------------------------------------------------------
     @property
     def num_unrolls(self) -> int:
@@ -335,10 +323,17 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """A config from its JSON form. Runs written before an algorithm owned its settings kept
+        every algorithm's as flat fields: the chosen algorithm's move into ``algo_settings``,
+        the others (which it never read) are dropped."""
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+        if set(d) - known:
+            _load_builtin_algorithms()
+        own = algorithm_setting_names(d.get("algo", cls.algo))
+        unknown = sorted(k for k in set(d) - known if k not in own and not setting_owners(k))
         if unknown:
             raise ValueError(f"Unknown config fields {unknown}.")
+        d = {k: v for k, v in d.items() if k in known or k in own}
         d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
         if "algo_settings" in d:  # JSON keeps the pairs as lists
             d["algo_settings"] = tuple(tuple(pair) for pair in d["algo_settings"])
@@ -348,6 +343,26 @@ class TrainConfig:
         if any(isinstance(e, str) for e in config.sweep):
             config = dataclasses.replace(config, sweep=typed_sweep(config, config.sweep))
         return config
+
+
+# A config is built with its algorithm's own settings by name, as with its fields
+# (TrainConfig(num_pairs=16), dataclasses.replace(config, num_pairs=16)): they go to
+# algo_settings; a setting of another algorithm is refused in one sentence.
+_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(TrainConfig))
+_dataclass_init = TrainConfig.__init__
+
+
+@functools.wraps(_dataclass_init)
+def _init_with_algorithm_settings(self: TrainConfig, *args: Any, **kwargs: Any) -> None:
+    named = [k for k in kwargs if k not in _FIELD_NAMES]
+    if named:
+        algo = kwargs.get("algo", args[1] if len(args) > 1 else TrainConfig.algo)
+        values = {k: kwargs.pop(k) for k in named}
+        kwargs["algo_settings"] = _route(algo, kwargs.get("algo_settings", ()), values)
+    _dataclass_init(self, *args, **kwargs)
+
+
+TrainConfig.__init__ = _init_with_algorithm_settings  # type: ignore[method-assign]
 
 
 # Fields that say where and how a run is kept and shown (directory, resuming, checkpoints,
@@ -388,21 +403,22 @@ SWEEPABLE = (
     "reward_scaling",
     "velocity_output_scale",
     "flow_noise_scale",
-    "cfm_loss_clamp",
-    "log_ratio_clamp",
-    "pair_log_ratio_clamp",
     "max_grad_norm",
     "dppo_sigma",
     "gaussian_fixed_std",
     "eval_sigma",
-    # FPO++ recipe
-    "t_beta",
-    "negative_advantage_cfm_clamp",
-    "action_perturbation_std",
+    # FPO++ recipe (FPO's own sweepable settings are marked in FPOSettings)
     "advantage_clamp",
     "ema_decay",
     "weight_decay",
 )
+
+
+def sweepable_names(algo: str) -> tuple[str, ...]:
+    """What a run of ``algo`` can sweep: :data:`SWEEPABLE` and its own settings marked
+    :func:`sweepable`."""
+    own = algorithm_setting_names(algo)
+    return SWEEPABLE + tuple(n for n, f in own.items() if f.metadata.get("sweepable"))
 
 
 def literal_choices() -> dict[str, tuple[Any, ...]]:
@@ -432,7 +448,7 @@ def validate(config: TrainConfig) -> TrainConfig:
     _check_algorithm_settings(c, fail)
     positive_ints = [
         "num_timesteps", "num_envs", "episode_length", "action_repeat", "unroll_length",
-        "batch_size", "num_minibatches", "num_epochs", "iterations_per_call", "num_pairs",
+        "batch_size", "num_minibatches", "num_epochs", "iterations_per_call",
         "flow_steps", "num_eval_envs", "eval_flow_steps", "num_seeds",
     ]  # fmt: skip
     for name in positive_ints:
@@ -441,8 +457,6 @@ def validate(config: TrainConfig) -> TrainConfig:
             fail(f"{name} must be a positive integer, got {value!r}.")
     if c.num_evals < 0:
         fail(f"num_evals must be >= 0, got {c.num_evals}.")
-    if not isinstance(c.ratio_diagnostics, int) or c.ratio_diagnostics < 0:
-        fail(f"ratio_diagnostics must be an integer >= 0, got {c.ratio_diagnostics!r}.")
     positive = ["learning_rate", "clip_epsilon", "reward_scaling", "velocity_output_scale",
                 "flow_noise_scale"]  # fmt: skip
     for name in positive:
@@ -460,22 +474,15 @@ def validate(config: TrainConfig) -> TrainConfig:
     ]:
         if getattr(c, name) < 0:
             fail(f"{name} must be >= 0, got {getattr(c, name)!r}.")
-    for name in [
-        "max_grad_norm", "cfm_loss_clamp", "log_ratio_clamp", "pair_log_ratio_clamp",
-        "gaussian_fixed_std",
-    ]:  # fmt: skip
+    for name in ["max_grad_norm", "gaussian_fixed_std"]:
         value = getattr(c, name)
         if value is not None and not value > 0:
             fail(f"{name} must be positive or None, got {value!r}.")
-    # FPO++ recipe
-    for name in ["negative_advantage_cfm_clamp", "advantage_clamp", "t_beta"]:
-        value = getattr(c, name)
-        if value is not None and not value > 0:
-            fail(f"{name} must be positive{' or None' if name != 't_beta' else ''}, got {value!r}.")
-    for name in ["action_perturbation_std", "weight_decay"]:
-        value = getattr(c, name)
-        if value is not None and not value >= 0:
-            fail(f"{name} must be >= 0 or None, got {value!r}.")
+    # FPO++ recipe (FPO's own parts are checked by FPOSettings)
+    if c.advantage_clamp is not None and not c.advantage_clamp > 0:
+        fail(f"advantage_clamp must be positive or None, got {c.advantage_clamp!r}.")
+    if c.weight_decay is not None and not c.weight_decay >= 0:
+        fail(f"weight_decay must be >= 0 or None, got {c.weight_decay!r}.")
     if c.ema_decay is not None and not 0.0 <= c.ema_decay < 1.0:
         fail(f"ema_decay must lie in [0, 1) or be None, got {c.ema_decay!r}.")
     late = [n for n in ("late_ema_decay", "late_num_epochs", "late_normalize_advantages")
@@ -497,12 +504,8 @@ def validate(config: TrainConfig) -> TrainConfig:
     if not isinstance(c.ema_warmup_updates, int) or c.ema_warmup_updates < 0:
         fail(f"ema_warmup_updates must be an integer >= 0, got {c.ema_warmup_updates!r}.")
     # Settings that would be read by nothing (a silent no-op) are refused.
-    if c.t_beta != 1.0 and c.t_sampler != "beta":
-        fail(f"t_beta={c.t_beta!r} is read only with t_sampler='beta' (got {c.t_sampler!r}).")
     if c.grad_clip_scope != "global" and c.max_grad_norm is None:
         fail("grad_clip_scope='per_network' needs max_grad_norm (the norm to clip to).")
-    if c.log_ratio_straight_through and c.log_ratio_clamp is None and c.ratio == "mean":
-        fail("log_ratio_straight_through needs a log_ratio_clamp (ratio='mean' has none).")
     if (c.batch_size * c.num_minibatches) % c.num_envs:
         fail(
             f"batch_size * num_minibatches ({c.batch_size} * {c.num_minibatches} = "
@@ -534,6 +537,60 @@ def sweepable(default: Any) -> Any:
     return dataclasses.field(default=default, metadata={"sweepable": True})
 
 
+def _load_builtin_algorithms() -> None:
+    """ConfigError unless the algorithms are registered: their settings classes are known
+    once :mod:`fpo_jax.agents` is imported (by ``fpo_jax.presets``, ``fpo_jax.train``...;
+    this module sits below it and imports nothing of the package)."""
+    if not ALGORITHMS_REGISTERED:
+        raise ConfigError(
+            "The algorithms' own settings (num_pairs, ratio, ...) are known once fpo_jax.agents "
+            "is imported: import it (or fpo_jax.presets / fpo_jax.train) first."
+        )
+
+
+# Set by fpo_jax.agents when it has registered the built-in algorithms.
+ALGORITHMS_REGISTERED: list[bool] = []
+
+
+def setting_owners(name: str) -> list[str]:
+    """The registered algorithms whose own settings class has a field ``name``."""
+    _load_builtin_algorithms()
+    return [algo for algo in ALGORITHM_SETTINGS if name in algorithm_setting_names(algo)]
+
+
+def _route(algo: str, pairs: typing.Iterable[tuple[str, Any]], values: dict[str, Any]) -> tuple:
+    """``algo_settings`` with ``values`` (names of ``algo``'s own settings) merged in; a name of
+    another algorithm's settings is a ConfigError naming it, any other name a TypeError."""
+    _load_builtin_algorithms()
+    own = algorithm_setting_names(algo)
+    for name, value in values.items():
+        if name in own:
+            continue
+        owners = setting_owners(name)
+        if owners:
+            raise ConfigError(
+                f"{name}={value!r} has no effect with algo={algo!r}, which never reads {name} "
+                f"(a setting of {' / '.join(owners)}): drop it or pick an algorithm that reads it."
+            )
+        raise TypeError(f"TrainConfig got an unexpected keyword argument {name!r}")
+    return _normalized_settings(algo, {**dict(pairs), **values})
+
+
+def _normalized_settings(algo: str, values: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """Sorted (name, value) pairs without the concrete values equal to their defaults, so two
+    configs that compute the same compare equal (traced values are kept as they are)."""
+    own = algorithm_setting_names(algo)
+
+    def is_default(name: str, value: Any) -> bool:
+        f = own.get(name)
+        if f is None or f.default is dataclasses.MISSING:
+            return False
+        plain = value is None or isinstance(value, bool | int | float | str)
+        return plain and (value is None) == (f.default is None) and value == f.default
+
+    return tuple(sorted((k, v) for k, v in values.items() if not is_default(k, v)))
+
+
 def algorithm_settings(config: TrainConfig) -> Any:
     """The chosen algorithm's own settings (an instance of its settings class, with
     ``config.algo_settings`` over the class defaults), or None when it registered none."""
@@ -551,7 +608,7 @@ def with_algorithm_settings(config: TrainConfig, values: dict[str, Any]) -> Trai
     """``config`` with its algorithm's own ``values`` set (merged, sorted), unchecked (swept
     values may be traced); :func:`validate` checks them."""
     merged = {**dict(config.algo_settings), **values}
-    return dataclasses.replace(config, algo_settings=tuple(sorted(merged.items())))
+    return dataclasses.replace(config, algo_settings=_normalized_settings(config.algo, merged))
 
 
 def _check_algorithm_settings(c: TrainConfig, fail: Callable[[str], None]) -> None:
@@ -620,7 +677,8 @@ def typed_sweep(
         elif name not in SWEEPABLE:
             fail_sweep(
                 f"--sweep {name!r}: {name} is static (it changes array shapes or the program), "
-                f"so each value needs its own run; sweepable: {', '.join(SWEEPABLE)}."
+                f"so each value needs its own run; sweepable: "
+                f"{', '.join(sweepable_names(config.algo))}."
             )
         if name in out:
             fail_sweep(f"--sweep {name!r} is given twice.")
@@ -670,8 +728,10 @@ def sweep_members(config: TrainConfig) -> list[dict[str, float]]:
 
 def replace(config: TrainConfig, **changes: Any) -> TrainConfig:
     """``dataclasses.replace`` that reports unknown field names in one sentence."""
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(changes) - known)
+    unknown = sorted(n for n in set(changes) - _FIELD_NAMES if not setting_owners(n))
     if unknown:
         raise ConfigError(f"Unknown config fields {unknown}; see `python -m fpo_jax.train --help`.")
+    if "algo" in changes and changes["algo"] != config.algo:
+        # The previous algorithm's own settings mean nothing to the new one.
+        config = dataclasses.replace(config, algo=changes["algo"], algo_settings=())
     return dataclasses.replace(config, **changes)

@@ -511,8 +511,8 @@ def fpo_log_ratios(
         agent.from_raw_action(raw_action),
         eps,
         t,
-        weighting=c.cfm_weighting,
-        reduction=c.cfm_loss_reduction,
+        weighting=agent.settings.cfm_weighting,
+        reduction=agent.settings.cfm_loss_reduction,
     )
     pair_log_ratio = loss.fpo_log_ratio(extras["old_cfm_loss"], new_loss, ratio="per_sample")
     if density == "sampler":

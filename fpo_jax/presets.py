@@ -14,11 +14,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from fpo_jax import envs
-from fpo_jax.agents import ALGORITHMS, unread_settings
+from fpo_jax.agents import ALGORITHMS, TRAIN_CONFIG_FIELDS, unread_settings
 from fpo_jax.config import (
     TrainConfig,
     algorithm_setting_names,
     replace,
+    setting_owners,
     with_algorithm_settings,
 )
 from fpo_jax.errors import ConfigError
@@ -375,11 +376,15 @@ def preset_layers(
             Layer(f"variant: {variant}, {algo}", _VARIANTS.get((scope, variant, algo), {}))
         )
     # Settings another algorithm reads but ``algo`` does not keep TrainConfig's defaults, so a
-    # changed value of one is recognisable as the user's.
+    # changed value of one is recognisable as the user's; another algorithm's own settings
+    # (its settings class) are not ``algo``'s at all.
     unread = unread_settings(algo)
-    layers = [
-        Layer(x.name, {k: v for k, v in x.settings.items() if k not in unread}) for x in layers
-    ]
+    own = algorithm_setting_names(algo)
+
+    def is_algos(name: str) -> bool:
+        return name not in unread and (name in TRAIN_CONFIG_FIELDS or name in own)
+
+    layers = [Layer(x.name, {k: v for k, v in x.settings.items() if is_algos(k)}) for x in layers]
     return [x for x in layers if x.settings]
 
 
@@ -505,19 +510,23 @@ def explain(
     for layer in layers:
         source.update(dict.fromkeys(layer.settings, layer.name))
     rows = []
-    for f in dataclasses.fields(TrainConfig):
-        if f.name == "preset_source":
-            continue
-        value = getattr(config, f.name)
-        if f.name == "variant" and config.preset_source.endswith(CPU_MACHINE_NOTE):
+    # The algorithm's own settings stand where their pairs are kept, one row each.
+    names = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "preset_source"]
+    at = names.index("algo_settings")
+    names[at : at + 1] = list(algorithm_setting_names(config.algo))
+    own_default = f"{config.algo} default"
+    for name in names:
+        value = getattr(config, name)
+        if name == "variant" and config.preset_source.endswith(CPU_MACHINE_NOTE):
             layer = "machine: no accelerator"
-        elif f.name in _LABELS:
+        elif name in _LABELS:
             layer = "your choice"
-        elif value != getattr(base, f.name):
+        elif value != getattr(base, name):
             layer = USER_LAYER
         else:
-            layer = source.get(f.name, DEFAULTS_LAYER)
-        rows.append((f.name, value, layer))
+            fallback = own_default if name in algorithm_setting_names(config.algo) else None
+            layer = source.get(name, fallback or DEFAULTS_LAYER)
+        rows.append((name, value, layer))
     return rows
 
 
@@ -539,7 +548,8 @@ def with_changes(config: TrainConfig, changes: Mapping[str, Any]) -> TrainConfig
     flat = {k: v for k, v in changes.items() if k not in own_names}
     own = {k: v for k, v in changes.items() if k in own_names}
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(flat) - fields)
+    # Another algorithm's own setting is refused by replace, in a sentence naming its owner.
+    unknown = sorted(n for n in set(flat) - fields if not setting_owners(n))
     if unknown:
         mine = f" nor a setting of algo={algo!r}" + (
             f" (its own: {', '.join(own_names)})" if own_names else ""

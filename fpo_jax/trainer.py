@@ -50,10 +50,10 @@ from flax import struct
 from fpo_jax import envs, loss, networks, normalization, parallel
 from fpo_jax.agents import Agent, agent_settings, make_agent, make_policy, with_settings
 from fpo_jax.config import (
-    SWEEPABLE,
     TrainConfig,
     algorithm_setting_names,
     parse_sweep,
+    sweepable_names,
     validate,
     with_algorithm_settings,
 )
@@ -127,10 +127,11 @@ def bind_agent(agent: Any, config: TrainConfig) -> Any:
     bound = with_settings(agent, config)
     if bound is not None:
         return bound
-    name = next(
-        f.name for f in dataclasses.fields(TrainConfig)
-        if f.compare and getattr(own, f.name) != getattr(config, f.name)
-    )  # fmt: skip
+    names = [f.name for f in dataclasses.fields(TrainConfig) if f.compare]
+    if own.algo == config.algo:  # name the algorithm's own setting, not the pairs holding it
+        at = names.index("algo_settings")
+        names[at : at + 1] = list(algorithm_setting_names(config.algo))
+    name = next(n for n in names if getattr(own, n) != getattr(config, n))
     raise ConfigError(
         f"The injected agent was built with {name}={getattr(own, name)!r} but the run records "
         f"{name}={getattr(config, name)!r}, and the agent offers no with_settings(config) to "
@@ -354,15 +355,14 @@ class Trainer:
     def init(self, key: Array, hparams: dict[str, Any] | None = None) -> TrainState:
         """Fresh parameters, optimizer state, statistics and env states from a raw PRNG key.
 
-        ``hparams``: swept hyperparameters (names in :data:`fpo_jax.config.SWEEPABLE`) and
+        ``hparams``: swept hyperparameters (names in :func:`fpo_jax.config.sweepable_names`) and
         this member's values; vmap ``init`` over them to build a sweep's states.
         """
         hparams = {k: jnp.asarray(v, jnp.float32) for k, v in (hparams or {}).items()}
-        own = algorithm_setting_names(self.config.algo)
-        swept_own = {n for n, f in own.items() if f.metadata.get("sweepable")}
-        unknown = sorted(set(hparams) - set(SWEEPABLE) - swept_own)
+        can = sweepable_names(self.config.algo)
+        unknown = sorted(set(hparams) - set(can))
         if unknown:
-            raise ValueError(f"{unknown} cannot be swept; sweepable: {SWEEPABLE}.")
+            raise ValueError(f"{unknown} cannot be swept; sweepable: {can}.")
         c = self.config
         k_policy, k_value, k_env, k_next = jax.random.split(key, 4)
         params = {

@@ -22,7 +22,8 @@ compile_cache.enable(
 )
 
 # One tiny layout for every test that trains: small networks, a few short trajectories. Tests
-# that need other sizes override fields; the CLI tests turn it into flags with `tiny_flags`.
+# that need other sizes override fields; the CLI tests turn it into flags with `tiny_flags`. Only
+# shared settings: an algorithm's own (FPO's num_pairs...) would be refused by the others.
 TINY = dict(
     num_envs=8,
     batch_size=8,
@@ -33,7 +34,6 @@ TINY = dict(
     num_eval_envs=4,
     policy_hidden=(16, 16),
     value_hidden=(32, 32),
-    num_pairs=4,
     flow_steps=4,
     eval_flow_steps=4,
 )

@@ -156,7 +156,7 @@ def test_collect_then_update_is_the_training_step(tiny):
     via_step, metrics_step = jax.jit(trainer.train_step)(state)
     collected, rollout = jax.jit(trainer.collect)(state)
     assert rollout.traj["obs"].shape == (16, 8, 2)  # (trajectories, unroll, obs)
-    assert rollout.traj["extras"]["old_cfm_loss"].shape == (16, 8, 4)  # N = 4 pairs
+    assert rollout.traj["extras"]["old_cfm_loss"].shape == (16, 8, 8)  # N = 8 pairs
     via_halves, metrics_halves = jax.jit(trainer.update)(collected, rollout)
     chex.assert_trees_all_equal(via_step, via_halves)
     chex.assert_trees_all_equal(metrics_step, metrics_halves)

@@ -202,7 +202,7 @@ class GaussianField(nn.Module):
         return gaussian_velocity(mu, jnp.exp(log_s), x_t, t)
 
 
-@pytest.mark.parametrize("pair_storage", ["pairs", "key"])
+@pytest.mark.parametrize("pair_storage", ["stored", "key"])
 def test_fpo_log_ratios_exact_part_and_scale(pair_storage):
     c = 0.5
     config = dataclasses.replace(

@@ -90,7 +90,6 @@ def test_flow_ppo_with_the_entropy_bonus_trains_on_real_simulators(env, changes,
     measured."""
     from fpo_jax.train import train
 
-    tiny.pop("num_pairs")  # FPO's: flow PPO has no pairs
     result = train(env, algo="flow_ppo", flow_entropy_cost=0.01, num_timesteps=2 * 8 * 2 * 8,
                    num_evals=1, progress=False, **tiny, **changes)  # fmt: skip
     record = result.history[-1]

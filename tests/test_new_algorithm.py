@@ -118,7 +118,9 @@ def test_settings_it_does_not_have_are_refused_and_its_own_are_refused_for_other
 
     with pytest.raises(ConfigError, match="num_pairs=4 has no effect with algo='reinforce'"):
         train("bandit", algo="reinforce", num_pairs=4)
-    with pytest.raises(ConfigError, match="action_std is not a config field nor a setting of"):
+    with pytest.raises(
+        ConfigError, match="action_std=0.3 has no effect with algo='fpo'.*reinforce"
+    ):
         train("bandit", algo="fpo", action_std=0.3)
     with pytest.raises(ConfigError, match="action_std must be positive"):
         train("bandit", algo="reinforce", action_std=-1.0)
@@ -140,10 +142,11 @@ def test_a_sweep_of_its_own_setting_trains_each_member_with_its_value(tmp_path):
     exported = fpo_jax.load_policy(fpo_jax.export_policy(tmp_path, tmp_path / "p", member=0))
     assert algorithm_settings(exported.config).action_std == 0.3
     assert [m["action_std"] for m in swept.members] == [0.3, 0.6]
-    # Member 1 (0.6, seed 0) is the single run of that setting and seed.
+    # Member 1 (0.6, seed 0) is the single run of that setting and seed (to float rounding: a
+    # single run's step is traced without the members vmap).
     for x, y in zip(jax.tree.leaves(single.member(0).params),
                     jax.tree.leaves(swept.member(1).params), strict=True):  # fmt: skip
-        np.testing.assert_allclose(x, y, rtol=2e-5, atol=1e-6)
+        np.testing.assert_allclose(x, y, rtol=2e-4, atol=1e-5)
     a, b = (jax.tree.leaves(swept.member(i).params["policy"])[0] for i in (0, 1))
     assert not np.allclose(a, b)
 

@@ -4,6 +4,7 @@ reads, and a changed value of a field the chosen algorithm never reads is refuse
 import ast
 import dataclasses
 import inspect
+import json
 import textwrap
 
 import pytest
@@ -50,11 +51,70 @@ def test_the_trainer_reads_no_setting_only_some_algorithms_declare():
 
 def test_unread_settings_name_what_other_algorithms_read():
     assert {"entropy_cost", "gaussian_fixed_std"} <= unread_settings("fpo")
-    assert {"num_pairs", "ratio", "flow_noise_scale", "eval_flow_steps"} <= unread_settings("ppo")
+    assert {"flow_noise_scale", "eval_flow_steps"} <= unread_settings("ppo")
     assert "eval_noise" not in unread_settings("ppo")  # the mean action or a sample
-    assert {"ratio", "trust_region", "num_pairs", "entropy_cost"} <= unread_settings("dppo")
+    assert {"trust_region", "entropy_cost"} <= unread_settings("dppo")
     assert "clip_epsilon" not in unread_settings("dppo")
     assert "dppo_sigma" in unread_settings("fpo") & unread_settings("ppo")
+
+
+def test_fpo_reads_every_setting_of_its_own_and_nothing_else_reads_them():
+    from fpo_jax import diagnostics
+    from fpo_jax.agents.fpo import FPOAgent, FPOSettings
+
+    own = {f.name for f in dataclasses.fields(FPOSettings)}
+    read = set()
+    for node in ast.walk(ast.parse(textwrap.dedent(inspect.getsource(FPOAgent)))):
+        if isinstance(node, ast.Attribute) and ast.unparse(node.value) in ("s", "self.settings"):
+            read.add(node.attr)
+    read |= {n for n in own if f"settings.{n}" in inspect.getsource(diagnostics)}
+    assert read == own
+
+
+def test_fpo_owns_its_settings_and_no_other_algorithm_can_hold_them():
+    from fpo_jax.agents.fpo import FPOSettings
+    from fpo_jax.config import algorithm_setting_names, algorithm_settings, replace
+    from fpo_jax.errors import ConfigError
+    from fpo_jax.presets import preset
+
+    fpo_own = set(algorithm_setting_names("fpo"))
+    assert {
+        "num_pairs",
+        "ratio",
+        "t_sampler",
+        "cfm_loss_clamp",
+        "action_perturbation_std",
+    } <= fpo_own
+    assert not fpo_own & FIELDS  # not TrainConfig's: the run's config holds them in algo_settings
+    # Set and read by name, like a field; kept only where they differ from FPO's defaults.
+    config = TrainConfig(num_pairs=16, ratio="per_sample", t_sampler="grid")
+    assert config.algo_settings == (("num_pairs", 16), ("ratio", "per_sample"))
+    assert config.num_pairs == 16 and algorithm_settings(config) == FPOSettings(
+        16, ratio="per_sample"
+    )
+    assert dataclasses.replace(config, num_pairs=8).algo_settings == (("ratio", "per_sample"),)
+    assert replace(config, num_pairs=4).num_pairs == 4
+    # Another algorithm's config cannot hold them: refused by construction, naming the owner.
+    with pytest.raises(
+        ConfigError, match="num_pairs=4 has no effect with algo='ppo'.*setting of fpo"
+    ):
+        TrainConfig(algo="ppo", num_pairs=4)
+    with pytest.raises(
+        AttributeError, match="num_pairs is a setting of algo 'fpo', not of algo='ppo'"
+    ):
+        preset("bandit", "ppo").num_pairs  # noqa: B018
+    # Switching the algorithm drops the previous one's own settings.
+    assert replace(config, algo="ppo").algo_settings == ()
+    # FPO's checks run before anything is built.
+    with pytest.raises(ConfigError, match="num_pairs must be a positive integer"):
+        from fpo_jax.config import validate
+
+        validate(TrainConfig(num_pairs=0))
+    # Runs written while they were TrainConfig fields load: FPO's into algo_settings, another
+    # algorithm's dropped (they were never read).
+    legacy = {**json.loads(TrainConfig().to_json()), "num_pairs": 4, "ratio": "mean"}
+    assert TrainConfig.from_dict(legacy).algo_settings == (("num_pairs", 4),)
+    assert TrainConfig.from_dict({**legacy, "algo": "ppo"}).algo_settings == ()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,6 +278,13 @@ CANDIDATES = {
 }  # fmt: skip
 
 
+def _settings_of(algo):
+    """The shared settings ``algo`` declares it reads, and its own (its settings class)."""
+    from fpo_jax.config import algorithm_setting_names
+
+    return set(ALGORITHMS[algo].reads) | set(algorithm_setting_names(algo))
+
+
 def _one_truth_case(rng, algo, env, injected, swept):
     """Build what train() builds (no compile) and return (recorded config, trainer, hparams)."""
     from fpo_jax.agents import FPOAgent, GaussianPPOAgent, make_agent
@@ -227,7 +294,7 @@ def _one_truth_case(rng, algo, env, injected, swept):
     from fpo_jax.train import preflight, resolve_config
     from fpo_jax.trainer import Trainer, bind_agent
 
-    reads = ALGORITHMS[algo].reads | {"learning_rate", "discount", "gae_lambda", "reward_scaling"}
+    reads = _settings_of(algo) | {"learning_rate", "discount", "gae_lambda", "reward_scaling"}
     names = sorted(set(CANDIDATES) & reads)
     if injected == "network":
         names = [n for n in names if n != "velocity_output_scale"]
@@ -281,7 +348,7 @@ def test_the_agent_reads_what_the_run_records(algo):
                 if case is None:
                     continue
                 config, t, hparams = case
-                fields = ALGORITHMS[algo].reads & set(CANDIDATES)
+                fields = _settings_of(algo) & set(CANDIDATES)
                 agent_config = t.agent.config
                 for name in fields - set(hparams):
                     assert getattr(agent_config, name) == getattr(config, name), (name, injected)

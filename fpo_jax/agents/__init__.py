@@ -24,9 +24,9 @@ from fpo_jax.agents.base import Agent
 from fpo_jax.agents.dppo import DPPOAgent
 from fpo_jax.agents.flow_policy import FlowPolicy
 from fpo_jax.agents.flow_ppo import FlowPPOAgent
-from fpo_jax.agents.fpo import FPOAgent
+from fpo_jax.agents.fpo import FPOAgent, FPOSettings
 from fpo_jax.agents.ppo import GaussianPPOAgent
-from fpo_jax.config import ALGORITHM_SETTINGS, TrainConfig
+from fpo_jax.config import ALGORITHM_SETTINGS, ALGORITHMS_REGISTERED, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -115,28 +115,10 @@ register_algorithm(
     FPOAgent,
     "flow policy trained with the FPO surrogate",
     {"brax": dict(clip_epsilon=0.05)},
+    # Of the shared settings; its own (pairs, ratio form, clamps...) are FPOSettings'.
     reads=_FLOW_POLICY_READS
-    | {
-        "clip_epsilon",
-        "integrator",
-        "flow_steps",
-        "num_pairs",
-        "t_sampler",
-        "pair_storage",
-        "cfm_weighting",
-        "ratio",
-        "trust_region",
-        "cfm_loss_clamp",
-        "log_ratio_clamp",
-        "pair_log_ratio_clamp",
-        "t_beta",
-        "cfm_loss_reduction",
-        "negative_advantage_cfm_clamp",
-        "log_ratio_straight_through",
-        "action_perturbation_std",
-        "ratio_diagnostics",
-        "flow_entropy_cost",
-    },  # fmt: skip
+    | {"clip_epsilon", "integrator", "flow_steps", "trust_region", "flow_entropy_cost"},
+    settings=FPOSettings,
 )
 # FPO paper, Table 1 baselines: tuned Gaussian PPO (lr 3e-4, clip 0.1, entropy 0.01, evaluated
 # at the mean action) and DPPO (clip 0.2, sigma 0.05).
@@ -192,6 +174,8 @@ register_algorithm(
     reads=_FLOW_POLICY_READS
     | {"clip_epsilon", "trust_region", "integrator", "flow_steps", "flow_entropy_cost"},
 )
+
+ALGORITHMS_REGISTERED.append(True)  # the config may now read and route their settings by name
 
 Policy = Callable[[jax.Array, jax.Array], jax.Array]
 
