@@ -14,7 +14,7 @@ import pytest
 from conftest import tiny_flags
 
 from fpo_jax import cli as train_cli
-from fpo_jax.config import TrainConfig
+from fpo_jax.config import TrainConfig, algorithm_setting_names
 
 
 def run_cli(*args, **kwargs):
@@ -209,7 +209,10 @@ def test_show_config_prints_every_setting_with_its_layer_and_builds_nothing(tmp_
     out = run_cli("--env", "ant", "--num-pairs", "4", "--show-config", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     rows = {line.split()[0]: line for line in out.stdout.splitlines()}
-    assert len(rows) == len(TrainConfig.__dataclass_fields__)  # every setting but preset_source
+    # The header, every field but preset_source and algo_settings, and FPO's own settings.
+    fpo_own = algorithm_setting_names("fpo")
+    assert len(rows) == 1 + len(TrainConfig.__dataclass_fields__) - 2 + len(fpo_own)
+    assert all(name in rows for name in fpo_own)
     assert "machine: no accelerator" in rows["variant"] and "'cpu'" in rows["variant"]
     assert "your setting" in rows["num_pairs"]
     assert "variant: cpu, fpo" in rows["learning_rate"]
