@@ -328,7 +328,7 @@ class TrainConfig:
         the others (which it never read) are dropped."""
         known = {f.name for f in dataclasses.fields(cls)}
         if set(d) - known:
-            _load_builtin_algorithms()
+            _require_registered_algorithms()
         own = algorithm_setting_names(d.get("algo", cls.algo))
         unknown = sorted(k for k in set(d) - known if k not in own and not setting_owners(k))
         if unknown:
@@ -537,7 +537,7 @@ def sweepable(default: Any) -> Any:
     return dataclasses.field(default=default, metadata={"sweepable": True})
 
 
-def _load_builtin_algorithms() -> None:
+def _require_registered_algorithms() -> None:
     """ConfigError unless the algorithms are registered: their settings classes are known
     once :mod:`fpo_jax.agents` is imported (by ``fpo_jax.presets``, ``fpo_jax.train``...;
     this module sits below it and imports nothing of the package)."""
@@ -554,14 +554,14 @@ ALGORITHMS_REGISTERED: list[bool] = []
 
 def setting_owners(name: str) -> list[str]:
     """The registered algorithms whose own settings class has a field ``name``."""
-    _load_builtin_algorithms()
+    _require_registered_algorithms()
     return [algo for algo in ALGORITHM_SETTINGS if name in algorithm_setting_names(algo)]
 
 
 def _route(algo: str, pairs: typing.Iterable[tuple[str, Any]], values: dict[str, Any]) -> tuple:
     """``algo_settings`` with ``values`` (names of ``algo``'s own settings) merged in; a name of
     another algorithm's settings is a ConfigError naming it, any other name a TypeError."""
-    _load_builtin_algorithms()
+    _require_registered_algorithms()
     own = algorithm_setting_names(algo)
     for name, value in values.items():
         if name in own:
