@@ -2,10 +2,11 @@
 
 ``TrainConfig`` holds the settings every algorithm shares, flat: every field is a CLI flag of
 the same name (``--num-timesteps``, ``--clip-epsilon``...). An algorithm's own settings belong to
-its settings class (FPO's: ``fpo_jax.agents.fpo.FPOSettings``), registered with the algorithm
-(:data:`ALGORITHM_SETTINGS`); a config keeps the chosen algorithm's in ``algo_settings`` and they
-are set and read by name like fields (``TrainConfig(num_pairs=16).num_pairs``, ``--num-pairs
-16``), while a config of another algorithm cannot hold them. Presets (:func:`fpo_jax.presets.preset`) supply the
+its settings class (``FPOSettings``, ``PPOSettings``, ``DPPOSettings`` in the algorithms'
+modules of :mod:`fpo_jax.agents`), registered with the algorithm (:data:`ALGORITHM_SETTINGS`);
+a config keeps the chosen algorithm's in ``algo_settings`` and they are set and read by name
+like fields (``TrainConfig(num_pairs=16).num_pairs``, ``--num-pairs 16``), while a config of
+another algorithm cannot hold them. Presets (:func:`fpo_jax.presets.preset`) supply the
 defaults for an environment and algorithm; explicit flags override them. :func:`validate` runs
 before anything is compiled and fails with one sentence naming the field. Checks that need a
 registry (is the algorithm registered, does the env exist) live where the registries are known:
@@ -138,8 +139,6 @@ class TrainConfig:
     """Normalise advantages per minibatch."""
     value_loss_coef: float = 0.25
     """Weight of the critic's squared error in the loss."""
-    entropy_cost: float = 0.0
-    """Entropy bonus (Gaussian PPO only)."""
     flow_entropy_cost: float = 0.0
     """Entropy bonus of flow policies (FPO, flow PPO): the exact entropy of the executed action
     under the policy's own sampler, differentiated through it (action dims <= 4); 0: off."""
@@ -171,11 +170,6 @@ class TrainConfig:
     """Integrator used to sample actions during rollouts."""
     flow_steps: int = 10
     """Integration steps per action during rollouts (and DPPO's chain length)."""
-    dppo_sigma: float = 0.05
-    """Per-step noise std of the DPPO baseline's stochastic sampler."""
-    gaussian_fixed_std: float | None = None
-    """Gaussian PPO only: a fixed, state-independent std of the pre-tanh Gaussian instead of the
-    learned softplus scale (the FPO paper's GridWorld baseline: 0.5); None: learned."""
 
     # The FPO++ recipe's parts that every algorithm has ("Flow Policy Gradients for Robot
     # Control", Yi, Choi et al., arXiv 2602.02481); FPO's own are in FPOSettings
@@ -397,15 +391,12 @@ SWEEPABLE = (
     "learning_rate",
     "clip_epsilon",
     "value_loss_coef",
-    "entropy_cost",
     "discount",
     "gae_lambda",
     "reward_scaling",
     "velocity_output_scale",
     "flow_noise_scale",
     "max_grad_norm",
-    "dppo_sigma",
-    "gaussian_fixed_std",
     "eval_sigma",
     # FPO++ recipe (FPO's own sweepable settings are marked in FPOSettings)
     "advantage_clamp",
@@ -465,19 +456,11 @@ def validate(config: TrainConfig) -> TrainConfig:
     for name in ["discount", "gae_lambda"]:
         if not 0.0 <= getattr(c, name) <= 1.0:
             fail(f"{name} must lie in [0, 1], got {getattr(c, name)!r}.")
-    for name in [
-        "value_loss_coef",
-        "entropy_cost",
-        "flow_entropy_cost",
-        "dppo_sigma",
-        "eval_sigma",
-    ]:
+    for name in ["value_loss_coef", "flow_entropy_cost", "eval_sigma"]:
         if getattr(c, name) < 0:
             fail(f"{name} must be >= 0, got {getattr(c, name)!r}.")
-    for name in ["max_grad_norm", "gaussian_fixed_std"]:
-        value = getattr(c, name)
-        if value is not None and not value > 0:
-            fail(f"{name} must be positive or None, got {value!r}.")
+    if c.max_grad_norm is not None and not c.max_grad_norm > 0:
+        fail(f"max_grad_norm must be positive or None, got {c.max_grad_norm!r}.")
     # FPO++ recipe (FPO's own parts are checked by FPOSettings)
     if c.advantage_clamp is not None and not c.advantage_clamp > 0:
         fail(f"advantage_clamp must be positive or None, got {c.advantage_clamp!r}.")
@@ -511,8 +494,6 @@ def validate(config: TrainConfig) -> TrainConfig:
             f"batch_size * num_minibatches ({c.batch_size} * {c.num_minibatches} = "
             f"{c.batch_size * c.num_minibatches}) must be a multiple of num_envs ({c.num_envs})."
         )
-    if c.algo == "dppo" and c.dppo_sigma <= 0:
-        fail("dppo_sigma must be positive for algo='dppo' (its likelihoods need noise).")
     if not c.policy_hidden or not c.value_hidden or min(c.policy_hidden + c.value_hidden) <= 0:
         fail("policy_hidden and value_hidden must be non-empty tuples of positive sizes.")
     if c.sweep:
@@ -670,6 +651,12 @@ def typed_sweep(
                 fail_sweep(f"--sweep {name}: the values must be numbers, got {raw!r}.")
         name = name.strip().replace("-", "_")
         if name not in fields and name not in own:
+            owners = setting_owners(name)
+            if owners:
+                fail_sweep(
+                    f"--sweep {name}: algo={config.algo!r} never reads {name} (a setting of "
+                    f"{' / '.join(owners)}), so every member would train the same."
+                )
             fail_sweep(f"--sweep {name!r} is not a config field nor a setting of {config.algo}.")
         if name in own:
             if not own[name].metadata.get("sweepable"):

@@ -229,14 +229,13 @@ def _check_sweep_reaches(
     if not for_agent:
         return
     name = type(agent).__name__
-    reads = agent_settings(agent)
-    if reads is not None or own:
-        reads = frozenset(reads or ()) | own
-    if reads is None:
+    declared = agent_settings(agent)
+    if declared is None and any(n not in own for n in for_agent):
         raise ConfigError(
             f"--sweep {', '.join(for_agent)}: the agent {name} does not declare which settings "
             "it reads (a `reads` attribute), so a swept value might reach nothing."
         )
+    reads = frozenset(declared or ()) | own
     unread = [n for n in for_agent if n not in reads]
     if unread:
         raise ConfigError(

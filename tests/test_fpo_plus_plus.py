@@ -256,7 +256,8 @@ def test_fpo_plus_plus_variant_is_the_recipe_on_every_family(env):
     # A Gaussian PPO baseline shares the optimizer, networks and EMA, not FPO's objective.
     p = preset(env, "ppo", variant="fpo++")
     assert (p.ema_decay, p.weight_decay, p.activation) == (0.95, 1e-4, "elu")
-    assert p.algo_settings == () and not hasattr(p, "ratio")  # FPO's own: not PPO's to hold
+    assert not {"ratio", "num_pairs"} & {name for name, _ in p.algo_settings}
+    assert not hasattr(p, "ratio")  # FPO's own: not PPO's to hold
 
 
 # A tiny layout; the variant's own networks, pairs and flow steps.

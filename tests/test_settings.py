@@ -50,12 +50,27 @@ def test_the_trainer_reads_no_setting_only_some_algorithms_declare():
 
 
 def test_unread_settings_name_what_other_algorithms_read():
-    assert {"entropy_cost", "gaussian_fixed_std"} <= unread_settings("fpo")
+    assert unread_settings("fpo") == frozenset()  # every shared setting some algorithm reads
     assert {"flow_noise_scale", "eval_flow_steps"} <= unread_settings("ppo")
     assert "eval_noise" not in unread_settings("ppo")  # the mean action or a sample
-    assert {"trust_region", "entropy_cost"} <= unread_settings("dppo")
+    assert {"trust_region", "integrator", "flow_entropy_cost"} <= unread_settings("dppo")
     assert "clip_epsilon" not in unread_settings("dppo")
-    assert "dppo_sigma" in unread_settings("fpo") & unread_settings("ppo")
+    # An algorithm's own settings are not "unread" by the others: they are not theirs at all.
+    assert not {"entropy_cost", "dppo_sigma", "num_pairs"} & unread_settings("ppo")
+
+
+@pytest.mark.parametrize("algo", ["ppo", "dppo"])
+def test_each_baseline_reads_every_setting_of_its_own(algo):
+    from fpo_jax.config import algorithm_setting_names
+
+    agent_class = ALGORITHMS[algo].make
+    own = set(algorithm_setting_names(algo))
+    assert own and not own & FIELDS
+    read = set()
+    for node in ast.walk(ast.parse(textwrap.dedent(inspect.getsource(agent_class)))):
+        if isinstance(node, ast.Attribute) and ast.unparse(node.value) == "self.settings":
+            read.add(node.attr)
+    assert read == own
 
 
 def test_fpo_reads_every_setting_of_its_own_and_nothing_else_reads_them():
@@ -160,8 +175,9 @@ def test_every_preset_passes_the_check_of_its_algorithm(algo):
 def test_an_injected_agent_is_not_held_to_the_registered_declaration():
     from fpo_jax.train import preflight
 
-    config = preflight(TrainConfig(env="gridworld", entropy_cost=0.2), check_reads=False)
-    assert config.entropy_cost == 0.2
+    # PPO's registered agent never reads the flow's source noise; an injected one may.
+    config = TrainConfig(env="gridworld", algo="ppo", flow_noise_scale=0.3)
+    assert preflight(config, check_reads=False).flow_noise_scale == 0.3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,13 +194,14 @@ def test_train_applies_the_algorithms_preset_overrides_to_an_env_object_and_a_na
     assert by_name == parse_config(["--env", "gridworld", "--algo", algo])
     by_object = resolve_config(GridWorld(), algo=algo)
     expected = {  # the registry's overrides for the default and built-in families
-        "fpo": dict(entropy_cost=0.0, eval_integrator="euler", eval_sigma=0.0),
+        "fpo": dict(eval_integrator="euler", eval_sigma=0.0),
         "ppo": dict(entropy_cost=0.01, eval_integrator="euler", eval_sigma=0.0),
-        "dppo": dict(entropy_cost=0.0, eval_integrator="stochastic", eval_sigma=0.05),
+        "dppo": dict(dppo_sigma=0.05, eval_integrator="stochastic", eval_sigma=0.05),
     }[algo]
     for config in (by_object, by_name):
         assert config.algo == algo
         assert {n: getattr(config, n) for n in expected} == expected
+        assert hasattr(config, "entropy_cost") == (algo == "ppo")  # PPO's own
     # An object of a registered env's class gets that env's preset, as its name does.
     assert by_object.env == "gridworld"
     assert by_object == by_name

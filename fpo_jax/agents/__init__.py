@@ -21,11 +21,11 @@ import jax.numpy as jnp
 
 from fpo_jax import normalization
 from fpo_jax.agents.base import Agent
-from fpo_jax.agents.dppo import DPPOAgent
+from fpo_jax.agents.dppo import DPPOAgent, DPPOSettings
 from fpo_jax.agents.flow_policy import FlowPolicy
 from fpo_jax.agents.flow_ppo import FlowPPOAgent
 from fpo_jax.agents.fpo import FPOAgent, FPOSettings
-from fpo_jax.agents.ppo import GaussianPPOAgent
+from fpo_jax.agents.ppo import GaussianPPOAgent, PPOSettings
 from fpo_jax.config import ALGORITHM_SETTINGS, ALGORITHMS_REGISTERED, TrainConfig
 
 
@@ -133,17 +133,17 @@ register_algorithm(
         "builtin": dict(entropy_cost=0.01, **_PPO_EVAL),
         "default": dict(entropy_cost=0.01, **_PPO_EVAL),
     },
-    # Evaluation: the mean action or a sample (eval_noise); no flow sampler settings.
+    # Of the shared settings (its entropy bonus and fixed std are PPOSettings'). Evaluation:
+    # the mean action or a sample (eval_noise); no flow sampler settings.
     reads={
         "policy_hidden",
         "activation",
         "network_init",
         "clip_epsilon",
         "trust_region",
-        "entropy_cost",
-        "gaussian_fixed_std",
         "eval_noise",
     },
+    settings=PPOSettings,
 )
 # DPPO is evaluated with the stochastic chain it is trained with (sigma noise at every step), as
 # the FPO authors evaluate it; --dppo-sigma moves the evaluation sigma too unless --eval-sigma
@@ -159,9 +159,11 @@ register_algorithm(
         "builtin": _DPPO_EVAL,
         "default": _DPPO_EVAL,
     },
-    # Always the stochastic chain: no integrator choice, and its own per-step PPO clip.
-    reads=_FLOW_POLICY_READS | {"clip_epsilon", "flow_steps", "dppo_sigma"},
+    # Always the stochastic chain: no integrator choice, and its own per-step PPO clip (its
+    # sigma is DPPOSettings').
+    reads=_FLOW_POLICY_READS | {"clip_epsilon", "flow_steps"},
     follows={"eval_sigma": "dppo_sigma"},
+    settings=DPPOSettings,
 )
 
 # A flow policy trained with PPO on its sampler's exact likelihood ratio (a yardstick for FPO's

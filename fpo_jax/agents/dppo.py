@@ -9,6 +9,23 @@ import jax.numpy as jnp
 from fpo_jax import flow, loss
 from fpo_jax.agents.base import Array, Extras, Params
 from fpo_jax.agents.flow_policy import FlowPolicy
+from fpo_jax.config import algorithm_settings, sweepable
+
+
+@dataclass(frozen=True)
+class DPPOSettings:
+    """DPPO's own settings (``train(env, algo="dppo", dppo_sigma=0.1)``, ``--dppo-sigma 0.1``;
+    the evaluation sigma follows it unless given). Every other algorithm refuses them."""
+
+    dppo_sigma: float = sweepable(0.05)
+    """Per-step noise std of the stochastic denoising chain (its likelihoods need it > 0)."""
+
+    def __post_init__(self) -> None:
+        # Checked with concrete values only: a swept setting arrives traced inside the step.
+        if isinstance(self.dppo_sigma, int | float) and not self.dppo_sigma > 0:
+            raise ValueError(
+                f"dppo_sigma must be positive (its likelihoods need noise), got {self.dppo_sigma!r}."
+            )
 
 
 @dataclass(frozen=True)
@@ -22,6 +39,11 @@ class DPPOAgent(FlowPolicy):
 
     name: str = "dppo"
 
+    @property
+    def settings(self) -> DPPOSettings:
+        """DPPO's own settings in the run's config (:class:`DPPOSettings`)."""
+        return algorithm_settings(self.config)
+
     def step_log_probs(self, params: Params, obs: Array, path: Array) -> Array:
         """Per-step log-likelihoods of a chain: obs (*B, obs_dim), path (*B, K+1, A) -> (*B, K)."""
         k = self.config.flow_steps
@@ -32,7 +54,7 @@ class DPPOAgent(FlowPolicy):
         obs_k = flow.expand_obs(velocity_fn, obs, k)  # (*B, 1 or K, obs_dim)
         mean = flow.euler_step(velocity_fn, params, obs_k, x, t, 1.0 / k)
         # Each step's transition x_k -> x_{k+1} is N(mean, sigma^2 I): one density per step.
-        return loss.gaussian_log_prob(x_next, mean, self.config.dppo_sigma)
+        return loss.gaussian_log_prob(x_next, mean, self.settings.dppo_sigma)
 
     def act(self, params: Params, obs: Array, key: Array) -> tuple[Array, Extras]:
         """obs (*B, obs_dim) -> raw_action (*B, A), extras {path (*B, K+1, A),
@@ -46,7 +68,7 @@ class DPPOAgent(FlowPolicy):
             action_dim=self.action_size,
             integrator="stochastic",
             num_steps=c.flow_steps,
-            sigma=c.dppo_sigma,
+            sigma=self.settings.dppo_sigma,
             return_path=True,
         )
         extras = {"path": path, "step_log_prob": self.step_log_probs(params, obs, path)}

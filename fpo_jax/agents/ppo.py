@@ -11,7 +11,27 @@ import jax.numpy as jnp
 
 from fpo_jax import loss, networks
 from fpo_jax.agents.base import Array, Extras, Params
-from fpo_jax.config import TrainConfig
+from fpo_jax.config import TrainConfig, algorithm_settings, sweepable
+
+
+@dataclass(frozen=True)
+class PPOSettings:
+    """Gaussian PPO's own settings (set by name like any setting: ``train(env, algo="ppo",
+    entropy_cost=0.01)``, ``--entropy-cost 0.01``). Every other algorithm refuses them."""
+
+    entropy_cost: float = sweepable(0.0)
+    """Weight of the entropy bonus (of the tanh-squashed Gaussian, one-sample estimate)."""
+    gaussian_fixed_std: float | None = sweepable(None)
+    """A fixed, state-independent std of the pre-tanh Gaussian instead of the learned softplus
+    scale (the FPO paper's GridWorld baseline: 0.5); None: learned."""
+
+    def __post_init__(self) -> None:
+        # Checked with concrete values only: a swept setting arrives traced inside the step.
+        if isinstance(self.entropy_cost, int | float) and not self.entropy_cost >= 0:
+            raise ValueError(f"entropy_cost must be >= 0, got {self.entropy_cost!r}.")
+        std = self.gaussian_fixed_std
+        if isinstance(std, int | float) and not std > 0:
+            raise ValueError(f"gaussian_fixed_std must be positive or None, got {std!r}.")
 
 
 @dataclass(frozen=True)
@@ -23,7 +43,7 @@ class GaussianPPOAgent:
     ``H = H_gauss + E[log |d tanh(u)/du|]``. Evaluation (``config.eval_noise``): "zero" acts
     with the mean ``tanh(mu)`` (the FPO paper's baseline), "random" samples like a rollout
     (Brax PPO's default ``deterministic_eval=False``). With
-    ``config.gaussian_fixed_std`` set, ``s`` is that constant (the network's scale head is
+    ``gaussian_fixed_std`` set (:class:`PPOSettings`), ``s`` is that constant (the network's scale head is
     ignored) and only the mean is learned.
     """
 
@@ -33,6 +53,11 @@ class GaussianPPOAgent:
     """Policy module ``obs (..., obs_dim) -> (loc (..., A), scale (..., A))``; default:
     :class:`~fpo_jax.networks.GaussianPolicyMLP` sized by ``config.policy_hidden``."""
     name: str = "ppo"
+
+    @property
+    def settings(self) -> PPOSettings:
+        """PPO's own settings in the run's config (:class:`PPOSettings`)."""
+        return algorithm_settings(self.config)
 
     def with_settings(self, config: TrainConfig) -> GaussianPPOAgent:
         """This agent reading ``config`` (a sweep member's, with traced values)."""
@@ -56,8 +81,9 @@ class GaussianPPOAgent:
     def distribution(self, params: Params, obs: Array) -> tuple[Array, Array]:
         """obs (*B, obs_dim) -> (loc (*B, A), scale (*B, A)) of the pre-squash Gaussian."""
         loc, scale = self.policy_net.apply(params, obs)
-        if self.config.gaussian_fixed_std is not None:
-            scale = jnp.full_like(loc, self.config.gaussian_fixed_std)
+        fixed_std = self.settings.gaussian_fixed_std
+        if fixed_std is not None:
+            scale = jnp.full_like(loc, fixed_std)
         return loc, scale
 
     def act(self, params: Params, obs: Array, key: Array) -> tuple[Array, Extras]:
@@ -81,7 +107,7 @@ class GaussianPPOAgent:
         entropy = loss.gaussian_entropy(scale) + loss.tanh_log_det_jacobian(loc + scale * sample)
         metrics["entropy"] = jnp.mean(entropy)
         metrics["policy_scale"] = jnp.mean(scale)
-        return policy_loss - c.entropy_cost * jnp.mean(entropy), metrics
+        return policy_loss - self.settings.entropy_cost * jnp.mean(entropy), metrics
 
     def eval_act(self, params: Params, obs: Array, key: Array) -> Array:
         loc, scale = self.distribution(params, obs)
