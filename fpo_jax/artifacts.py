@@ -28,12 +28,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
-from fpo_jax import normalization
-from fpo_jax.agents import Policy, make_agent, make_policy, with_settings
+from fpo_jax import evaluation, normalization
+from fpo_jax.agents import make_agent, with_settings
 from fpo_jax.checkpoint import Checkpointer
-from fpo_jax.config import TrainConfig, replace, sweep_members
+from fpo_jax.config import TrainConfig, sweep_members
 from fpo_jax.config import member_config as config_of_member  # (``member_config`` is a local)
 from fpo_jax.errors import ConfigError
+from fpo_jax.evaluation import Policy, make_policy
 from fpo_jax.runs import member_inputs, read_run_config
 
 Array = jax.Array
@@ -43,26 +44,6 @@ Array = jax.Array
 ENV_SIZES_FILE = "env_sizes.json"
 FORMAT = "fpo_jax.policy"
 FORMAT_VERSION = 1
-
-
-def _sampler_config(
-    config: TrainConfig,
-    integrator: str | None,
-    flow_steps: int | None,
-    noise: str | None,
-    sigma: float | None,
-) -> TrainConfig:
-    changes = {
-        name: value
-        for name, value in [
-            ("eval_integrator", integrator),
-            ("eval_flow_steps", flow_steps),
-            ("eval_noise", noise),
-            ("eval_sigma", sigma),
-        ]
-        if value is not None
-    }
-    return replace(config, **changes) if changes else config
 
 
 def _with_config(agent: Any, config: TrainConfig) -> Any:
@@ -139,7 +120,7 @@ def load_run(
         raise ConfigError(
             f"member {member} is out of range: the run has {config.num_members} member(s)."
         )
-    config = _sampler_config(config, integrator, flow_steps, noise, sigma)
+    config = evaluation.with_sampler(config, integrator, flow_steps, noise, sigma)
     if env is None:
         try:
             env = envs.make_env(
@@ -236,7 +217,7 @@ def export_policy(
            for f in dataclasses.fields(normalization.RunningStats)}
     )  # fmt: skip
     member_config = config_of_member(
-        _sampler_config(config, **sampler), sweep_members(config)[member]
+        evaluation.with_sampler(config, **sampler), sweep_members(config)[member]
     )
     return save_policy(
         path, member_config, params, obs_stats, int(sizes["obs_size"]), int(sizes["action_size"])
@@ -339,7 +320,7 @@ def load_policy(
             f"{path} was trained with a custom network: pass agent=... holding that network."
         )
     config = TrainConfig.from_dict(json.loads(payload["config"]))
-    config = _sampler_config(config, integrator, flow_steps, noise, sigma)
+    config = evaluation.with_sampler(config, integrator, flow_steps, noise, sigma)
     action_size = int(payload["action_size"])
     agent = _with_config(agent, config) if agent is not None else make_agent(config, action_size)
     params = jax.tree.map(jnp.asarray, payload["params"])

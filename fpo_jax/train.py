@@ -359,6 +359,7 @@ def train(
     use_mesh = (config.num_devices or jax.device_count()) > 1
     mesh = parallel.make_mesh(config.num_devices) if use_mesh else None
     trainer = Trainer(env_obj, config, agent=agent, value_network=value_network, mesh=mesh)
+    _log(f"evaluation: {trainer.describe_evaluation()}")
     members, keys, hparams = member_inputs(config)
     evaluator = loop.Evaluator(trainer, config, members)
     init = jax.jit(runs.over_members(trainer.init, config.num_members))

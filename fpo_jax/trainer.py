@@ -47,8 +47,8 @@ import numpy as np
 import optax
 from flax import struct
 
-from fpo_jax import envs, loss, networks, normalization, parallel
-from fpo_jax.agents import Agent, agent_settings, make_agent, make_policy, with_settings
+from fpo_jax import envs, evaluation, loss, networks, normalization, parallel
+from fpo_jax.agents import Agent, FlowPolicy, agent_settings, make_agent, with_settings
 from fpo_jax.config import (
     TrainConfig,
     algorithm_setting_names,
@@ -107,9 +107,7 @@ class TrainState:
     def eval_params(self) -> Any:
         """``params`` with the policy replaced by its EMA copy when there is one: what acts at
         evaluation and deployment."""
-        if self.ema_params is None:
-            return self.params
-        return {**self.params, "policy": self.ema_params}
+        return evaluation.evaluated_params(self.params, self.ema_params)
 
 
 def bind_agent(agent: Any, config: TrainConfig) -> Any:
@@ -669,54 +667,28 @@ class Trainer:
         start). A dict observation is read through its "state" entry.
         """
         agent = self._view(hparams or {}).agent
-        act = make_policy(agent, params["policy"], obs_stats, self.config)
+        act = evaluation.make_policy(agent, params["policy"], obs_stats, self.config)
         return lambda obs, key: act(envs.flat_obs(obs), key)
 
+    def describe_evaluation(self) -> str:
+        """What :meth:`evaluate` plays, in one line (deterministic or stochastic, the sampler,
+        live or EMA parameters, the episodes): :func:`fpo_jax.evaluation.describe_evaluation`."""
+        flow_sampler = isinstance(self.agent, FlowPolicy)
+        return evaluation.describe_evaluation(self.config, flow_sampler=flow_sampler)
+
     def evaluate(self, state: TrainState, key: Array) -> Metrics:
-        """Mean undiscounted return of ``num_eval_envs`` episodes, no auto-reset.
-
-        Rewards (and env metrics) after an episode's end are masked out. With an EMA actor
-        (``ema_decay``), which is what is evaluated, the live parameters also play the same
-        episodes (same keys): ``eval/live_episode_return`` and ``eval/ema_minus_live_return``,
-        whose drift shows a collapse of either coming.
-        """
-        out = self._episodes(self.policy_fn(state.eval_params, state.obs_stats, state.hparams), key)
-        if state.ema_params is not None:
-            live = self._episodes(self.policy_fn(state.params, state.obs_stats, state.hparams), key)
-            out["eval/live_episode_return"] = live["eval/episode_return"]
-            out["eval/ema_minus_live_return"] = (
-                out["eval/episode_return"] - live["eval/episode_return"]
-            )
-        return out
-
-    def _episodes(self, policy: Any, key: Array) -> Metrics:
-        c = self.config
-        k_reset, k_act = jax.random.split(key)
-        env_state = self.eval_env.reset(jax.random.split(k_reset, c.num_eval_envs))
-        num_steps = -(-c.episode_length // c.action_repeat)
-        zeros = jnp.zeros((c.num_eval_envs,))
-        metric_sums = {k: zeros for k in env_state.metrics}
-
-        def step(carry, step_key):
-            env_state, ret, length, alive, sums = carry
-            next_state = self.eval_env.step(env_state, policy(env_state.obs, step_key))
-            ret = ret + jnp.where(alive > 0, next_state.reward, 0.0)
-            length = length + alive
-            sums = {
-                k: v + jnp.where(alive > 0, next_state.metrics[k], 0.0) for k, v in sums.items()
-            }
-            alive = alive * (1.0 - next_state.done)
-            return (next_state, ret, length, alive, sums), None
-
-        init = (env_state, zeros, zeros, jnp.ones_like(zeros), metric_sums)
-        (_, ret, length, _, sums), _ = jax.lax.scan(step, init, jax.random.split(k_act, num_steps))
-        out = {
-            "eval/episode_return": jnp.mean(ret),
-            "eval/episode_return_std": jnp.std(ret),
-            "eval/episode_length": jnp.mean(length),
-        }
-        out.update({f"eval/{k}": jnp.mean(v) for k, v in sums.items()})
-        return out
+        """The run's evaluation of ``state`` (:func:`fpo_jax.evaluation.evaluate`): mean
+        undiscounted return of ``num_eval_envs`` episodes of the evaluated parameters (the EMA
+        actor when the run keeps one; then also the live policy's return on the same episodes,
+        ``eval/live_episode_return`` and ``eval/ema_minus_live_return``)."""
+        return evaluation.evaluate(
+            self.eval_env,
+            lambda params: self.policy_fn(params, state.obs_stats, state.hparams),
+            state.params,
+            state.ema_params,
+            key,
+            self.config,
+        )
 
 
 def make_train(

@@ -16,10 +16,6 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-
-from fpo_jax import normalization
 from fpo_jax.agents.base import Agent
 from fpo_jax.agents.dppo import DPPOAgent, DPPOSettings
 from fpo_jax.agents.flow_policy import FlowPolicy
@@ -27,6 +23,7 @@ from fpo_jax.agents.flow_ppo import FlowPPOAgent
 from fpo_jax.agents.fpo import FPOAgent, FPOSettings
 from fpo_jax.agents.ppo import GaussianPPOAgent, PPOSettings
 from fpo_jax.config import ALGORITHM_SETTINGS, ALGORITHMS_REGISTERED, TrainConfig
+from fpo_jax.evaluation import Policy, make_policy  # where evaluation lives; kept here too
 
 
 @dataclass(frozen=True)
@@ -179,9 +176,6 @@ register_algorithm(
 
 ALGORITHMS_REGISTERED.append(True)  # the config may now read and route their settings by name
 
-Policy = Callable[[jax.Array, jax.Array], jax.Array]
-
-
 # Settings only the default networks read: an injected network ignores them.
 DEFAULT_NETWORK_SETTINGS = frozenset(
     {"policy_hidden", "velocity_output_scale", "activation", "network_init", "flow_time_input"}
@@ -219,24 +213,6 @@ def make_agent(config: Any, action_size: int) -> Agent:
     if config.algo not in ALGORITHMS:
         raise ValueError(f"algo={config.algo!r} is not one of {tuple(ALGORITHMS)}.")
     return ALGORITHMS[config.algo].make(config=config, action_size=action_size)
-
-
-def make_policy(
-    agent: Any, params: Any, obs_stats: normalization.RunningStats, config: Any
-) -> Policy:
-    """``policy(obs (..., obs_dim), key) -> action (..., A)`` in [-1, 1], jit-able.
-
-    Normalises ``obs`` with ``obs_stats`` (as in training) and samples with the agent's
-    evaluation sampler; ``params`` are the policy's own (``state.params["policy"]``).
-    """
-
-    def policy(obs: jax.Array, key: jax.Array) -> jax.Array:
-        obs = normalization.normalize(
-            obs_stats, obs, config.normalize_observations, mode=config.obs_norm
-        )
-        return jnp.tanh(agent.eval_act(params, obs, key))
-
-    return policy
 
 
 __all__ = [
