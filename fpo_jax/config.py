@@ -53,6 +53,7 @@ ActivationName = Literal["silu", "elu", "relu", "tanh"]
 class TrainConfig:
     """Everything that defines a training run. Field names are the CLI flags."""
 
+    # -- what to train: the env, the algorithm, the preset variant, seeds and the sweep grid.
     env: str = "ant"
     """Environment name: a Brax env (ant, hopper...), a MuJoCo Playground env (CartpoleBalance,
     CheetahRun...) or a built-in toy env (gridworld, bandit, bandit2d, aliased_reach)."""
@@ -75,12 +76,6 @@ class TrainConfig:
     """Seed of the first (or only) run."""
     num_seeds: int = 1
     """Train this many seeds (seed, seed+1, ...) as one vmapped program."""
-    algo_settings: tuple[tuple[str, Any], ...] = ()
-    """The chosen algorithm's own settings that differ from their defaults, as sorted
-    (name, value) pairs: for an algorithm registered with a settings class
-    (:func:`fpo_jax.agents.register_algorithm`'s ``settings``); set them by name like any
-    other setting (``train(env, algo="mine", my_setting=0.3)``, ``--my-setting 0.3``), read
-    them with :func:`algorithm_settings`."""
     sweep: tuple[tuple[str, tuple[float, ...]], ...] = ()
     """Train a grid of settings in one program: ``(name, (v1, v2, ...))`` per swept field, typed;
     'name=v1,v2,...' strings are accepted where a config is made (the CLI's ``--sweep``,
@@ -90,6 +85,16 @@ class TrainConfig:
     sweepable, e.g. FPO's cfm_loss_clamp, log_ratio_clamp, pair_log_ratio_clamp, t_beta,
     negative_advantage_cfm_clamp, action_perturbation_std); the grid is the product, times
     num_seeds. On the CLI repeat --sweep per field."""
+
+    # -- the algorithm's own settings: set and read by name; kept in algo_settings.
+    algo_settings: tuple[tuple[str, Any], ...] = ()
+    """The chosen algorithm's own settings that differ from their defaults, as sorted
+    (name, value) pairs: for an algorithm registered with a settings class
+    (:func:`fpo_jax.agents.register_algorithm`'s ``settings``); set them by name like any
+    other setting (``train(env, algo="mine", my_setting=0.3)``, ``--my-setting 0.3``), read
+    them with :func:`algorithm_settings`."""
+
+    # -- layout and budget: Brax's batch semantics (module docstring).
     num_timesteps: int = 1_000_000
     """Environment steps to train for (rounded up to whole calls of the compiled step)."""
     num_envs: int = 256
@@ -109,73 +114,40 @@ class TrainConfig:
     iterations_per_call: int = 1
     """Training iterations scanned inside one call of the compiled step (between log points)."""
 
+    # -- optimisation: the optimiser, returns and advantages, the shared objective; the FPO++
+    # recipe's parts that every algorithm has ("Flow Policy Gradients for Robot Control", Yi, Choi
+    # et al., arXiv 2602.02481; FPO's own are in FPOSettings), each off by default, --variant fpo++
+    # turns them on; and the long-run schedule switch.
     learning_rate: float = 3e-4
     """Adam step size (paper: 3e-4)."""
     lr_schedule: Literal["constant", "linear"] = "constant"
     """'linear' decays the step size to 0 over the run."""
     max_grad_norm: float | None = None
     """Clip gradients to this global norm; None: no clipping (the paper's setting)."""
+    grad_clip_scope: Literal["global", "per_network"] = "global"
+    """max_grad_norm over all parameters ('global') or over the policy's and the critic's
+    separately ('per_network': FPO++'s separate actor and critic optimizers)."""
+    weight_decay: float | None = None
+    """AdamW decoupled weight decay on all parameters (FPO++: 1e-4); None: plain Adam."""
     discount: float = 0.99
     """Discount factor gamma."""
     gae_lambda: float = 0.95
     """GAE lambda."""
     reward_scaling: float = 1.0
     """Rewards are multiplied by this before GAE (paper: 10 on DM Control)."""
-    normalize_observations: bool = True
-    """Normalise observations with running mean and std."""
-    obs_norm: Literal["welford", "brax", "reference"] = "welford"
-    """'welford': exact running statistics, updated every env step, used from the next
-    iteration (so the first minibatch's ratio is exactly 1); normalised observations clipped to
-    [-10, 10]. 'brax': Brax PPO's order: the same exact statistics, updated once per iteration
-    with the rollout's observations before the update epochs and used in the loss (the policy
-    acted with the previous ones), not clipped. 'reference': the FPO authors' code, to reproduce
-    their numbers: Brax's order, but its summed variance keeps only the newest batch (the std
-    shrinks about as 1/sqrt(iterations))."""
-    refresh_initial_states: bool = True
-    """Give auto-reset episodes fresh random initial states each iteration (one batched reset);
-    False reuses each env's first state for the whole run, as Brax, Playground and the FPO
-    authors' code do."""
     normalize_advantages: bool = True
     """Normalise advantages per minibatch."""
+    advantage_clamp: float | None = None
+    """Clip advantages to [-c, c] after normalisation (FPO++: 100); None: off. Every algorithm."""
     value_loss_coef: float = 0.25
     """Weight of the critic's squared error in the loss."""
+    clip_epsilon: float = 0.05
+    """Trust-region size e of the clipped surrogate (paper FPO: 0.05)."""
+    trust_region: TrustRegion = "ppo"
+    """'ppo': clipped surrogate; 'aspo': FPO++'s asymmetric trust region."""
     flow_entropy_cost: float = 0.0
     """Entropy bonus of flow policies (FPO, flow PPO): the exact entropy of the executed action
     under the policy's own sampler, differentiated through it (action dims <= 4); 0: off."""
-    clip_epsilon: float = 0.05
-    """Trust-region size e of the clipped surrogate (paper FPO: 0.05)."""
-
-    policy_hidden: tuple[int, ...] = (32, 32, 32, 32)
-    """Hidden sizes of the velocity MLP (FPO, DPPO) or Gaussian policy MLP (PPO)."""
-    value_hidden: tuple[int, ...] = (256, 256, 256, 256, 256)
-    """Hidden sizes of the critic MLP."""
-    network_init: Literal["flax", "torch"] = "flax"
-    """Initialisation of the default networks' layers: Flax's (LeCun-normal kernels, zero
-    biases) or PyTorch's nn.Linear default (kernels and biases U(+-1/sqrt(fan_in)), the FPO
-    authors' GridWorld)."""
-    flow_time_input: Literal["embedding", "raw"] = "embedding"
-    """Flow policies: the velocity MLP sees the flow time as its 8-dim sin/cos embedding (paper)
-    or as t itself (the FPO authors' GridWorld)."""
-    velocity_output_scale: float = 0.25
-    """The velocity MLP's output is multiplied by this (paper: 0.25)."""
-    flow_noise_scale: float = 1.0
-    """Flow policies: std of the flow's source noise in pre-tanh action space (paper: 1). The
-    flow models raw_action / flow_noise_scale, so an untrained flow (close to the identity map)
-    acts with noise of about this std; below 1 it explores less at the start."""
-
-    trust_region: TrustRegion = "ppo"
-    """'ppo': clipped surrogate; 'aspo': FPO++'s asymmetric trust region."""
-
-    integrator: DeterministicIntegrator = "euler"
-    """Integrator used to sample actions during rollouts."""
-    flow_steps: int = 10
-    """Integration steps per action during rollouts (and DPPO's chain length)."""
-
-    # The FPO++ recipe's parts that every algorithm has ("Flow Policy Gradients for Robot
-    # Control", Yi, Choi et al., arXiv 2602.02481); FPO's own are in FPOSettings
-    # (fpo_jax.agents.fpo). Each is off by default; --variant fpo++ turns them on.
-    advantage_clamp: float | None = None
-    """Clip advantages to [-c, c] after normalisation (FPO++: 100); None: off. Every algorithm."""
     ema_decay: float | None = None
     """Keep an exponential moving average of the policy's parameters, updated after every
     gradient step, and evaluate / export it (FPO++: 0.95); None: off. Every algorithm."""
@@ -190,15 +162,51 @@ class TrainConfig:
     """With late_phase_after: the update epochs from then on (FPO++ authors: 16)."""
     late_normalize_advantages: bool | None = None
     """With late_phase_after: normalise advantages from then on or not (FPO++ authors: no)."""
-    weight_decay: float | None = None
-    """AdamW decoupled weight decay on all parameters (FPO++: 1e-4); None: plain Adam."""
-    grad_clip_scope: Literal["global", "per_network"] = "global"
-    """max_grad_norm over all parameters ('global') or over the policy's and the critic's
-    separately ('per_network': FPO++'s separate actor and critic optimizers)."""
+
+    # -- observations and initial states: the trainer's order: Brax's, the authors' or ours.
+    normalize_observations: bool = True
+    """Normalise observations with running mean and std."""
+    obs_norm: Literal["welford", "brax", "reference"] = "welford"
+    """'welford': exact running statistics, updated every env step, used from the next
+    iteration (so the first minibatch's ratio is exactly 1); normalised observations clipped to
+    [-10, 10]. 'brax': Brax PPO's order: the same exact statistics, updated once per iteration
+    with the rollout's observations before the update epochs and used in the loss (the policy
+    acted with the previous ones), not clipped. 'reference': the FPO authors' code, to reproduce
+    their numbers: Brax's order, but its summed variance keeps only the newest batch (the std
+    shrinks about as 1/sqrt(iterations))."""
+    refresh_initial_states: bool = True
+    """Give auto-reset episodes fresh random initial states each iteration (one batched reset);
+    False reuses each env's first state for the whole run, as Brax, Playground and the FPO
+    authors' code do."""
+
+    # -- networks and the rollout sampler: the default networks' shapes and the flow's sampler while
+    # collecting.
+    policy_hidden: tuple[int, ...] = (32, 32, 32, 32)
+    """Hidden sizes of the velocity MLP (FPO, DPPO) or Gaussian policy MLP (PPO)."""
+    value_hidden: tuple[int, ...] = (256, 256, 256, 256, 256)
+    """Hidden sizes of the critic MLP."""
     activation: ActivationName = "silu"
     """Hidden-layer activation of the default policy and critic networks (paper: SiLU; FPO++:
     'elu'; the FPO authors' GridWorld: 'relu')."""
+    network_init: Literal["flax", "torch"] = "flax"
+    """Initialisation of the default networks' layers: Flax's (LeCun-normal kernels, zero
+    biases) or PyTorch's nn.Linear default (kernels and biases U(+-1/sqrt(fan_in)), the FPO
+    authors' GridWorld)."""
+    flow_time_input: Literal["embedding", "raw"] = "embedding"
+    """Flow policies: the velocity MLP sees the flow time as its 8-dim sin/cos embedding (paper)
+    or as t itself (the FPO authors' GridWorld)."""
+    velocity_output_scale: float = 0.25
+    """The velocity MLP's output is multiplied by this (paper: 0.25)."""
+    flow_noise_scale: float = 1.0
+    """Flow policies: std of the flow's source noise in pre-tanh action space (paper: 1). The
+    flow models raw_action / flow_noise_scale, so an untrained flow (close to the identity map)
+    acts with noise of about this std; below 1 it explores less at the start."""
+    integrator: DeterministicIntegrator = "euler"
+    """Integrator used to sample actions during rollouts."""
+    flow_steps: int = 10
+    """Integration steps per action during rollouts (and DPPO's chain length)."""
 
+    # -- evaluation: how often, how many episodes, and the evaluation sampler (fpo_jax.evaluation).
     num_evals: int = 10
     """Evaluations (and checkpoints) over the run, plus one before training."""
     num_eval_envs: int = 128
@@ -213,8 +221,8 @@ class TrainConfig:
     eval_sigma: float = 0.0
     """Per-step noise of the 'stochastic' eval integrator."""
 
-    # Run options: where and how the run is kept and shown, never what it computes
-    # (RUN_OPTIONS below; --resume may change them).
+    # -- run options: where and how the run is kept and shown, never what it computes (RUN_OPTIONS
+    # below; --resume may change them).
     run_dir: str | None = None
     """Where config.json, metrics.jsonl, checkpoints/ and plots go; None: nothing written. A
     directory that already holds a run is refused unless --resume or --overwrite is given."""
@@ -357,6 +365,92 @@ def _init_with_algorithm_settings(self: TrainConfig, *args: Any, **kwargs: Any) 
 
 
 TrainConfig.__init__ = _init_with_algorithm_settings  # type: ignore[method-assign]
+
+
+# The config's sections, in field order: what --show-config groups its rows by.
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "what to train": (
+        "env",
+        "algo",
+        "variant",
+        "backend",
+        "impl",
+        "env_kwargs",
+        "seed",
+        "num_seeds",
+        "sweep",
+    ),
+    "the algorithm's own settings": ("algo_settings",),
+    "layout and budget": (
+        "num_timesteps",
+        "num_envs",
+        "episode_length",
+        "action_repeat",
+        "unroll_length",
+        "batch_size",
+        "num_minibatches",
+        "num_epochs",
+        "iterations_per_call",
+    ),
+    "optimisation": (
+        "learning_rate",
+        "lr_schedule",
+        "max_grad_norm",
+        "grad_clip_scope",
+        "weight_decay",
+        "discount",
+        "gae_lambda",
+        "reward_scaling",
+        "normalize_advantages",
+        "advantage_clamp",
+        "value_loss_coef",
+        "clip_epsilon",
+        "trust_region",
+        "flow_entropy_cost",
+        "ema_decay",
+        "ema_warmup_updates",
+        "late_phase_after",
+        "late_ema_decay",
+        "late_num_epochs",
+        "late_normalize_advantages",
+    ),
+    "observations and initial states": (
+        "normalize_observations",
+        "obs_norm",
+        "refresh_initial_states",
+    ),
+    "networks and the rollout sampler": (
+        "policy_hidden",
+        "value_hidden",
+        "activation",
+        "network_init",
+        "flow_time_input",
+        "velocity_output_scale",
+        "flow_noise_scale",
+        "integrator",
+        "flow_steps",
+    ),
+    "evaluation": (
+        "num_evals",
+        "num_eval_envs",
+        "eval_integrator",
+        "eval_flow_steps",
+        "eval_noise",
+        "eval_sigma",
+    ),
+    "run options": (
+        "run_dir",
+        "resume",
+        "overwrite",
+        "checkpoint",
+        "progress",
+        "compile_cache",
+        "tensorboard",
+        "wandb_project",
+        "num_devices",
+        "distributed",
+    ),
+}
 
 
 # Fields that say where and how a run is kept and shown (directory, resuming, checkpoints,

@@ -16,6 +16,7 @@ from typing import Any
 from fpo_jax import envs
 from fpo_jax.agents import ALGORITHMS, TRAIN_CONFIG_FIELDS, unread_settings
 from fpo_jax.config import (
+    SECTIONS,
     TrainConfig,
     algorithm_setting_names,
     replace,
@@ -531,10 +532,21 @@ def explain(
 
 
 def format_explanation(rows: list[tuple[str, Any, str]]) -> str:
-    """:func:`explain`'s rows as an aligned plain-text table (what ``--show-config`` prints)."""
+    """:func:`explain`'s rows as an aligned plain-text table (what ``--show-config`` prints),
+    under a ``# section`` line per section of the config (:data:`fpo_jax.config.SECTIONS`;
+    the algorithm's own settings under ``# <algo>'s own settings``)."""
+    algo = next((value for name, value, _ in rows if name == "algo"), "the algorithm")
+    section_of = {name: title for title, names in SECTIONS.items() for name in names}
     cells = [("setting", "value", "set by")] + [(n, repr(v), w) for n, v, w in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(2)]
-    return "\n".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}" for a, b, c in cells)
+    lines, current = [], None
+    for (a, b, c), name in zip(cells, [None, *(r[0] for r in rows)], strict=True):
+        title = None if name is None else section_of.get(name, f"{algo}'s own settings")
+        if title is not None and title != current:
+            lines.append(f"# {title}")
+            current = title
+        lines.append(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}")
+    return "\n".join(lines)
 
 
 def with_changes(config: TrainConfig, changes: Mapping[str, Any]) -> TrainConfig:

@@ -14,7 +14,7 @@ import pytest
 from conftest import tiny_flags
 
 from fpo_jax import cli as train_cli
-from fpo_jax.config import TrainConfig, algorithm_setting_names
+from fpo_jax.config import SECTIONS, TrainConfig, algorithm_setting_names
 
 
 def run_cli(*args, **kwargs):
@@ -208,7 +208,11 @@ def test_show_config_prints_every_setting_with_its_layer_and_builds_nothing(tmp_
     # On this machine (no accelerator) a Brax body starts from its CPU variant, and says so.
     out = run_cli("--env", "ant", "--num-pairs", "4", "--show-config", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
-    rows = {line.split()[0]: line for line in out.stdout.splitlines()}
+    lines = out.stdout.splitlines()
+    rows = {line.split()[0]: line for line in lines if not line.startswith("# ")}
+    # Grouped by the config's sections, FPO's own settings in theirs.
+    headers = [line[2:] for line in lines if line.startswith("# ")]
+    assert headers == ["what to train", "fpo's own settings", *list(SECTIONS)[2:]]
     # The header, every field but preset_source and algo_settings, and FPO's own settings.
     fpo_own = algorithm_setting_names("fpo")
     assert len(rows) == 1 + len(TrainConfig.__dataclass_fields__) - 2 + len(fpo_own)

@@ -128,3 +128,13 @@ def test_every_brax_body_has_a_cpu_variant_that_shrinks_its_layout():
     ant_fpo, ant_ppo = preset("ant", "fpo", variant="cpu"), preset("ant", "ppo", variant="cpu")
     assert (ant_fpo.learning_rate, ant_fpo.flow_noise_scale, ant_fpo.backend) == (1e-3, 0.6, "mjx")
     assert ant_ppo.learning_rate == preset("ant", "ppo").learning_rate  # measured for FPO only
+
+
+def test_the_config_reads_in_its_sections():
+    from fpo_jax.config import RUN_OPTIONS, SECTIONS
+
+    fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    # Every field in exactly one section, the class in the sections' order (bookkeeping last).
+    assert fields == [name for names in SECTIONS.values() for name in names] + ["preset_source"]
+    assert SECTIONS["run options"] == RUN_OPTIONS
+    assert SECTIONS["the algorithm's own settings"] == ("algo_settings",)
