@@ -177,18 +177,22 @@ def summary_table(results: list[dict]) -> str:
         per_seed = ", ".join(f"{x:.2f}" for x in success[-1])
         on_modes = final.sum(axis=-1).mean(axis=-1)  # (seeds,) on either mode, over distances
         minority = final.min(axis=-1).mean(axis=-1)  # (seeds,) the rarer mode's share
+        mean_curve = success.mean(axis=1)  # (E,) over seeds
+        peak = int(np.argmax(mean_curve))
         rows.append([
             res["label"], common.fmt_pm(success[-1], 2), per_seed,
+            f"{mean_curve[peak]:.2f} at {res['steps'][peak]:,}",
             common.fmt_pm(on_modes, 2), common.fmt_pm(minority, 3),
             f"{int(both_modes(final).sum())} / {success.shape[1]}",
         ])  # fmt: skip
     marks = yardsticks()
     for name, value in marks.items():
-        rows.append([f"{name} (computed)", f"{value:.3f}", "-", "-", "-", "-"])
+        rows.append([f"{name} (computed)", f"{value:.3f}", "-", "-", "-", "-", "-"])
     return common.markdown_table(
-        ["policy", "final success (mean ± s.e.)", "per seed", "actions on a mode",
+        ["policy", "final success (mean ± s.e.)", "per seed",
+         "best mean success on the way (env steps)", "actions on a mode",
          "share of the rarer mode", "seeds with both modes (>= 10 % each)"],
-        rows, "lrlrrr",
+        rows, "lrlrrrr",
     )  # fmt: skip
 
 
