@@ -163,6 +163,9 @@ FPO: dict[str, dict[str, Any]] = {
     # The trainer behaviour of the PPO rows it is compared with (--variant brax's, less PPO's
     # own hyperparameters): exact statistics before the epochs, no fresh initial states.
     "brax order": dict(obs_norm="brax", refresh_initial_states=False),
+    # FPO++ as --variant fpo++ sets it for DM Control (its parts at the family's learning rate
+    # and source noise), under the same trainer order.
+    "fpo++ brax order": dict(variant="fpo++", obs_norm="brax", refresh_initial_states=False),
 }
 
 
@@ -176,10 +179,13 @@ def ours_config(task: str, changes: dict[str, Any]) -> Any:
 
 
 def fpo_config(task: str, changes: dict[str, Any]) -> Any:
-    """Our FPO (the task's preset) at the task's layout, evaluated on its sampler from random
-    noise (stochastic, as the PPO programs here), with ``changes``."""
+    """Our FPO (the task's preset, or the variant ``changes["variant"]`` names) at the task's
+    layout, evaluated on its sampler from random noise (stochastic, as the PPO programs here),
+    with the other ``changes``."""
+    changes = dict(changes)
+    variant = changes.pop("variant", "default")
     return replace(
-        preset(task, "fpo"), **TASKS[task]["layout"], **TASKS[task]["env"],
+        preset(task, "fpo", variant), **TASKS[task]["layout"], **TASKS[task]["env"],
         num_eval_envs=NUM_EVAL_ENVS, eval_noise="random", **changes,
     )  # fmt: skip
 
@@ -309,6 +315,7 @@ def run_program(task: str, program: str, iterations: int, seeds: int) -> dict[st
 BEHAVIOUR = {
     "ours:brax": "Brax's order",
     "fpo:brax order": "Brax's order",
+    "fpo:fpo++ brax order": "Brax's order",
     "ours:fpo_jax defaults": "our defaults",
     "fpo:paper": "our defaults",
     "ours:welford obs statistics": "Welford statistics, own first states",
