@@ -217,11 +217,22 @@ def report(args: argparse.Namespace) -> None:
     common.label_return_axes(ax, "Brax ant on a CPU (1024 envs, 3 seeds)")
     fig.tight_layout()
     common.save_figure(fig, "ant_cpu.png")
+    budgets = []
+    if rows:
+        budgets.append(
+            "compared programs: 3,031,040 env steps per seed (37 iterations of "
+            "81,920), 3 seeds per program, evaluated before training and at 5 points"
+        )
+    if screen:
+        budgets.append(
+            f"screen: {screen[0]['evals'][-1]['env_steps']:,} env steps, one seed per "
+            "program, evaluated before training and at 4 points"
+        )
     text = common.results_header(
         "The main job on a CPU: Brax ant, FPO vs Gaussian PPO and FPO++",
-        "3,031,040 env steps per seed (37 iterations of 81,920), 3 seeds per program",
-        ["1024 envs, batch 512 x 32 minibatches, unroll 5, 4 epochs, MJX backend",
-         "evaluation: 32 envs, one 1000-step episode each, before training and at 5 points"],
+        "; ".join(budgets) or "see the tables",
+        ["`--variant cpu`: 1024 envs, batch 512 x 32 minibatches, unroll 5, 4 epochs, MJX",
+         "evaluation: 32 envs, one 1000-step episode each"],
         data=[r["provenance"] for r in runs],
     )  # fmt: skip
     if rows:
@@ -243,14 +254,19 @@ def screen_table(screen: list[dict]) -> str:
     ant collects ~800 of return with a forward reward near 0), and which evaluation."""
     if not screen:
         return ""
+
+    def cell(values: np.ndarray) -> str:  # one seed: the value; more: mean ± s.e.
+        return f"{values[0]:.0f}" if len(values) == 1 else common.fmt_pm(values, 0)
+
     rows = []
     for run in screen:
         returns = _curve(run)[1][-1]
         forward = _curve(run, "eval/reward_forward")[1][-1]
+        length = _curve(run, "eval/episode_length")[1][-1]
         gap = [e.get("eval/ema_minus_live_return") for e in run["evals"]][-1]
         rows.append([
-            PROGRAMS[run["program"]][0], run["evaluation"], common.fmt_pm(returns, 0),
-            common.fmt_pm(forward, 0), "-" if gap is None else f"{gap:+.0f}", len(returns),
+            PROGRAMS[run["program"]][0], run["evaluation"], cell(returns), cell(forward),
+            cell(length), "-" if gap is None else f"{gap:+.0f}", len(returns),
         ])  # fmt: skip
     return (
         "\n## Each FPO++ part alone on ant (1M env steps)\n\n"
@@ -261,11 +277,12 @@ def screen_table(screen: list[dict]) -> str:
                 "evaluation",
                 "final return",
                 "final forward reward",
+                "final episode length",
                 "EMA minus live return",
                 "seeds",
             ],
             rows,
-            "llrrrr",
+            "llrrrrr",
         )  # fmt: skip
         + "\n"
     )

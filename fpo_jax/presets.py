@@ -254,7 +254,7 @@ _FPO_PLUS_PLUS_FPO = dict(
 # iteration instead of 327,680), and a 3M-step budget. Flow policies also take a higher
 # learning rate and source noise 0.6 (ant, FPO, 2M steps at this layout, one seed each, eval
 # return start -> end: lr 3e-4 / noise 0.3 194 -> 346, lr 1e-3 / 0.3 194 -> 750, lr 3e-4 / 0.6
-# 11 -> 502, lr 1e-3 / 0.6 11 -> 1013; experiments/results/ant_cpu.md).
+# 11 -> 502, lr 1e-3 / 0.6 11 -> 1013; the dated record "Ant at 3M steps" in experiments/README.md).
 CPU_NUM_ENVS = 1024
 CPU_NUM_TIMESTEPS = 3_000_000
 

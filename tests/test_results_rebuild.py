@@ -9,8 +9,6 @@ compilation cache, wall time) differ between runs and are left out of the compar
 
 Not rebuildable yet, and why:
 
-- ``ant_cpu.md``: ``ant_cpu.py --report`` reads the CLI's run directories (``--runs-dir``), which
-  are not in the repository.
 - ``multimodality.md``, ``multimodality_gridworld_paper.md``, ``ablations.md``,
   ``sampler_agnostic.md``, ``obs_norm.md``: the scripts store no data beside the table, so only
   rerunning the training rebuilds them.
@@ -38,6 +36,7 @@ RESULTS = EXPERIMENTS / "results"
 # results file -> (script, report flags, stored data under results/ that the report reads)
 CASES = {
     "ppo_parity.md": ("ppo_parity.py", ["--report"], ["ppo_parity"]),
+    "ant_cpu.md": ("ant_cpu.py", ["--report"], ["ant_cpu"]),
     "under_conditioned.md": ("under_conditioned.py", ["--report"], ["under_conditioned"]),
     "fpo_plus_plus_budgets.md": (
         "fpo_plus_plus_budgets.py",
