@@ -19,9 +19,11 @@ Run from the repository root::
 
     python experiments/ratio_diagnostics.py           # ~15 min on 2 CPU cores
     python experiments/ratio_diagnostics.py --smoke   # a few iterations, to /tmp
+    python experiments/ratio_diagnostics.py --report  # rebuild from the stored JSON
 
 Writes ``experiments/results/ratio_diagnostics.md``, ``ratio_diagnostics.png`` and
-``ratio_diagnostics.json`` (every logged statistic per iteration, the mean over seeds).
+``ratio_diagnostics.json`` (the arguments, the provenance, and every logged statistic per
+iteration, the mean over seeds), from which ``--report`` rebuilds the other two.
 """
 
 from __future__ import annotations
@@ -121,25 +123,18 @@ def plot(results: list[dict]) -> None:
     common.save_figure(fig, "ratio_diagnostics.png")
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--actions", type=int, default=256, help="actions compared per update")
-    parser.add_argument("--steps-grid", type=int, default=300_000)
-    parser.add_argument("--steps-dm", type=int, default=614_400)
-    args = common.parse_args(parser, argv, smoke="a few iterations, 2 seeds, 32 actions")
-    if args.smoke:
-        args.seeds, args.actions, args.steps_grid, args.steps_dm = 2, 32, 10_240, 61_440
-    common.enable_compilation_cache()
-    clock = common.Stopwatch()
-    results = [run(*spec, args) for spec in runs(args)]
-    common.write_file(common.out_dir() / "ratio_diagnostics.json", json.dumps(results, indent=1))
+def report(stored: dict[str, Any]) -> None:
+    """The table and the figure from a stored run (``ratio_diagnostics.json``: the arguments,
+    the provenance and each run's per-iteration statistics)."""
+    results, a = stored["results"], stored["args"]
     plot(results)
     budget = (
-        f"gridworld {args.steps_grid:,} env steps, CartpoleBalance {args.steps_dm:,}; "
-        f"{args.seeds} seeds; {args.actions} actions compared per update"
+        f"gridworld {a['steps_grid']:,} env steps, CartpoleBalance {a['steps_dm']:,}; "
+        f"{a['seeds']} seeds; {a['actions']} actions compared per update"
     )
-    text = common.results_header("FPO's surrogate ratio against the exact ratio", budget)
+    text = common.results_header(
+        "FPO's surrogate ratio against the exact ratio", budget, data=[stored["provenance"]]
+    )
     text += "\n" + table(results) + "\n"
     text += (
         "Each cell: the mean over seeds and over the first (early) or last (late) third of the "
@@ -151,8 +146,29 @@ def main(argv=None) -> None:
     )
     finals = [[r["label"], r["clip_epsilon"], common.fmt_pm(r["final_return"], 1)] for r in results]
     text += common.markdown_table(["run", "clip_epsilon", "final eval return"], finals, "lrr")
-    text += "\n" + clock.line()
     common.write_result("ratio_diagnostics.md", text)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--actions", type=int, default=256, help="actions compared per update")
+    parser.add_argument("--steps-grid", type=int, default=300_000)
+    parser.add_argument("--steps-dm", type=int, default=614_400)
+    parser.add_argument("--report", action="store_true", help="only rebuild from the stored JSON")
+    args = common.parse_args(parser, argv, smoke="a few iterations, 2 seeds, 32 actions")
+    path = common.out_dir() / "ratio_diagnostics.json"
+    if args.report:
+        report(json.loads(path.read_text()))
+        return
+    if args.smoke:
+        args.seeds, args.actions, args.steps_grid, args.steps_dm = 2, 32, 10_240, 61_440
+    common.enable_compilation_cache()
+    results = [run(*spec, args) for spec in runs(args)]
+    kept = {k: getattr(args, k) for k in ("seeds", "actions", "steps_grid", "steps_dm")}
+    stored = dict(args=kept, provenance=common.provenance(), results=results)
+    common.write_file(path, json.dumps(stored, indent=1))
+    report(stored)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ Not rebuildable yet, and why:
 - ``multimodality.md``, ``multimodality_gridworld_paper.md``, ``ablations.md``,
   ``sampler_agnostic.md``, ``obs_norm.md``: the scripts store no data beside the table, so only
   rerunning the training rebuilds them.
-- ``ratio_fidelity.md``, ``ratio_diagnostics.md``: their JSON is stored, but neither script has
-  a mode that reads it back.
+- ``ratio_fidelity.md``: its JSON is stored, but not the final samples its histograms and
+  modes table read, and the script has no mode that reads the JSON back.
 - ``throughput_CartpoleBalance_cpu.md``, ``profile_CartpoleBalance_cpu.md``,
   ``sweep_gridworld_cpu.md``, ``seeds_gridworld_cpu.md``, ``dot_layout_cpu.md``,
   ``first_call_CartpoleBalance_cpu.md``, ``step_memory_CartpoleBalance.md``: measurements of the
@@ -37,6 +37,7 @@ RESULTS = EXPERIMENTS / "results"
 CASES = {
     "ppo_parity.md": ("ppo_parity.py", ["--report"], ["ppo_parity"]),
     "ant_cpu.md": ("ant_cpu.py", ["--report"], ["ant_cpu"]),
+    "ratio_diagnostics.md": ("ratio_diagnostics.py", ["--report"], ["ratio_diagnostics.json"]),
     "under_conditioned.md": ("under_conditioned.py", ["--report"], ["under_conditioned"]),
     "fpo_plus_plus_budgets.md": (
         "fpo_plus_plus_budgets.py",
