@@ -227,7 +227,9 @@ def sampler_log_prob(
 
     where ``x_K = a / source_std`` and each earlier ``x_k = F_k^{-1}(x_{k+1})`` is found by
     Newton's method (``newton_iterations`` steps from the explicit guess ``y + dt v(y, t_k)``,
-    each solving with the step's exact A x A Jacobian). An inversion that does not converge
+    each solving with the step's exact A x A Jacobian, then one more that carries the
+    gradient: differentiable in ``params`` and ``action`` by the implicit function theorem,
+    at the cost of one step's backward pass per inversion). An inversion that does not converge
     (residual ``max |F_k(x) - y|`` above ``tolerance * (1 + max |y|)``), or a step whose
     Jacobian flips orientation (the step is not invertible there), gives NaN for that action,
     never a wrong number; ``return_info=True`` also returns how many.
@@ -264,14 +266,25 @@ def sampler_log_prob(
 
     def invert_row(o: Array, y: Array, t: Array) -> tuple[Array, Array, Array, Array]:
         step = _row_step(integrator, velocity_fn, params, o, t, dt)
-        v = velocity_fn(params, o[None], y[None], jnp.reshape(t, (1, 1)))[0]
+        # Newton's iterations run on constants (no gradient is taped through them); one more
+        # Newton step from their solution carries the gradient, which is then the implicit
+        # function theorem's (dx/dy = J^-1, dx/dparams = -J^-1 dF/dparams at F(x) = y), so
+        # backpropagation goes through one step instead of every iteration.
+        frozen = _row_step(integrator, velocity_fn, lax.stop_gradient(params),
+                           lax.stop_gradient(o), t, dt)  # fmt: skip
+        y_const = lax.stop_gradient(y)
+        v = velocity_fn(lax.stop_gradient(params), lax.stop_gradient(o)[None], y_const[None],
+                        jnp.reshape(t, (1, 1)))[0]  # fmt: skip
 
         def newton(_: int, x: Array) -> Array:
-            jac = jax.jacfwd(step)(x)
-            return x - jnp.linalg.solve(jac, step(x) - y)
+            jac = jax.jacfwd(frozen)(x)
+            return x - jnp.linalg.solve(jac, frozen(x) - y_const)
 
-        x = lax.fori_loop(0, newton_iterations, newton, y + dt * v)
-        residual = jnp.max(jnp.abs(step(x) - y)) / (1.0 + jnp.max(jnp.abs(y)))
+        x_star = lax.fori_loop(0, newton_iterations, newton, y_const + dt * v)
+        jac_star = jax.jacfwd(frozen)(x_star)
+        gap = step(x_star) - y
+        x = x_star - jnp.linalg.solve(jac_star, gap)
+        residual = jnp.max(jnp.abs(lax.stop_gradient(gap))) / (1.0 + jnp.max(jnp.abs(y_const)))
         logdet, orientation = _log_abs_det(jax.jacfwd(step)(x))
         ok = (residual <= tolerance) & orientation & jnp.all(jnp.isfinite(x))
         return x, logdet, ok, residual

@@ -7,9 +7,10 @@ so its density is exact by the change of variables through each step
 agent uses it directly, as a yardstick for FPO.
 
 Cost per update, for A action dims, K sampler steps and I Newton iterations: each action's
-ratio inverts K steps, ``K * (I + 1)`` Jacobians of A x A (A Jacobian-vector products each),
-and its gradient goes back through them; the entropy bonus adds K Jacobians per action on the
-forward path. FPO's surrogate costs N (pairs) velocity evaluations. Above
+ratio inverts K steps, ``K * (I + 3)`` Jacobians of A x A (A Jacobian-vector products each),
+and its gradient goes back through one Newton step per sampler step (the implicit function
+theorem's gradient, not a pass back through all I iterations); the entropy bonus adds K
+Jacobians per action on the forward path. FPO's surrogate costs N (pairs) velocity evaluations. Above
 :data:`EXACT_DENSITY_MAX_ACTION_DIM` action dims the agent is refused.
 """
 
