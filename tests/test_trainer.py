@@ -148,8 +148,9 @@ def test_flow_noise_scale_is_the_untrained_policys_spread(algo):
 
     obs = jnp.zeros((4096, 3))
     for scale in (1.0, 0.25):
+        own = dict(dppo_sigma=1e-4) if algo == "dppo" else {}  # DPPO's own chain noise
         config = TrainConfig(**{**SMALL, "algo": algo}, flow_noise_scale=scale,
-                             velocity_output_scale=1e-4, dppo_sigma=1e-4)  # fmt: skip
+                             velocity_output_scale=1e-4, **own)  # fmt: skip
         agent = ALGORITHMS[algo].make(config, 2)
         params = agent.init(jax.random.PRNGKey(0), 3)
         raw, _ = agent.act(params, obs, jax.random.PRNGKey(1))
