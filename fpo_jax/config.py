@@ -456,18 +456,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
 # Fields that say where and how a run is kept and shown (directory, resuming, checkpoints,
 # progress, loggers, devices, compile cache), never what it computes: a resumed run may change
 # them. Every other field (but the bookkeeping preset_source) is part of the computation.
-RUN_OPTIONS = (
-    "run_dir",
-    "resume",
-    "overwrite",
-    "checkpoint",
-    "progress",
-    "compile_cache",
-    "tensorboard",
-    "wandb_project",
-    "num_devices",
-    "distributed",
-)
+RUN_OPTIONS = SECTIONS["run options"]
 
 
 def computed_fields() -> tuple[str, ...]:
