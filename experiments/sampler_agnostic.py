@@ -15,14 +15,18 @@ Run from the repository root::
     python experiments/sampler_agnostic.py                 # ~7 min on 2 CPU cores
     python experiments/sampler_agnostic.py --budget full   # 5 seeds, 4x the steps, 256 episodes
     python experiments/sampler_agnostic.py --smoke         # tiny budget, 3 samplers, to /tmp
+    python experiments/sampler_agnostic.py --report        # rebuild from the stored JSON
 
-Writes ``experiments/results/sampler_agnostic.md`` and ``sampler_agnostic.png``.
+Writes ``experiments/results/sampler_agnostic.json`` (every sampler's per-seed returns, the
+training record, the provenance), and from it ``sampler_agnostic.md`` and
+``sampler_agnostic.png``.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -64,16 +68,13 @@ SAMPLERS = [
 SMOKE_SAMPLERS = ("Euler 10 (training sampler)", "RK4 10", "Euler 10, zero noise")
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--budget", choices=sorted(BUDGETS), default="small")
-    smoke = f"--budget smoke and only the samplers {', '.join(SMOKE_SAMPLERS)}"
-    args = common.parse_args(p, argv, smoke, smoke_budget="smoke")
+def run(args: argparse.Namespace) -> dict:
+    """Train once, evaluate the final parameters with every sampler; the compact record the
+    report reads (``sampler_agnostic.json``)."""
     clock = common.Stopwatch()
     common.enable_compilation_cache()
     factor, seeds, episodes = BUDGETS[args.budget]
     samplers = [s for s in SAMPLERS if not args.smoke or s[0] in SMOKE_SAMPLERS]
-
     layout = dict(LAYOUT, num_timesteps=int(LAYOUT["num_timesteps"] * factor))
     common.log(f"training FPO on {TASK}: {layout['num_timesteps']:,} steps x {seeds} seeds")
     res = train(TASK, preset(TASK, "fpo"), num_seeds=seeds, progress=False, **layout)
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
 
     env = envs.make_env(TASK, backend=res.config.backend)
     keys = jax.random.split(jax.random.PRNGKey(2024), seeds)
-    rows, returns = [], {}
+    evaluated = []
     for label, integrator, steps, noise, sigma, nfe in samplers:
         config = dataclasses.replace(
             res.config, eval_integrator=integrator, eval_flow_steps=steps, eval_noise=noise,
@@ -92,51 +93,77 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         # res.state has a leading seed axis: every output is (seeds,).
         out = jax.device_get(jax.jit(jax.vmap(trainer.evaluate))(res.state, keys))
-        ret = out["eval/episode_return"]
-        returns[label] = ret
-        rows.append(
-            [label, nfe, common.fmt_pm(ret), f"{np.mean(out['eval/episode_return_std']):.1f}",
-             f"{time.perf_counter() - t0:.0f}"]
-        )  # fmt: skip
-        common.log(f"{label}: {common.fmt_pm(ret)}")
+        evaluated.append(dict(
+            label=label, nfe=nfe, returns=np.asarray(out["eval/episode_return"]).tolist(),
+            episode_std=float(np.mean(out["eval/episode_return_std"])),
+            seconds=time.perf_counter() - t0,
+        ))  # fmt: skip
+        common.log(f"{label}: {common.fmt_pm(out['eval/episode_return'])}")
+    return dict(
+        budget=args.budget, layout=layout, seeds=seeds, episodes=episodes,
+        trainer_eval_envs=res.config.num_eval_envs, train_seconds=train_s,
+        final_curve=np.asarray(curve[-1]).tolist(), samplers=evaluated,
+        provenance=common.provenance(),
+    )  # fmt: skip
 
+
+def report(record: dict) -> None:
+    """The table and the figure from :func:`run`'s record."""
+    samplers = record["samplers"]
     plt = common.pyplot()
     fig, ax = plt.subplots(figsize=(9, 4))
-    labels = [s[0] for s in samplers]
-    stats = np.array([common.mean_stderr(returns[lb]) for lb in labels])
+    labels = [s["label"] for s in samplers]
+    stats = np.array([common.mean_stderr(np.asarray(s["returns"])) for s in samplers])
     ax.barh(np.arange(len(labels)), stats[:, 0], xerr=stats[:, 1], color="C0", alpha=0.8)
-    for i, lb in enumerate(labels):
-        ax.scatter(returns[lb], np.full(len(returns[lb]), i), color="k", s=10, zorder=3)
+    for i, s in enumerate(samplers):
+        ax.scatter(s["returns"], np.full(len(s["returns"]), i), color="k", s=10, zorder=3)
     ax.set_yticks(np.arange(len(labels)), labels)
     ax.invert_yaxis()
     ax.set_xlabel("eval episode return (bars: mean ± s.e.; dots: seeds)")
     ax.set_title(f"One FPO policy on {TASK}, evaluated with different samplers")
     common.save_figure(fig, "sampler_agnostic.png")
 
-    final, _ = common.final_and_best(curve)
+    rows = [
+        [s["label"], s["nfe"], common.fmt_pm(np.asarray(s["returns"])),
+         f"{s['episode_std']:.1f}", f"{s['seconds']:.0f}"]
+        for s in samplers
+    ]  # fmt: skip
     md = [
         common.results_header(
             "Sampler-agnostic evaluation of one FPO policy",
-            args.budget,
+            record["budget"],
             [
                 f"training: FPO on `{TASK}`, preset + "
-                + ", ".join(f"{k}={v}" for k, v in layout.items())
-                + f", {seeds} seeds (vmapped); trained with 10-step Euler from random noise",
-                f"evaluation: {episodes} episodes per seed and sampler, the same keys for every "
-                "sampler; no retraining",
+                + ", ".join(f"{k}={v}" for k, v in record["layout"].items())
+                + f", {record['seeds']} seeds (vmapped); trained with 10-step Euler from random "
+                "noise",
+                f"evaluation: {record['episodes']} episodes per seed and sampler, the same keys "
+                "for every sampler; no retraining",
             ],
+            data=[record["provenance"]],
         ),
-        f"Training took {train_s:.0f} s (compilation included); the trainer's own final "
-        f"evaluation (Euler 10, random noise, {res.config.num_eval_envs} episodes): "
-        f"{common.fmt_pm(final)}.\n",
+        f"Training took {record['train_seconds']:.0f} s (compilation included); the trainer's "
+        f"own final evaluation (Euler 10, random noise, {record['trainer_eval_envs']} "
+        f"episodes): {common.fmt_pm(np.asarray(record['final_curve']))}.\n",
         "Return: mean ± standard error over seeds of the mean episode return (max 1000); "
         "'episode std' is the spread of returns across episodes within a seed (mean over seeds); "
         "NFE = velocity-network evaluations per action; s = compile + evaluation time.\n",
         common.markdown_table(["sampler", "NFE", "eval return", "episode std", "s"], rows, "lrrrr"),
         "\n![samplers](sampler_agnostic.png)\n",
-        "\n" + clock.line(),
     ]
     common.write_result("sampler_agnostic.md", "\n".join(md))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--budget", choices=sorted(BUDGETS), default="small")
+    p.add_argument("--report", action="store_true", help="only rebuild from the stored JSON")
+    smoke = f"--budget smoke and only the samplers {', '.join(SMOKE_SAMPLERS)}"
+    args = common.parse_args(p, argv, smoke, smoke_budget="smoke")
+    path = common.out_dir() / "sampler_agnostic.json"
+    if not args.report:
+        common.write_file(path, json.dumps(run(args), indent=1))
+    report(json.loads(path.read_text()))
 
 
 if __name__ == "__main__":
