@@ -20,13 +20,16 @@ Run from the repository root::
 
     python experiments/obs_norm.py            # the committed result (~30 min on 2 busy cores)
     python experiments/obs_norm.py --smoke    # gridworld, tiny sizes, < 2 min, to /tmp
+    python experiments/obs_norm.py --report   # rebuild from the stored JSON
 
-Writes ``experiments/results/obs_norm.md`` and ``obs_norm.png``.
+Writes ``experiments/results/obs_norm.json`` (each run's curve, final statistics and wall time,
+the provenance), and from it ``obs_norm.md`` and ``obs_norm.png``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -68,15 +71,12 @@ BUDGETS = {
 }
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--budget", choices=sorted(BUDGETS), default="default")
-    args = common.parse_args(p, argv, "gridworld at tiny sizes", smoke_budget="smoke")
-    clock = common.Stopwatch()
+def run(budget: str) -> dict:
+    """Train both modes on every task of ``budget``; the compact record the report reads
+    (``obs_norm.json``: curves, final statistics' std, wall times, provenance)."""
     common.enable_compilation_cache()
-    tasks, changes, iterations, seeds = BUDGETS[args.budget]
-
-    results, details = {}, []
+    tasks, changes, iterations, seeds = BUDGETS[budget]
+    runs, details = [], []
     for task in tasks:
         base = preset(task, "fpo")
         layout = {**LAYOUT, **changes}
@@ -97,14 +97,27 @@ def main(argv: list[str] | None = None) -> None:
             stats = jax.device_get(res.state.obs_stats)  # leading seed axis
             count = np.maximum(np.asarray(stats.count), 1.0)[:, None]
             std = np.sqrt(np.asarray(stats.m2) / count)  # (seeds, obs_dim)
-            results[(task, mode)] = dict(
-                steps=steps, curve=curve, std=std, wall=time.perf_counter() - t0,
-                compile=res.compile_seconds,
-            )  # fmt: skip
-            common.log(
-                f"  final {common.fmt_pm(curve[-1])} ({results[(task, mode)]['wall']:.0f} s)"
-            )
+            runs.append(dict(
+                task=task, mode=mode, steps=np.asarray(steps).tolist(),
+                curve=np.asarray(curve).tolist(), std=std.tolist(),
+                wall=time.perf_counter() - t0,
+            ))  # fmt: skip
+            common.log(f"  final {common.fmt_pm(curve[-1])} ({runs[-1]['wall']:.0f} s)")
+    c = res.config
+    eval_note = (
+        f"{c.num_eval_envs} episodes of up to {c.episode_length} steps per seed and evaluation"
+    )
+    return dict(budget=budget, tasks=list(tasks), seeds=seeds, details=details,
+                eval_note=eval_note, runs=runs, provenance=common.provenance())  # fmt: skip
 
+
+def report(record: dict) -> None:
+    """The table and the figure from :func:`run`'s record."""
+    tasks, seeds = record["tasks"], record["seeds"]
+    results = {
+        (r["task"], r["mode"]): dict(r, curve=np.asarray(r["curve"]), std=np.asarray(r["std"]))
+        for r in record["runs"]
+    }
     rows = []
     for task in tasks:
         for mode in MODES:
@@ -119,17 +132,12 @@ def main(argv: list[str] | None = None) -> None:
                  f"{np.median(ratio):.2f}", f"{r['wall']:.0f}"]
             )  # fmt: skip
 
-    c = res.config
-    eval_note = (
-        f"{c.num_eval_envs} episodes of up to {c.episode_length} steps per seed and evaluation"
-    )
-
     plt = common.pyplot()
     fig, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 4), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
         for j, mode in enumerate(MODES):
             r = results[(task, mode)]
-            common.plot_curves(ax, r["steps"], r["curve"], MODE_LABEL[mode], f"C{j}")
+            common.plot_curves(ax, np.asarray(r["steps"]), r["curve"], MODE_LABEL[mode], f"C{j}")
         common.label_return_axes(
             ax, f"{task}: FPO, obs_norm (mean ± s.e., {seeds} seeds)", legend_size=8
         )
@@ -138,14 +146,15 @@ def main(argv: list[str] | None = None) -> None:
     md = [
         common.results_header(
             "Observation normalisation: ours (Welford) vs the FPO authors' (reference)",
-            args.budget,
-            details,
+            record["budget"],
+            record["details"],
+            data=[record["provenance"]],
         ),
         'FPO with `obs_norm="welford"` (ours, exact running statistics, updated after the '
         'epochs) and `obs_norm="reference"` (the authors\' code: the variance sum keeps only '
         "the newest batch, updated before the epochs, no clipping), everything else equal, same "
         "seeds. Eval return: the trainer's evaluation (random initial noise, 10 Euler steps, "
-        f"{eval_note}). Final = last "
+        f"{record['eval_note']}). Final = last "
         "evaluation, last 3 = mean of the last three evaluations, best = best after training "
         "started; mean ± standard error over seeds. 'std ratio' = median over observation "
         "dimensions and seeds of the final statistics' std, reference / welford: below 1 the "
@@ -167,9 +176,19 @@ def main(argv: list[str] | None = None) -> None:
             "llrrrrrrr",
         ),  # fmt: skip
         "\n![learning curves](obs_norm.png)\n",
-        "\n" + clock.line(),
     ]
     common.write_result("obs_norm.md", "\n".join(md))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--budget", choices=sorted(BUDGETS), default="default")
+    p.add_argument("--report", action="store_true", help="only rebuild from the stored JSON")
+    args = common.parse_args(p, argv, "gridworld at tiny sizes", smoke_budget="smoke")
+    path = common.out_dir() / "obs_norm.json"
+    if not args.report:
+        common.write_file(path, json.dumps(run(args.budget), indent=1))
+    report(json.loads(path.read_text()))
 
 
 if __name__ == "__main__":
