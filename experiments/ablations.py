@@ -36,13 +36,17 @@ Run from the repository root::
     python experiments/ablations.py --budget small     # ~12 min on 2 CPU cores
     python experiments/ablations.py --budget full      # 5 seeds, 4x the steps
     python experiments/ablations.py --smoke            # clip sweep and N = 1, budget smoke, to /tmp
+    python experiments/ablations.py --report           # rebuild from the stored JSON
 
-Writes ``experiments/results/ablations.md`` and ``ablations.png``.
+Writes ``experiments/results/ablations.json`` (each variant's curve, clip fraction and final
+episode length, the programs' wall times, the provenance), and from it ``ablations.md`` and
+``ablations.png``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -141,21 +145,14 @@ def final_episode_lengths(res: Any, variants: int) -> np.ndarray:
     return np.asarray(per, dtype=np.float64).reshape(variants, -1).mean(axis=1)
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--budget", choices=sorted(BUDGETS), default="small")
-    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
-    p.add_argument("--seeds", type=int, default=None)
-    args = common.parse_args(
-        p, argv, "--budget smoke, only the clip sweep (3 variants) and N = 1", smoke_budget="smoke"
-    )
-    variants = [v for v in VARIANTS if v[1] in SMOKE_VARIANTS] if args.smoke else VARIANTS
-    clock = common.Stopwatch()
+def run(args: argparse.Namespace, variants: list) -> dict:
+    """Train every program of every task; the compact record the report reads
+    (``ablations.json``: each variant's curve, clip fraction and final episode length, each
+    program's wall time, the provenance)."""
     common.enable_compilation_cache()
     factor, seeds = BUDGETS[args.budget]
     seeds = args.seeds or seeds
-
-    details, results, walls = [], {}, {}
+    details, results, walls = [], [], []
     for task in args.tasks:
         base = preset(task, "fpo")
         ov = dict(TASKS[task], **PAPER_FPO)
@@ -173,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
             res = train(
                 task, base, num_seeds=seeds, sweep=sweep, progress=False, **{**ov, **change}
             )
-            walls[(task, name)] = time.perf_counter() - t0
+            walls.append(dict(task=task, program=name, seconds=time.perf_counter() - t0))
             k = res.config.num_members
             steps, curve = common.eval_curve(res.history, k)
             lengths = (final_episode_lengths(res, len(labels)) if task == "gridworld"
@@ -181,23 +178,34 @@ def main(argv: list[str] | None = None) -> None:
             clip = np.array([member_values(r, "clip_fraction", k) for r in res.history[1:]])
             for j, label in enumerate(labels):  # members: the sweep's values (outer) x seeds
                 seeds_of = slice(j * seeds, (j + 1) * seeds)
-                results[(task, label)] = dict(
-                    group=next(g for g, lb, _ in variants if lb == label), steps=steps,
-                    curve=curve[:, seeds_of], length=float(lengths[j]),
+                results.append(dict(
+                    task=task, label=label, steps=np.asarray(steps).tolist(),
+                    curve=np.asarray(curve[:, seeds_of]).tolist(), length=float(lengths[j]),
                     clip_fraction=float(np.nanmean(clip[:, seeds_of])),
-                )  # fmt: skip
+                ))  # fmt: skip
                 common.log(f"  {label}: final {common.fmt_pm(curve[-1, seeds_of])}")
-            common.log(f"  ({walls[(task, name)]:.0f} s)")
+            common.log(f"  ({walls[-1]['seconds']:.0f} s)")
+    return dict(
+        budget=args.budget, tasks=list(args.tasks), seeds=seeds, details=details,
+        variants=[[group, label] for group, label, _ in variants], results=results,
+        walls=walls, provenance=common.provenance(),
+    )  # fmt: skip
 
+
+def report(record: dict) -> None:
+    """The table and the figure from :func:`run`'s record."""
+    tasks, seeds = record["tasks"], record["seeds"]
+    results = {(r["task"], r["label"]): dict(r, curve=np.asarray(r["curve"], np.float64))
+               for r in record["results"]}  # fmt: skip
     headers = ["ablation", "variant"]
-    for task in args.tasks:
+    for task in tasks:
         headers += [f"`{task}` final", f"`{task}` best", f"`{task}` clip fraction"]
         if task == "gridworld":
             headers.append("`gridworld` final episode length")
     rows = []
-    for group, label, _ in variants:
+    for group, label in record["variants"]:
         row = [group, label]
-        for task in args.tasks:
+        for task in tasks:
             final, best = common.final_and_best(results[(task, label)]["curve"])
             row += [
                 common.fmt_pm(final, 2),
@@ -207,24 +215,27 @@ def main(argv: list[str] | None = None) -> None:
             if task == "gridworld":
                 row.append(f"{results[(task, label)]['length']:.1f}")
         rows.append(row)
+    walls = record["walls"]
     wall_text = "; ".join(
         f"`{t}`: "
-        + ", ".join(f"{name} {w:.0f} s" for (t2, name), w in walls.items() if t2 == t)
-        + f" (total {sum(w for (t2, _), w in walls.items() if t2 == t):.0f} s)"
-        for t in args.tasks
+        + ", ".join(f"{w['program']} {w['seconds']:.0f} s" for w in walls if w["task"] == t)
+        + f" (total {sum(w['seconds'] for w in walls if w['task'] == t):.0f} s)"
+        for t in tasks
     )
 
     plt = common.pyplot()
-    fig, axes = plt.subplots(1, len(args.tasks), figsize=(6.5 * len(args.tasks), 4), squeeze=False)
-    for ax, task in zip(axes[0], args.tasks, strict=True):
-        for j, (_, label, _) in enumerate(variants):
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        for j, (_, label) in enumerate(record["variants"]):
             r = results[(task, label)]
-            common.plot_curves(ax, r["steps"], r["curve"], label, f"C{j}")
+            common.plot_curves(ax, np.asarray(r["steps"]), r["curve"], label, f"C{j}")
         common.label_return_axes(ax, task)
     common.save_figure(fig, "ablations.png")
 
     md = [
-        common.results_header("FPO ablations", args.budget, details),
+        common.results_header(
+            "FPO ablations", record["budget"], record["details"], data=[record["provenance"]]
+        ),
         "Each row changes one setting of the paper's FPO configuration (first row). Final = "
         "last evaluation, best = best evaluation after training started; mean ± standard error "
         f"over {seeds} seeds. Clip fraction: share of ratios outside [1 - eps, 1 + eps], mean "
@@ -241,9 +252,24 @@ def main(argv: list[str] | None = None) -> None:
         "\n![ablation curves](ablations.png)\n",
         "\nPaper (DM Control average, 60M steps): N=8 759.3, N=4 731.2, N=1 691.6; u-MSE 664.6; "
         "clip 0.1 623.3, clip 0.2 526.4.\n",
-        "\n" + clock.line(),
     ]
     common.write_result("ablations.md", "\n".join(md))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--budget", choices=sorted(BUDGETS), default="small")
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    p.add_argument("--seeds", type=int, default=None)
+    p.add_argument("--report", action="store_true", help="only rebuild from the stored JSON")
+    args = common.parse_args(
+        p, argv, "--budget smoke, only the clip sweep (3 variants) and N = 1", smoke_budget="smoke"
+    )
+    variants = [v for v in VARIANTS if v[1] in SMOKE_VARIANTS] if args.smoke else VARIANTS
+    path = common.out_dir() / "ablations.json"
+    if not args.report:
+        common.write_file(path, json.dumps(run(args, variants), indent=1))
+    report(json.loads(path.read_text()))
 
 
 if __name__ == "__main__":

@@ -9,11 +9,11 @@ compilation cache, wall time) differ between runs and are left out of the compar
 
 Not rebuildable yet, and why:
 
-- ``multimodality.md``, ``multimodality_gridworld_paper.md``, ``ablations.md``: the scripts
-  store no data beside the table, so only rerunning the training rebuilds them.
-- ``sampler_agnostic.md``, ``obs_norm.md``: the scripts now store their data
-  (``sampler_agnostic.json``, ``obs_norm.json``) and rebuild from it (``--report``); the
-  committed tables predate that and wait for a rerun (~8 and ~30 min).
+- ``multimodality.md``, ``multimodality_gridworld_paper.md``: the script stores no data beside
+  the table, so only rerunning the training rebuilds them.
+- ``sampler_agnostic.md``, ``obs_norm.md``, ``ablations.md``: the scripts now store their data
+  (``sampler_agnostic.json``, ``obs_norm.json``, ``ablations.json``) and rebuild from it
+  (``--report``); the committed tables predate that and wait for a rerun (~8, ~30 and ~25 min).
 - ``ratio_fidelity.md``: its JSON is stored, but not the final samples its histograms and
   modes table read, and the script has no mode that reads the JSON back.
 - ``throughput_CartpoleBalance_cpu.md``, ``profile_CartpoleBalance_cpu.md``,
