@@ -25,10 +25,12 @@ Run from the repository root::
 
     python experiments/ratio_fidelity.py            # ~15 min on 2 shared CPU cores
     python experiments/ratio_fidelity.py --smoke    # 2 settings, 4 iterations, to /tmp
+    python experiments/ratio_fidelity.py --report   # rebuild from the stored JSON
 
-Writes ``experiments/results/ratio_fidelity.md``, ``ratio_fidelity.png`` (ratio statistics
-over training), ``ratio_fidelity_hist.png`` (action histograms over training, every setting and
-seed) and ``ratio_fidelity.json`` (every recorded statistic per call and seed).
+Writes ``experiments/results/ratio_fidelity.json`` (every recorded statistic per call and seed,
+4 significant digits; the final mode shares and returns; the arguments and the provenance), and
+from it ``ratio_fidelity.md``, ``ratio_fidelity.png`` (ratio statistics over training) and
+``ratio_fidelity_hist.png`` (action histograms over training, every setting and seed).
 """
 
 from __future__ import annotations
@@ -228,7 +230,7 @@ def run_setting(label: str, overrides: dict[str, Any], args: argparse.Namespace)
         "label": label,
         "config": config,
         "rows": monitor.rows,
-        "samples": samples,  # (seeds, samples) squashed
+        "mode_shares": _mode_shares(samples),  # (seeds, 2), from the squashed samples
         "eval": np.asarray(evals[-1]["per_member/eval/episode_return"]).reshape(-1),
         "log_prob_check": monitor.log_prob_check,
     }
@@ -307,17 +309,33 @@ def _rounded(x: Any) -> Any:
     return np.vectorize(lambda v: float(f"{v:.4g}"), otypes=[object])(a).tolist()
 
 
-def save_json(results: list[dict]) -> None:
-    """Every recorded statistic (per call and seed) and the final samples' mode shares."""
+def record(results: list[dict], args: argparse.Namespace, config_line: str) -> dict:
+    """What the report needs, to store as ``ratio_fidelity.json``: every recorded statistic
+    (per call and seed, 4 significant digits), the final mode shares and returns, the log
+    density check, the arguments and the provenance."""
     out = []
     for res in results:
         rows = [{k: _rounded(v) for k, v in r.items()} for r in res["rows"]]
-        shares = _mode_shares(res["samples"]).tolist()
         out.append(
-            {"label": res["label"], "rows": rows, "final_mode_shares": shares,
-             "eval_return": res["eval"].tolist()}
+            {"label": res["label"], "rows": rows,
+             "final_mode_shares": np.asarray(res["mode_shares"]).tolist(),
+             "eval_return": np.asarray(res["eval"]).tolist()}
         )  # fmt: skip
-    common.write_result("ratio_fidelity.json", json.dumps(out))
+    checks = [x for res in results for x in res["log_prob_check"]]
+    meta = {k: getattr(args, k) for k in ("steps", "seeds", "every", "subset", "samples")}
+    return dict(
+        args=meta, config=config_line, provenance=common.provenance(), results=out,
+        log_prob_check=dict(max=max(checks) if checks else None, count=len(checks)),
+    )  # fmt: skip
+
+
+def stored_results(stored: dict) -> list[dict]:
+    """The stored record's results in the form the tables read."""
+    return [
+        dict(label=r["label"], rows=r["rows"], mode_shares=np.asarray(r["final_mode_shares"]),
+             eval=np.asarray(r["eval_return"], np.float64))
+        for r in stored["results"]
+    ]  # fmt: skip
 
 
 def fidelity_table(results: list[dict], early_calls: int) -> str:
@@ -363,7 +381,7 @@ def modes_table(results: list[dict]) -> tuple[str, dict[str, int]]:
                "final eval return"]  # fmt: skip
     rows, both = [], {}
     for res in results:
-        shares = _mode_shares(res["samples"]) * 100  # (seeds, 2)
+        shares = np.asarray(res["mode_shares"]) * 100  # (seeds, 2)
         n_both = int(np.sum(np.min(shares, axis=1) >= 10))
         both[res["label"]] = n_both
         rows.append(
@@ -438,7 +456,7 @@ def plot_fidelity(results: list[dict]) -> None:
 
 def plot_histograms(results: list[dict]) -> None:
     plt = common.pyplot()
-    seeds = results[0]["samples"].shape[0]
+    seeds = np.asarray(results[0]["rows"][0]["hist"]).shape[0]
     fig, axes = plt.subplots(
         len(results), seeds, figsize=(3.2 * seeds, 1.6 * len(results)), squeeze=False
     )
@@ -468,41 +486,23 @@ def plot_histograms(results: list[dict]) -> None:
     common.save_figure(fig, "ratio_fidelity_hist.png")
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=40_960, help="env steps per run")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--every", type=int, default=2, help="diagnostics every this many calls")
-    parser.add_argument("--subset", type=int, default=512, help="actions of the batch compared")
-    parser.add_argument("--samples", type=int, default=2000, help="final samples per seed")
-    parser.add_argument("--settings", nargs="*", default=None, help="labels to run (default all)")
-    args = common.parse_args(parser, argv, "2 settings, 2 seeds, 4 iterations")
-    if args.smoke:
-        args.steps, args.seeds, args.every, args.subset, args.samples = 4096, 2, 1, 64, 200
-    labels = args.settings or (
-        [*list(SETTINGS)[:1], list(SETTINGS)[-1]] if args.smoke else list(SETTINGS)
-    )
-    common.enable_compilation_cache()
-    watch = common.Stopwatch()
-    results = [run_setting(label, SETTINGS[label], args) for label in labels]
-
+def report(stored: dict) -> None:
+    """The tables and figures from a stored record (:func:`record`)."""
+    results, a = stored_results(stored), stored["args"]
     early = 10
-    config = results[0]["config"]
     header = common.results_header(
         "FPO's ratio vs the exact ratio; modes of the symmetric bandit",
-        f"{args.steps:,} env steps per run, {args.seeds} seeds (vmapped) per setting",
+        f"{a['steps']:,} env steps per run, {a['seeds']} seeds (vmapped) per setting",
         [
-            f"`{ENV}` preset: {config.num_envs} envs, {config.batch_size} x "
-            f"{config.num_minibatches} one-step trajectories per iteration, {config.num_epochs} "
-            f"epochs, flow steps {config.flow_steps} ({config.integrator}), N = "
-            f"{config.num_pairs}, lr {config.learning_rate}, clip {config.clip_epsilon}",
-            f"ratio diagnostics every {args.every} calls on {args.subset} actions of the "
+            stored["config"],
+            f"ratio diagnostics every {a['every']} calls on {a['subset']} actions of the "
             f"iteration's own batch; exact log density: RK4, {LOG_PROB_STEPS} steps",
-            f"final mode shares from {args.samples} samples per seed (training sampler)",
+            f"final mode shares from {a['samples']} samples per seed (training sampler)",
         ],
+        data=[stored["provenance"]],
     )
-    modes, both = modes_table(results)
-    checks = [x for res in results for x in res["log_prob_check"]]
+    modes, _ = modes_table(results)
+    check = stored["log_prob_check"]
     text = [
         header,
         "\n## Does FPO's ratio track the exact ratio?\n",
@@ -517,8 +517,8 @@ def main(argv=None) -> None:
         "is what FPO would compute with fresh pairs; it is not used in training.\n",
         fidelity_table(results, early),
         f"\nExact log-ratio at {LOG_PROB_STEPS} vs {4 * LOG_PROB_STEPS} RK4 steps: largest "
-        f"difference {max(checks) if checks else float('nan'):.1e} over "
-        f"{len(checks)} checked updates.\n",
+        f"difference {check['max'] if check['max'] is not None else float('nan'):.1e} over "
+        f"{check['count']} checked updates.\n",
         "\n![ratio statistics over training](ratio_fidelity.png)\n",
         "\n## Modes at the end of training\n",
         f"Share (%) of samples within ±{NEAR} of each mode (squashed action).\n",
@@ -539,13 +539,43 @@ def main(argv=None) -> None:
         "(self-normalised), and the mean exact importance weight (1 while the sampled actions "
         "follow the ODE density the exact ratio is computed under).\n",
         mechanism_table(results[0], 0),
-        "\n" + watch.line(),
     ]
     common.write_result("ratio_fidelity.md", "\n".join(text))
-    save_json(results)
     plot_fidelity(results)
     plot_histograms(results)
-    print({k: v for k, v in both.items()})
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=40_960, help="env steps per run")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--every", type=int, default=2, help="diagnostics every this many calls")
+    parser.add_argument("--subset", type=int, default=512, help="actions of the batch compared")
+    parser.add_argument("--samples", type=int, default=2000, help="final samples per seed")
+    parser.add_argument("--settings", nargs="*", default=None, help="labels to run (default all)")
+    parser.add_argument("--report", action="store_true", help="only rebuild from the stored JSON")
+    args = common.parse_args(parser, argv, "2 settings, 2 seeds, 4 iterations")
+    path = common.out_dir() / "ratio_fidelity.json"
+    if args.report:
+        report(json.loads(path.read_text()))
+        return
+    if args.smoke:
+        args.steps, args.seeds, args.every, args.subset, args.samples = 4096, 2, 1, 64, 200
+    labels = args.settings or (
+        [*list(SETTINGS)[:1], list(SETTINGS)[-1]] if args.smoke else list(SETTINGS)
+    )
+    common.enable_compilation_cache()
+    results = [run_setting(label, SETTINGS[label], args) for label in labels]
+    config = results[0]["config"]
+    config_line = (
+        f"`{ENV}` preset: {config.num_envs} envs, {config.batch_size} x "
+        f"{config.num_minibatches} one-step trajectories per iteration, {config.num_epochs} "
+        f"epochs, flow steps {config.flow_steps} ({config.integrator}), N = "
+        f"{config.num_pairs}, lr {config.learning_rate}, clip {config.clip_epsilon}"
+    )
+    stored = record(results, args, config_line)
+    common.write_file(path, json.dumps(stored))
+    report(stored)
 
 
 if __name__ == "__main__":
