@@ -40,6 +40,11 @@ CASES = {
     "ratio_diagnostics.md": ("ratio_diagnostics.py", ["--report"], ["ratio_diagnostics.json"]),
     "ratio_fidelity.md": ("ratio_fidelity.py", ["--report"], ["ratio_fidelity.json"]),
     "sampler_agnostic.md": ("sampler_agnostic.py", ["--report"], ["sampler_agnostic.json"]),
+    "fpo_best_dm_control.md": (
+        "fpo_best_dm_control.py",
+        ["--report"],
+        ["fpo_best_dm_control", "ppo_parity"],
+    ),
     "under_conditioned.md": ("under_conditioned.py", ["--report"], ["under_conditioned"]),
     "fpo_plus_plus_budgets.md": (
         "fpo_plus_plus_budgets.py",
