@@ -3,8 +3,8 @@
 The FPO authors' running statistics drop the previous variance sum at every update, so their
 std shrinks about as 1/sqrt(iterations) and the network sees ever larger inputs; they also
 update the statistics before the update epochs and do not clip (see
-``fpo_jax.normalization``). Ours (``obs_norm="welford"``, the default) are exact running
-statistics. This script trains FPO with both, everything else equal, on
+``fpo_jax.normalization``). Ours (``obs_norm="welford"``, the default outside DM Control) are
+exact running statistics. This script trains FPO with both, everything else equal, on
 
 * ``CartpoleBalance`` (learns within a CPU budget), and
 * ``ReacherEasy`` (harder: 6-dim observation with positions and velocities on different scales),

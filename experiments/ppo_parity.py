@@ -159,7 +159,9 @@ def run_brax(task: str, seed: int, iterations: int) -> dict[str, Any]:
 
 # Our FPO: the task's FPO preset (for DM Control, the paper's settings), then changes.
 FPO: dict[str, dict[str, Any]] = {
-    "paper": {},
+    # The paper's settings under Welford statistics and fresh initial states (the DM Control
+    # family's defaults when these runs were made; Brax's order is its default now).
+    "paper": dict(obs_norm="welford", refresh_initial_states=True),
     # The trainer behaviour of the PPO rows it is compared with (--variant brax's, less PPO's
     # own hyperparameters): exact statistics before the epochs, no fresh initial states.
     "brax order": dict(obs_norm="brax", refresh_initial_states=False),
@@ -311,13 +313,14 @@ def run_program(task: str, program: str, iterations: int, seeds: int) -> dict[st
 
 # The trainer behaviour each program ran with: Brax's order (observation statistics updated
 # with each rollout before its epochs, every env restarting from its own first state) or our
-# defaults (Welford statistics after the update, fresh initial states every iteration).
+# Welford statistics after the update with fresh initial states every iteration (the defaults
+# of every env family when these runs were made; DM Control's default is Brax's order now).
 BEHAVIOUR = {
     "ours:brax": "Brax's order",
     "fpo:brax order": "Brax's order",
     "fpo:fpo++ brax order": "Brax's order",
-    "ours:fpo_jax defaults": "our defaults",
-    "fpo:paper": "our defaults",
+    "ours:fpo_jax defaults": "Welford statistics, fresh initial states",
+    "fpo:paper": "Welford statistics, fresh initial states",
     "ours:welford obs statistics": "Welford statistics, own first states",
     "ours:fresh initial states": "Brax's statistics, fresh initial states",
 }

@@ -173,11 +173,11 @@ class TrainConfig:
     with the rollout's observations before the update epochs and used in the loss (the policy
     acted with the previous ones), not clipped. 'reference': the FPO authors' code, to reproduce
     their numbers: Brax's order, but its summed variance keeps only the newest batch (the std
-    shrinks about as 1/sqrt(iterations))."""
+    shrinks about as 1/sqrt(iterations)). DM Control presets default to 'brax'."""
     refresh_initial_states: bool = True
     """Give auto-reset episodes fresh random initial states each iteration (one batched reset);
     False reuses each env's first state for the whole run, as Brax, Playground and the FPO
-    authors' code do."""
+    authors' code do (and DM Control presets)."""
 
     # -- networks and the rollout sampler: the default networks' shapes and the flow's sampler while
     # collecting.
