@@ -17,7 +17,8 @@ minibatches of 5 steps, 4 epochs, MJX, 3M env steps; evaluation on 32 envs at 6 
   lr 3e-4 / 1e-3, one seed each, 2M steps, as one program.
 
 * ``fpo_1M`` and ``part_*``: each FPO++ part alone on top of FPO at ``--variant cpu``, 1M env
-  steps, one seed each (a screen), against FPO alone at the same budget.
+  steps, one seed each (a screen), against FPO alone at the same budget; ``*_seeds_1_2``: seeds
+  1 and 2 of FPO and of the parts that moved its return (``MOVERS``), pooled with seed 0.
 
 Each program writes a run directory under ``--runs-dir`` and then its compact metrics (every
 evaluation per member, the per-iteration metrics that show a collapse coming, the settings that
@@ -27,6 +28,7 @@ repository alone.
 
     python experiments/ant_cpu.py --programs fpo,ppo,fpo_paper,fpo++    # ~1.5 h on 2 quiet cores
     python experiments/ant_cpu.py --programs screen                     # the parts, ~35 min
+    python experiments/ant_cpu.py --programs movers    # seeds 1, 2 of the parts that moved
     python experiments/ant_cpu.py --report
     python experiments/ant_cpu.py --smoke              # 2 calls at 64 envs, to /tmp
 
@@ -97,6 +99,18 @@ for _label, _flags in PARTS.items():
     PROGRAMS[_name] = (f"FPO + {_label}", [*PART_BASE, *_flags])
 COMPARED = ("fpo", "ppo", "fpo_paper", "fpo++")
 SCREEN = ("fpo_1M", *[n for n in PROGRAMS if n.startswith("part_")])
+# The parts that moved the screen's final return by more than a fifth of FPO's (156), and FPO
+# itself to compare them with, get seeds 1 and 2 as one more program each ("NAME_seeds_1_2");
+# the screen table then pools the three seeds.
+MOVERS = (
+    "fpo_1M", "part_per_sample_ratio___aspo", "part_beta_1__1__flow_times",
+    "part_sqrt_cfm_reduction___loss_clamps", "part_ema_actor_0_95",
+    "part_adamw_1e_4___per_network_clip_1", "part_zero_noise_evaluation",
+)  # fmt: skip
+MORE_SEEDS = ["--seed", "1", "--num-seeds", "2"]
+for _name in MOVERS:
+    _label, _flags = PROGRAMS[_name]
+    PROGRAMS[_name + "_seeds_1_2"] = (_label, [*_flags, *MORE_SEEDS])
 EVALUATION = {
     "fpo": "sampler from random noise",
     "ppo": "mean action",
@@ -105,7 +119,7 @@ EVALUATION = {
     "sweep": "sampler from random noise",
 }
 for _name, (_label, _flags) in PROGRAMS.items():
-    if _name.startswith("part_") or _name == "fpo_1M":
+    if _name.startswith("part_") or _name.startswith("fpo_1M"):
         ema = "EMA actor" if "--ema-decay" in _flags else "live actor"
         noise = "zero noise" if "zero" in _flags else "random noise"
         EVALUATION[_name] = f"{ema} from {noise}"
@@ -209,7 +223,8 @@ def report(args: argparse.Namespace) -> None:
         ])  # fmt: skip
         commands.append(f"- {name}: `{run['command']}`")
     screen = [run for run in map(_load, SCREEN) if run is not None]
-    runs += screen
+    more_seeds = [run for n in MOVERS if (run := _load(n + "_seeds_1_2")) is not None]
+    runs += screen + more_seeds
     sweep = _load("sweep")
     runs += [sweep] if sweep else []
     if not runs:
@@ -225,8 +240,9 @@ def report(args: argparse.Namespace) -> None:
         )
     if screen:
         budgets.append(
-            f"screen: {screen[0]['evals'][-1]['env_steps']:,} env steps, one seed per "
-            "program, evaluated before training and at 4 points"
+            f"screen: {screen[0]['evals'][-1]['env_steps']:,} env steps, seed 0 per program"
+            + (", seeds 1 and 2 too for the parts that moved it" if more_seeds else "")
+            + ", evaluated before training and at 4 points"
         )
     text = common.results_header(
         "The main job on a CPU: Brax ant, FPO vs Gaussian PPO and FPO++",
@@ -258,15 +274,20 @@ def screen_table(screen: list[dict]) -> str:
     def cell(values: np.ndarray) -> str:  # one seed: the value; more: mean ± s.e.
         return f"{values[0]:.0f}" if len(values) == 1 else common.fmt_pm(values, 0)
 
+    def final(runs: list[dict], key: str) -> np.ndarray:  # every seed's final value
+        return np.concatenate([_curve(run, key)[1][-1] for run in runs])
+
     rows = []
     for run in screen:
-        returns = _curve(run)[1][-1]
-        forward = _curve(run, "eval/reward_forward")[1][-1]
-        length = _curve(run, "eval/episode_length")[1][-1]
-        gap = [e.get("eval/ema_minus_live_return") for e in run["evals"]][-1]
+        runs = [run, *filter(None, [_load(run["program"] + "_seeds_1_2")])]
+        returns = final(runs, "eval/episode_return")
+        has_gap = "per_member/eval/ema_minus_live_return" in run["evals"][-1]
+        gap = final(runs, "eval/ema_minus_live_return") if has_gap else None
         rows.append([
-            PROGRAMS[run["program"]][0], run["evaluation"], cell(returns), cell(forward),
-            cell(length), "-" if gap is None else f"{gap:+.0f}", len(returns),
+            PROGRAMS[run["program"]][0], run["evaluation"], cell(returns),
+            ", ".join(f"{x:.0f}" for x in returns), cell(final(runs, "eval/reward_forward")),
+            cell(final(runs, "eval/episode_length")),
+            "-" if gap is None else f"{gap.mean():+.0f}", len(returns),
         ])  # fmt: skip
     return (
         "\n## Each FPO++ part alone on ant (1M env steps)\n\n"
@@ -276,15 +297,16 @@ def screen_table(screen: list[dict]) -> str:
                 "program",
                 "evaluation",
                 "final return",
+                "per seed (seed 0 first)",
                 "final forward reward",
                 "final episode length",
                 "EMA minus live return",
                 "seeds",
             ],
             rows,
-            "llrrrrr",
+            "llrlrrrr",
         )  # fmt: skip
-        + "\n"
+        + "\nWith more than one seed: mean ± standard error; the EMA gap is the seeds' mean.\n"
     )
 
 
@@ -314,7 +336,8 @@ def sweep_table(run: dict | None) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--programs", default=",".join([*COMPARED, "sweep"]),
-                        help="comma-separated; 'screen' = fpo_1M and every part_*: "
+                        help="comma-separated; 'screen' = fpo_1M and every part_*, "
+                        "'movers' = seeds 1 and 2 of the parts that moved the screen: "
                         + ", ".join(PROGRAMS))  # fmt: skip
     parser.add_argument("--runs-dir", type=Path, default=REPO / "runs")
     parser.add_argument("--report", action="store_true", help="only rebuild the table")
@@ -323,7 +346,8 @@ def main(argv=None) -> None:
         args.runs_dir = common.out_dir() / "runs"
     if not args.report:
         names = [n.strip() for n in args.programs.split(",")]
-        names = [m for n in names for m in (SCREEN if n == "screen" else (n,))]
+        groups = {"screen": SCREEN, "movers": tuple(f"{n}_seeds_1_2" for n in MOVERS)}
+        names = [m for n in names for m in groups.get(n, (n,))]
         for name in names:
             run_program(name, args)
     report(args)
