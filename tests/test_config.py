@@ -18,6 +18,11 @@ def test_dm_control_preset_is_the_papers():
     assert (c.discount, c.gae_lambda, c.reward_scaling) == (0.995, 0.95, 10.0)
     assert c.env_steps_per_iteration == 983_040
     assert "FPO paper" in c.preset_source
+    # Brax's trainer order, as the authors' code runs it, for every algorithm on these tasks.
+    for algo in ("fpo", "ppo", "dppo"):
+        d = preset("CartpoleBalance", algo)
+        assert (d.obs_norm, d.refresh_initial_states) == ("brax", False)
+    assert (preset("ant").obs_norm, preset("gridworld").refresh_initial_states) == ("welford", True)
     assert preset("BallInCup").discount == 0.95
     ppo = preset("CheetahRun", "ppo")
     assert (ppo.clip_epsilon, ppo.entropy_cost) == (0.1, 0.01)
@@ -108,6 +113,34 @@ def test_dm_control_fast_variant_changes_only_the_layout_and_fpos_source_noise()
         fpo, ppo = preset(env, "fpo", variant="fast"), preset(env, "ppo", variant="fast")
         assert all(getattr(fpo, name) == getattr(ppo, name) for name in layout)
     assert "fast" not in preset_variants("gridworld")
+
+
+def test_dm_control_tuned_variant_is_the_ppo_comparisons_layout_with_the_sweeps_best_fpo():
+    """--variant tuned trains at ppo_parity's layout and budget, FPO with the setting its stored
+    sweep found best (results/fpo_best_dm_control/sweep.json) and PPO with Playground's."""
+    import sys
+    from pathlib import Path
+
+    experiments = Path(__file__).resolve().parent.parent / "experiments"
+    sys.path.insert(0, str(experiments))
+    import fpo_best_dm_control
+    import ppo_parity
+
+    sweep = json.loads((experiments / "results/fpo_best_dm_control/sweep.json").read_text())
+    best = fpo_best_dm_control.best_member(sweep)
+    assert set(best) == set(fpo_best_dm_control.GRID)
+    for env in ("CartpoleBalance", "CheetahRun"):
+        fpo = preset(env, "fpo", variant="tuned")
+        assert validate(fpo) == fpo
+        assert {name: getattr(fpo, name) for name in best} == best
+        task = ppo_parity.TASKS["CartpoleBalance"]
+        for name, value in task["layout"].items():
+            assert getattr(fpo, name) == value
+        assert fpo.num_timesteps == task["iterations"] * fpo.env_steps_per_iteration
+        assert (fpo.obs_norm, fpo.refresh_initial_states) == ("brax", False)
+        ppo = preset(env, "ppo", variant="tuned")
+        assert (ppo.learning_rate, ppo.entropy_cost, ppo.clip_epsilon) == (1e-3, 0.01, 0.3)
+        assert ppo.num_timesteps == fpo.num_timesteps and ppo.num_envs == fpo.num_envs
 
 
 def test_every_brax_body_has_a_cpu_variant_that_shrinks_its_layout():

@@ -120,7 +120,7 @@ def test_gridworld_paper_variant_is_the_authors_run_and_the_default_stays_cpu_fa
     assert (default.num_pairs, default.learning_rate) == (8, 1e-3)  # the CPU-fast preset
     with pytest.raises(
         ConfigError,
-        match=r"variant='paper' is not one of \('default', 'brax', 'fast', 'fpo\+\+', 'fpo\+\+authors'\)",
+        match=r"variant='paper' is not one of \('default', 'brax', 'fast', 'fpo\+\+', 'fpo\+\+authors', 'tuned'\)",
     ):
         preset("CartpoleBalance", "fpo", variant="paper")
     with pytest.raises(ConfigError, match="variant='papr'"):

@@ -11,9 +11,8 @@ Not rebuildable yet, and why:
 
 - ``multimodality.md``, ``multimodality_gridworld_paper.md``: the script stores no data beside
   the table, so only rerunning the training rebuilds them.
-- ``obs_norm.md``, ``ablations.md``: the scripts now store their data (``obs_norm.json``,
-  ``ablations.json``) and rebuild from it (``--report``); the committed tables predate that and
-  wait for a rerun (~30 and ~25 min).
+- ``obs_norm.md``: the script now stores its data (``obs_norm.json``) and rebuilds from it
+  (``--report``); the committed table predates that and waits for a rerun (~30 min).
 - ``throughput_CartpoleBalance_cpu.md``, ``profile_CartpoleBalance_cpu.md``,
   ``sweep_gridworld_cpu.md``, ``seeds_gridworld_cpu.md``, ``dot_layout_cpu.md``,
   ``first_call_CartpoleBalance_cpu.md``, ``step_memory_CartpoleBalance.md``: measurements of the
@@ -40,6 +39,7 @@ CASES = {
     "ratio_diagnostics.md": ("ratio_diagnostics.py", ["--report"], ["ratio_diagnostics.json"]),
     "ratio_fidelity.md": ("ratio_fidelity.py", ["--report"], ["ratio_fidelity.json"]),
     "sampler_agnostic.md": ("sampler_agnostic.py", ["--report"], ["sampler_agnostic.json"]),
+    "ablations.md": ("ablations.py", ["--report"], ["ablations.json"]),
     "fpo_best_dm_control.md": (
         "fpo_best_dm_control.py",
         ["--report"],
