@@ -22,18 +22,26 @@ noise (FPO++'s evaluation) and PPO's mean action (its evaluation sampler).
 
 Run from the repository root::
 
-    python experiments/multimodality.py                 # 0.3 x preset steps, 3 seeds (~10 min)
+    python experiments/multimodality.py                 # 0.3 x preset steps, 3 seeds (~5 min)
     python experiments/multimodality.py --smoke         # --budget quick, written to /tmp
+    python experiments/multimodality.py --report        # rebuild from the stored JSON
     python experiments/multimodality.py --variant paper # authors' gridworld settings (~20 min)
     python experiments/multimodality.py --variant paper --smoke
+    python experiments/multimodality.py --variant paper --report
 
-Writes ``experiments/results/multimodality.md`` and ``multimodality_{bandit,gridworld}.png``.
+Writes ``experiments/results/multimodality.json`` (the training curves' first and last
+evaluation per seed, every sampler's per-seed mode and goal shares, the saddle cross-check, the
+actions and trajectories the figures draw, the budget and the provenance), and from it alone
+``multimodality.md`` and ``multimodality_{bandit,gridworld,gridworld_field}.png``;
+``--variant paper``: ``multimodality_gridworld_paper.{json,md}`` and
+``multimodality_gridworld_{paper,field_paper}.png``.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -117,14 +125,32 @@ def mass_near(a: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.all(np.abs(a[:, None, :] - points[None]) <= MODE_RADIUS, axis=-1).mean(axis=0)
 
 
+def float32_list(x) -> list:
+    """A float32 array as nested lists of Python floats, each the shortest decimal that reads
+    back (``np.asarray(..., np.float32)``) as the same float32: exact and compact in JSON."""
+    a = np.asarray(x, np.float32)
+    out = np.vectorize(lambda v: float(str(v)), otypes=[object])(a)
+    # A decimal next to the middle of two float32s could read back as the other one: keep those
+    # few exactly (as float64).
+    wrong = out.astype(np.float64).astype(np.float32) != a
+    out[wrong] = a[wrong].astype(np.float64)
+    return out.tolist()
+
+
 def bandit_analysis(results, env_name: str, num_samples: int, seeds: int):
+    """Sample ``num_samples`` actions per seed from each sampler of each algorithm.
+
+    Returns (entries, samples): one entry per (algo, sampler) with the per-seed shares near each
+    mode (seeds, modes), near the empty corners (``bandit2d`` only, else None) and the samples'
+    mean reward; samples: seed 0's actions of each algorithm's stochastic sampler (the figure's).
+    """
     modes = BANDIT_MODES[env_name]
-    rows, samples_first_seed = [], {}
+    entries, samples = [], {}
     for algo in ALGOS:
         res = results[(env_name, algo)]
         states = [res.seed(i) for i in range(seeds)]
         obs = jnp.ones((num_samples, 1))
-        for mode, label in samplers_for(algo):
+        for k, (mode, label) in enumerate(samplers_for(algo)):
             act = jax.jit(make_sampler(res.trainer, mode))
             mass, corners, reward = np.zeros((seeds, len(modes))), np.zeros(seeds), np.zeros(seeds)
             for i, st in enumerate(states):
@@ -133,39 +159,51 @@ def bandit_analysis(results, env_name: str, num_samples: int, seeds: int):
                 if env_name == "bandit2d":
                     corners[i] = mass_near(a, BANDIT2D_CORNERS).sum()
                 reward[i] = float(jnp.mean(res.trainer.env.reward_fn(jnp.asarray(a))))
-                if i == 0:
-                    samples_first_seed[(algo, mode)] = a
-            both = int(np.sum(np.min(mass, axis=1) >= 0.1))
-            rows.append(
-                [f"`{env_name}`", label]
-                + [common.fmt_pm(100 * mass[:, m]) for m in range(len(modes))]
-                + [common.fmt_pm(100 * corners) if env_name == "bandit2d" else "-"]
-                + [common.fmt_pm(100 * (1 - mass.sum(axis=1))), f"{both} / {seeds}"]
-                + [common.fmt_pm(reward, 3)]
-            )
-    return rows, samples_first_seed
+                if i == 0 and k == 0:
+                    samples[algo] = float32_list(a)
+            entries.append(
+                dict(algo=algo, mode=mode, label=label, mass=mass.tolist(), reward=reward.tolist(),
+                     corners=corners.tolist() if env_name == "bandit2d" else None)
+            )  # fmt: skip
+    return entries, samples
 
 
-def plot_bandits(samples: dict, envs_done: list[str], num_samples: int):
+def bandit_rows(env_name: str, entries: list[dict]) -> list[list[str]]:
+    """The bandit table's rows from :func:`bandit_analysis`'s stored entries."""
+    rows = []
+    for e in entries:
+        mass = np.asarray(e["mass"], np.float64)  # (seeds, modes)
+        seeds = mass.shape[0]
+        both = int(np.sum(np.min(mass, axis=1) >= 0.1))
+        corners = e["corners"]
+        rows.append(
+            [f"`{env_name}`", e["label"]]
+            + [common.fmt_pm(100 * mass[:, m]) for m in range(mass.shape[1])]
+            + [common.fmt_pm(100 * np.asarray(corners, np.float64)) if corners is not None else "-"]
+            + [common.fmt_pm(100 * (1 - mass.sum(axis=1))), f"{both} / {seeds}"]
+            + [common.fmt_pm(np.asarray(e["reward"], np.float64), 3)]
+        )
+    return rows
+
+
+def plot_bandits(samples: dict, num_samples: int):
+    """Seed 0's stochastic samples: a histogram on ``bandit``, scatter plots on ``bandit2d``."""
     plt = common.pyplot()
-    fig, axes = plt.subplots(1, 1 + 2 * ("bandit2d" in envs_done), figsize=(13, 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, 1 + 2 * ("bandit2d" in samples), figsize=(13, 3.6), squeeze=False)
     axes = axes[0]
     ax = axes[0]
     bins = np.linspace(-1, 1, 81)
-    s = samples["bandit"]
-    ax.hist(s[("fpo", "random")][:, 0], bins=bins, alpha=0.6, label="FPO", color="C0")
-    ax.hist(s[("ppo", "sample")][:, 0], bins=bins, alpha=0.6, label="Gaussian PPO", color="C1")
+    s = {algo: np.asarray(a, np.float32) for algo, a in samples["bandit"].items()}
+    ax.hist(s["fpo"][:, 0], bins=bins, alpha=0.6, label="FPO", color="C0")
+    ax.hist(s["ppo"][:, 0], bins=bins, alpha=0.6, label="Gaussian PPO", color="C1")
     for m in BANDIT_MODES["bandit"][:, 0]:
         ax.axvspan(m - MODE_RADIUS, m + MODE_RADIUS, color="grey", alpha=0.15)
     ax.set_title(f"bandit: {num_samples} sampled actions (seed 0)")
     ax.set_xlabel("action (after tanh); grey: +-0.2 around each reward mode")
     ax.legend()
-    if "bandit2d" in envs_done:
-        s = samples["bandit2d"]
-        for ax, (algo, mode), name in zip(
-            axes[1:], [("fpo", "random"), ("ppo", "sample")], ["FPO", "Gaussian PPO"], strict=True
-        ):
-            a = s[(algo, mode)]
+    if "bandit2d" in samples:
+        for ax, algo in zip(axes[1:], ALGOS, strict=True):
+            a = np.asarray(samples["bandit2d"][algo], np.float32)
             ax.scatter(a[:, 0], a[:, 1], s=3, alpha=0.3, color="C0" if algo == "fpo" else "C1")
             for m in BANDIT_MODES["bandit2d"]:
                 ax.add_patch(
@@ -174,7 +212,7 @@ def plot_bandits(samples: dict, envs_done: list[str], num_samples: int):
             ax.set_xlim(-1, 1)
             ax.set_ylim(-1, 1)
             ax.set_aspect("equal")
-            ax.set_title(f"bandit2d: {name} samples (seed 0)")
+            ax.set_title(f"bandit2d: {ALGO_LABEL[algo]} samples (seed 0)")
     return common.save_figure(fig, "multimodality_bandit.png")
 
 
@@ -213,22 +251,41 @@ def goal_shares(trainer: Trainer, act, state, key, num_episodes: int):
     return top.reshape(n_starts, -1).mean(-1), bottom.reshape(n_starts, -1).mean(-1)
 
 
-def gridworld_analysis(res, algo: str, num_episodes: int, seeds: int):
-    """Rows per (sampler, start): shares of episodes reaching the top / bottom goal rows."""
-    rows, shares = [], {}
+def gridworld_analysis(res, algo: str, num_episodes: int, seeds: int) -> list[dict]:
+    """Per sampler: the shares of episodes reaching the top / bottom goal rows from each start,
+    (seeds, len(GRID_STARTS)) each, float32 as computed."""
+    entries = []
     keys = jax.random.split(jax.random.PRNGKey(7), seeds)
     for mode, label in samplers_for(algo):
         act = make_sampler(res.trainer, mode)
         fn = lambda st, k, act=act: goal_shares(res.trainer, act, st, k, num_episodes)
         # (seeds, len(GRID_STARTS)) each: res.state has a leading seed axis.
         top, bottom = map(np.asarray, jax.device_get(jax.jit(jax.vmap(fn))(res.state, keys)))
+        entries.append(
+            dict(algo=algo, mode=mode, label=label, top=float32_list(top),
+                 bottom=float32_list(bottom))
+        )  # fmt: skip
+    return entries
+
+
+def stored_shares(entry: dict) -> tuple[np.ndarray, np.ndarray]:
+    """A stored entry's (top, bottom) shares, back in float32 (as computed), so that the derived
+    columns are the same arithmetic as in the run."""
+    return np.asarray(entry["top"], np.float32), np.asarray(entry["bottom"], np.float32)
+
+
+def gridworld_rows(entries: list[dict]) -> list[list[str]]:
+    """The gridworld table's rows (per sampler, per start) from :func:`gridworld_analysis`."""
+    rows = []
+    for e in entries:
+        top, bottom = stored_shares(e)
+        seeds = top.shape[0]
         for i, start in enumerate(GRID_STARTS):
             t, b = top[:, i], bottom[:, i]
             minority = np.minimum(t, b) / np.maximum(t + b, 1e-9)
-            shares[(mode, start)] = (t, b)
             rows.append(
                 [
-                    label,
+                    e["label"],
                     f"({start[0]}, {start[1]})",
                     common.fmt_pm(100 * t),
                     common.fmt_pm(100 * b),
@@ -237,17 +294,26 @@ def gridworld_analysis(res, algo: str, num_episodes: int, seeds: int):
                     f"{np.sum(np.minimum(t, b) >= 0.05)} / {seeds}",
                 ]
             )
-    return rows, shares
+    return rows
 
 
-def saddle_check(res, num_episodes: int, seeds: int) -> str:
+def saddle_check(res, num_episodes: int, seeds: int) -> dict:
     """The saddle start through the documented API: ``Trainer(make_env("gridworld",
-    start=SADDLE), config).evaluate`` (the trainer's eval sampler), reached_top / reached_bottom."""
+    start=SADDLE), config).evaluate`` (the trainer's eval sampler). Returns the per-seed
+    reached_top / reached_bottom shares (float32 as computed)."""
     config = dataclasses.replace(res.config, num_eval_envs=num_episodes)
     trainer = Trainer(envs.make_env("gridworld", start=SADDLE), config)
     keys = jax.random.split(jax.random.PRNGKey(11), seeds)
     out = jax.device_get(jax.jit(jax.vmap(trainer.evaluate))(res.state, keys))
-    top, bottom = out["eval/reached_top"], out["eval/reached_bottom"]  # (seeds,) each
+    return {
+        side: float32_list(out[f"eval/reached_{side}"])  # (seeds,)
+        for side in ("top", "bottom")
+    }
+
+
+def saddle_check_text(check: dict) -> str:
+    """'top .. %, bottom .. %' of a stored :func:`saddle_check`."""
+    top, bottom = (np.asarray(check[side], np.float32) for side in ("top", "bottom"))
     return f"top {common.fmt_pm(100 * top)} %, bottom {common.fmt_pm(100 * bottom)} %"
 
 
@@ -274,54 +340,98 @@ def saddle_trajectories(trainer: Trainer, act, state, key, num: int):
     return jnp.concatenate([cells[None], path]), goal
 
 
-def plot_gridworld_field(results, name: str, samples_per_cell: int = 4, num_traj: int = 40):
-    """Row per algorithm: sampled actions at every non-goal cell (the denoised action field),
-    and a bundle of trajectories from the saddle cell; seed 0, stochastic samplers."""
-    plt = common.pyplot()
-    fig, axes = plt.subplots(2, 2, figsize=(11, 11))
-    size = 25
-    xs, ys = np.meshgrid(np.arange(size), np.arange(2, size - 2), indexing="xy")
-    cells = np.stack([xs.ravel(), ys.ravel()], -1)  # (C, 2) non-goal cells
-    obs = jnp.asarray(np.repeat(cells, samples_per_cell, 0), jnp.float32)
-    obs = (obs - 12.0) / 12.0
-    for row, (algo, mode) in enumerate([("fpo", "random"), ("ppo", "sample")]):
+FIELD_SIZE = 25  # GridWorld's side
+
+
+def field_cells() -> np.ndarray:
+    """(C, 2) the non-goal cells (x, y), y in 2..22, in the order the field figure samples them."""
+    xs, ys = np.meshgrid(np.arange(FIELD_SIZE), np.arange(2, FIELD_SIZE - 2), indexing="xy")
+    return np.stack([xs.ravel(), ys.ravel()], -1)
+
+
+def gridworld_figure_data(results, samples_per_cell: int = 4, num_traj: int = 40) -> dict:
+    """What the gridworld figures draw, seed 0, each algorithm's stochastic sampler:
+
+    * ``saddle``: 1000 sampled actions at SADDLE and their y move (-1, 0, +1);
+    * ``flow_paths``: FPO's flow paths at SADDLE for 150 of them, (150, K + 1, 2) after tanh;
+    * ``field``: ``samples_per_cell`` sampled actions at every non-goal cell and their y move,
+      and ``num_traj`` episodes from SADDLE: cells (steps + 1, num_traj, 2) and goals (num_traj,).
+
+    """
+    data = {"saddle": {}, "field": {}, "samples_per_cell": samples_per_cell, "num_traj": num_traj}
+    obs = jnp.zeros((1000, 2))  # the env's observation of cell (12, 12) is (0, 0)
+    cells = np.repeat(field_cells(), samples_per_cell, 0)
+    field_obs = (jnp.asarray(cells, jnp.float32) - 12.0) / 12.0
+    for algo, mode in [("fpo", "random"), ("ppo", "sample")]:
         res = results[("gridworld", algo)]
         st = res.seed(0)
         sampler = jax.jit(make_sampler(res.trainer, mode))
-        a = np.asarray(sampler(st.params, st.obs_stats, obs, jax.random.PRNGKey(5)))
+        a = np.asarray(sampler(st.params, st.obs_stats, obs, jax.random.PRNGKey(3)))
+        moves = np.asarray(discretize_action(jnp.asarray(a)))
+        data["saddle"][algo] = dict(actions=float32_list(a), move_y=moves[:, 1].tolist())
+        a = np.asarray(sampler(st.params, st.obs_stats, field_obs, jax.random.PRNGKey(5)))
         dy = np.asarray(discretize_action(jnp.asarray(a)))[:, 1]
-        pos = np.repeat(cells, samples_per_cell, 0).astype(float)
+        path, goal = saddle_trajectories(
+            res.trainer, make_sampler(res.trainer, mode), st, jax.random.PRNGKey(6), num_traj
+        )
+        data["field"][algo] = dict(
+            actions=float32_list(a), move_y=dy.tolist(), path=np.asarray(path).astype(int).tolist(),
+            goal=np.rint(np.asarray(goal)).astype(int).tolist(),
+        )  # fmt: skip
+    res = results[("gridworld", "fpo")]
+    st = res.seed(0)
+    c = res.config
+    o = normalization.normalize(st.obs_stats, obs[:150], c.normalize_observations)
+    _, path = flow.sample(
+        res.trainer.agent.velocity_fn, st.params["policy"], o, jax.random.PRNGKey(4),
+        action_dim=2, num_steps=c.flow_steps, return_path=True,
+    )  # fmt: skip
+    data["flow_paths"] = float32_list(np.tanh(np.asarray(path)))  # (150, K+1, 2)
+    return data
+
+
+def _goal_bands(ax) -> None:
+    for band in ((-0.5, 1.5), (FIELD_SIZE - 2.5, FIELD_SIZE - 0.5)):
+        ax.axhspan(*band, color="C2", alpha=0.15)
+
+
+def _grid_axes(ax) -> None:
+    ax.plot(*SADDLE, "k*", ms=12)
+    ax.set_xlim(-0.8, FIELD_SIZE - 0.2)
+    ax.set_ylim(-0.8, FIELD_SIZE - 0.2)
+    ax.set_aspect("equal")
+
+
+def plot_gridworld_field(data: dict, name: str):
+    """Row per algorithm: sampled actions at every non-goal cell (the denoised action field),
+    and a bundle of trajectories from the saddle cell; from :func:`gridworld_figure_data`."""
+    plt = common.pyplot()
+    fig, axes = plt.subplots(2, 2, figsize=(11, 11))
+    samples_per_cell, num_traj = data["samples_per_cell"], data["num_traj"]
+    pos = np.repeat(field_cells(), samples_per_cell, 0).astype(float)
+    for row, algo in enumerate(ALGOS):
+        d = data["field"][algo]
+        a, dy = np.asarray(d["actions"], np.float32), np.asarray(d["move_y"])
         ax = axes[row, 0]
-        for band in ((-0.5, 1.5), (size - 2.5, size - 0.5)):
-            ax.axhspan(*band, color="C2", alpha=0.15)
+        _goal_bands(ax)
         for sel, color, lab in [(dy > 0, "C2", "up"), (dy < 0, "C3", "down"),
                                 (dy == 0, "grey", "no y move")]:  # fmt: skip
             ax.quiver(
                 pos[sel, 0], pos[sel, 1], a[sel, 0], a[sel, 1], color=color, angles="xy",
                 scale_units="xy", scale=2.2, width=0.002, label=f"{lab} {sel.mean():.0%}",
             )  # fmt: skip
-        ax.plot(*SADDLE, "k*", ms=12)
-        ax.set_xlim(-0.8, size - 0.2)
-        ax.set_ylim(-0.8, size - 0.2)
-        ax.set_aspect("equal")
+        _grid_axes(ax)
         ax.set_title(f"{ALGO_LABEL[algo]}: {samples_per_cell} sampled actions per cell (seed 0)")
         ax.legend(loc="upper right", fontsize=7)
-        path, goal = saddle_trajectories(
-            res.trainer, make_sampler(res.trainer, mode), st, jax.random.PRNGKey(6), num_traj
-        )
-        path, goal = np.asarray(path, float), np.asarray(goal)
+        path, goal = np.asarray(d["path"], float), np.asarray(d["goal"])
         ax = axes[row, 1]
-        for band in ((-0.5, 1.5), (size - 2.5, size - 0.5)):
-            ax.axhspan(*band, color="C2", alpha=0.15)
+        _goal_bands(ax)
         jitter = np.random.default_rng(0).uniform(-0.25, 0.25, (1, num_traj, 2))
         for i in range(num_traj):
             color = "C2" if goal[i] > 0 else ("C3" if goal[i] < 0 else "grey")
             p = path[:, i] + jitter[:, i]
             ax.plot(p[:, 0], p[:, 1], color=color, lw=0.8, alpha=0.6)
-        ax.plot(*SADDLE, "k*", ms=12)
-        ax.set_xlim(-0.8, size - 0.2)
-        ax.set_ylim(-0.8, size - 0.2)
-        ax.set_aspect("equal")
+        _grid_axes(ax)
         ax.set_title(
             f"{ALGO_LABEL[algo]}: {num_traj} episodes from {SADDLE}: "
             f"top {np.mean(goal > 0):.0%}, bottom {np.mean(goal < 0):.0%}"
@@ -331,18 +441,15 @@ def plot_gridworld_field(results, name: str, samples_per_cell: int = 4, num_traj
     return common.save_figure(fig, name)
 
 
-def plot_gridworld(results, shares: dict, name: str = "multimodality_gridworld.png"):
-    """Saddle-state action samples (FPO / PPO), FPO's flow paths there, and goal shares."""
+def plot_gridworld(data: dict, entries: list[dict], name: str):
+    """Saddle-state action samples (FPO / PPO), FPO's flow paths there, and goal shares; from
+    :func:`gridworld_figure_data` and :func:`gridworld_analysis`'s entries."""
     plt = common.pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(17, 4.2))
-    obs = jnp.zeros((1000, 2))  # the env's observation of cell (12, 12) is (0, 0)
-    for ax, algo, mode in [(axes[0], "fpo", "random"), (axes[2], "ppo", "sample")]:
-        res = results[("gridworld", algo)]
-        st = res.seed(0)
-        sampler = jax.jit(make_sampler(res.trainer, mode))
-        a = np.asarray(sampler(st.params, st.obs_stats, obs, jax.random.PRNGKey(3)))
-        moves = np.asarray(discretize_action(jnp.asarray(a)))
-        up, down = moves[:, 1] > 0, moves[:, 1] < 0
+    for ax, algo in [(axes[0], "fpo"), (axes[2], "ppo")]:
+        d = data["saddle"][algo]
+        a, move_y = np.asarray(d["actions"], np.float32), np.asarray(d["move_y"])
+        up, down = move_y > 0, move_y < 0
         ax.scatter(a[up, 0], a[up, 1], s=3, alpha=0.4, color="C2", label=f"up {up.mean():.0%}")
         ax.scatter(
             a[down, 0], a[down, 1], s=3, alpha=0.4, color="C3", label=f"down {down.mean():.0%}"
@@ -364,18 +471,10 @@ def plot_gridworld(results, shares: dict, name: str = "multimodality_gridworld.p
         ax.set_aspect("equal")
         ax.set_xlabel("action x (after tanh)")
         ax.set_ylabel("action y")
-        ax.set_title(f"{ALGO_LABEL[algo]}: 1000 actions at cell {SADDLE}")
+        ax.set_title(f"{ALGO_LABEL[algo]}: {len(a)} actions at cell {SADDLE}")
         ax.legend(loc="lower right", fontsize=7, markerscale=3)
     # FPO flow paths at the saddle state.
-    res = results[("gridworld", "fpo")]
-    st = res.seed(0)
-    c = res.config
-    o = normalization.normalize(st.obs_stats, obs[:150], c.normalize_observations)
-    _, path = flow.sample(
-        res.trainer.agent.velocity_fn, st.params["policy"], o, jax.random.PRNGKey(4),
-        action_dim=2, num_steps=c.flow_steps, return_path=True,
-    )  # fmt: skip
-    path = np.tanh(np.asarray(path))  # (150, K+1, 2)
+    path = np.asarray(data["flow_paths"], np.float32)  # (150, K+1, 2)
     ax = axes[1]
     end_up = path[:, -1, 1] > 1 / 3
     for p, u in zip(path, end_up, strict=True):
@@ -392,8 +491,8 @@ def plot_gridworld(results, shares: dict, name: str = "multimodality_gridworld.p
     width = 0.38
     x = np.arange(len(GRID_STARTS))
     for j, (algo, mode) in enumerate([("fpo", "random"), ("ppo", "sample")]):
-        top = [shares[algo][(mode, s)][0].mean() for s in GRID_STARTS]
-        bottom = [shares[algo][(mode, s)][1].mean() for s in GRID_STARTS]
+        entry = next(e for e in entries if e["algo"] == algo and e["mode"] == mode)
+        top, bottom = (s.mean(axis=0) for s in stored_shares(entry))  # per start
         ax.bar(x + (j - 0.5) * width, top, width, color=f"C{j}", label=f"{ALGO_LABEL[algo]}: top")
         ax.bar(
             x + (j - 0.5) * width, bottom, width, bottom=top, color=f"C{j}", alpha=0.45,
@@ -408,25 +507,18 @@ def plot_gridworld(results, shares: dict, name: str = "multimodality_gridworld.p
 
 
 # ----------------------------------------------------------------------------------------------
+# Run and report
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--budget", choices=sorted(BUDGETS), default="default")
-    p.add_argument(
-        "--envs", nargs="+", default=["bandit", "bandit2d", "gridworld"],
-        choices=["bandit", "bandit2d", "gridworld"],
-    )  # fmt: skip
-    p.add_argument(
-        "--variant", choices=["default", "paper"], default="default",
-        help="gridworld preset variant; 'paper' (the FPO authors' settings) trains the gridworld "
-        "only and writes multimodality_gridworld_paper.md",
-    )  # fmt: skip
-    args = common.parse_args(p, argv, "--budget quick", smoke_budget="quick")
-    if args.variant != "default":
-        args.envs = ["gridworld"]
-    suffix = "" if args.variant == "default" else f"_{args.variant}"
-    clock = common.Stopwatch()
+def file_stem(variant: str) -> str:
+    """Name of the stored data and the results file, without extension."""
+    return "multimodality" if variant == "default" else f"multimodality_gridworld_{variant}"
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Train, analyse, and return everything :func:`report` needs: the record stored as
+    ``<file_stem>.json`` (per-seed numbers and the figures' samples as computed, the budget,
+    the provenance)."""
     common.enable_compilation_cache()
     fractions, seeds, num_samples, num_episodes = BUDGETS[args.budget]
 
@@ -444,8 +536,8 @@ def main(argv: list[str] | None = None) -> None:
             _, curve = common.eval_curve(res.history, seeds)
             final, _ = common.final_and_best(curve)
             train_rows.append(
-                [f"`{env_name}`", ALGO_LABEL[algo], f"{res.history[-1]['env_steps']:,}",
-                 common.fmt_pm(curve[0], 2), common.fmt_pm(final, 2)]
+                dict(env=env_name, algo=algo, env_steps=int(res.history[-1]["env_steps"]),
+                     before=curve[0].tolist(), final=np.asarray(final).tolist())
             )  # fmt: skip
         base = preset(env_name, "fpo", variant=variant)
         how = (
@@ -478,7 +570,7 @@ def main(argv: list[str] | None = None) -> None:
                         "env_steps_per_iteration",
                         "log_ratio_clamp",
                         "pair_log_ratio_clamp",
-                        "entropy_cost",
+                        "flow_entropy_cost",
                         "episode_length",
                         "policy_hidden",
                         "value_hidden",
@@ -488,18 +580,55 @@ def main(argv: list[str] | None = None) -> None:
                 f"entropy_cost={ppo.entropy_cost}, clip_epsilon={ppo.clip_epsilon}"
             )
 
+    record = dict(
+        variant=args.variant, budget=args.budget, envs=list(args.envs), seeds=seeds,
+        num_samples=num_samples, num_episodes=num_episodes, budget_lines=budget_lines,
+        training=train_rows, bandits={}, gridworld=None,
+    )  # fmt: skip
+    for env_name in [e for e in args.envs if e.startswith("bandit")]:
+        entries, samples = bandit_analysis(results, env_name, num_samples, seeds)
+        record["bandits"][env_name] = dict(samplers=entries, samples=samples)
+    if "gridworld" in args.envs:
+        entries = []
+        for algo in ALGOS:
+            common.log(f"gridworld rollouts from the equidistant starts: {algo}")
+            entries += gridworld_analysis(results[("gridworld", algo)], algo, num_episodes, seeds)
+        record["gridworld"] = dict(
+            samplers=entries,
+            saddle_check={
+                algo: saddle_check(results[("gridworld", algo)], num_episodes, seeds)
+                for algo in ALGOS
+            },
+            figures=gridworld_figure_data(results),
+        )
+    record["provenance"] = common.provenance()
+    return record
+
+
+def report(record: dict) -> None:
+    """The results file and its figures, from :func:`run`'s record only."""
+    variant, num_samples, num_episodes = (
+        record["variant"], record["num_samples"], record["num_episodes"],
+    )  # fmt: skip
+    suffix = "" if variant == "default" else f"_{variant}"
+    train_rows = [
+        [f"`{r['env']}`", ALGO_LABEL[r["algo"]], f"{r['env_steps']:,}",
+         common.fmt_pm(np.asarray(r["before"]), 2), common.fmt_pm(np.asarray(r["final"]), 2)]
+        for r in record["training"]
+    ]  # fmt: skip
     md = [
         common.results_header(
             "Multimodality: FPO vs Gaussian PPO on the bandits and GridWorld"
-            if args.variant == "default"
+            if variant == "default"
             else "Multimodality: GridWorld at the FPO authors' settings (preset variant "
-            f"{args.variant!r})",
-            args.budget,
-            budget_lines
+            f"{variant!r})",
+            record["budget"],
+            record["budget_lines"]
             + [
                 f"{num_samples} action samples per seed (bandits); "
                 f"{num_episodes} episodes per start cell and seed (gridworld)"
             ],
+            data=[record["provenance"]],
         ),  # fmt: skip
         "Evaluation return of the runs (the trainer's eval sampler: FPO from random noise, "
         "PPO at the mean action; mean ± standard error over seeds):\n",
@@ -510,12 +639,11 @@ def main(argv: list[str] | None = None) -> None:
         ),
     ]
 
-    bandit_envs = [e for e in args.envs if e.startswith("bandit")]
-    if bandit_envs:
-        rows, samples = [], {}
-        for env_name in bandit_envs:
-            r, samples[env_name] = bandit_analysis(results, env_name, num_samples, seeds)
-            rows += r
+    bandits = record["bandits"]
+    if bandits:
+        rows = [
+            row for env_name, b in bandits.items() for row in bandit_rows(env_name, b["samplers"])
+        ]
         md += [
             "\n## Bandits: action mass near each reward mode\n",
             f"Share (%) of {num_samples} sampled actions per seed within ±{MODE_RADIUS} of each "
@@ -540,22 +668,16 @@ def main(argv: list[str] | None = None) -> None:
                 "llrrrrrr",
             ),  # fmt: skip
         ]
-        if "bandit" in bandit_envs:
-            plot_bandits(samples, bandit_envs, num_samples)
+        if "bandit" in bandits:
+            plot_bandits({env: b["samples"] for env, b in bandits.items()}, num_samples)
             md.append("\n![bandit samples](multimodality_bandit.png)\n")
 
-    if "gridworld" in args.envs:
-        rows, shares = [], {}
-        for algo in ALGOS:
-            common.log(f"gridworld rollouts from the equidistant starts: {algo}")
-            r, shares[algo] = gridworld_analysis(
-                results[("gridworld", algo)], algo, num_episodes, seeds
-            )
-            rows += r
-        checks = []
-        for algo in ALGOS:
-            check = saddle_check(results[("gridworld", algo)], num_episodes, seeds)
-            checks.append(f"{ALGO_LABEL[algo]} (its eval sampler): {check}")
+    grid = record["gridworld"]
+    if grid is not None:
+        check = grid["saddle_check"]
+        checks = [
+            f"{ALGO_LABEL[a]} (its eval sampler): {saddle_check_text(check[a])}" for a in ALGOS
+        ]
         md += [
             "\n## GridWorld: which goal is reached from cells equidistant to both goal rows\n",
             f"{num_episodes} episodes per start cell and seed (100-step limit); shares in % of "
@@ -572,7 +694,7 @@ def main(argv: list[str] | None = None) -> None:
                     "minority share %",
                     "seeds that split",
                 ],
-                rows,
+                gridworld_rows(grid["samplers"]),
                 "llrrrrr",
             ),  # fmt: skip
         ]
@@ -581,9 +703,9 @@ def main(argv: list[str] | None = None) -> None:
             f"(`Trainer(make_env('gridworld', start={SADDLE}), config).evaluate`, "
             f"{num_episodes} episodes per seed, other keys): " + "; ".join(checks) + ".\n"
         )
-        plot_gridworld(results, shares, f"multimodality_gridworld{suffix}.png")
+        plot_gridworld(grid["figures"], grid["samplers"], f"multimodality_gridworld{suffix}.png")
         md.append(f"\n![gridworld](multimodality_gridworld{suffix}.png)\n")
-        plot_gridworld_field(results, f"multimodality_gridworld_field{suffix}.png")
+        plot_gridworld_field(grid["figures"], f"multimodality_gridworld_field{suffix}.png")
         md.append(
             "\nThe action field (left: 4 sampled actions per non-goal cell, arrows in the squashed "
             "action space; an arrow's y component above 1/3 moves up, below -1/3 down) and 40 "
@@ -591,12 +713,32 @@ def main(argv: list[str] | None = None) -> None:
             "stochastic sampler:\n"
             f"\n![gridworld field](multimodality_gridworld_field{suffix}.png)\n"
         )
+    common.write_result(f"{file_stem(variant)}.md", "\n".join(md))
 
-    md.append("\n" + clock.line())
-    common.write_result(
-        "multimodality.md" if args.variant == "default" else f"multimodality_gridworld{suffix}.md",
-        "\n".join(md),
-    )
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--budget", choices=sorted(BUDGETS), default="default")
+    p.add_argument(
+        "--envs", nargs="+", default=["bandit", "bandit2d", "gridworld"],
+        choices=["bandit", "bandit2d", "gridworld"],
+    )  # fmt: skip
+    p.add_argument(
+        "--variant", choices=["default", "paper"], default="default",
+        help="gridworld preset variant; 'paper' (the FPO authors' settings) trains the gridworld "
+        "only and writes multimodality_gridworld_paper.{json,md}",
+    )  # fmt: skip
+    p.add_argument(
+        "--report", action="store_true",
+        help="only rebuild the results file and figures from the stored JSON (of --variant)",
+    )  # fmt: skip
+    args = common.parse_args(p, argv, "--budget quick", smoke_budget="quick")
+    if args.variant != "default":
+        args.envs = ["gridworld"]
+    path = common.out_dir() / f"{file_stem(args.variant)}.json"
+    if not args.report:
+        common.write_file(path, json.dumps(run(args)))
+    report(json.loads(path.read_text()))
 
 
 if __name__ == "__main__":
