@@ -105,23 +105,45 @@ def run_stage(stage: str, iterations: int) -> dict[str, Any]:
     return out
 
 
-def _ppo_rows() -> list[list[Any]]:
-    """The PPO programs of ppo_parity (Brax PPO, ours with --variant brax) for comparison."""
-    rows = []
-    for name in ("brax", "ours:brax"):
+# The ppo_parity programs under the same trainer order, shown beside the confirmation.
+PARITY_ROWS = {
+    "fpo:brax order": "FPO, the paper's setting",
+    "ours:brax": "our PPO, --variant brax",
+    "brax": "Brax PPO",
+}
+
+
+def _swept_settings(program: str) -> str:
+    """The grid's settings of one of ppo_parity's FPO programs, read from the config its code
+    builds ("-" for the PPO programs)."""
+    if not program.startswith("fpo:"):
+        return "-"
+    config = ppo_parity.fpo_config(TASK, ppo_parity.FPO[program.split(":", 1)[1]])
+    return ", ".join(f"{k} {getattr(config, k):g}" for k in GRID)
+
+
+def _parity_finals() -> dict[str, dict[str, np.ndarray | None]]:
+    """Each stored ppo_parity program of ``PARITY_ROWS``: its final stochastic and (where
+    scored) deterministic returns per seed."""
+    finals = {}
+    for name in PARITY_ROWS:
         path = ppo_parity.program_path(TASK, name)
         if not path.exists():
             continue
         p = json.loads(path.read_text())
         final = p.get("final") or {"stochastic": p["returns"][-1]}
-        sto = np.asarray(final["stochastic"], np.float64)
         det = final.get("deterministic")
-        rows.append([
-            {"brax": "Brax PPO", "ours:brax": "our PPO, --variant brax"}[name], "-", len(sto),
-            common.fmt_pm(sto, 0), "-" if det is None else common.fmt_pm(det, 0),
-            ", ".join(f"{x:.0f}" for x in sto),
-        ])  # fmt: skip
-    return rows
+        finals[name] = dict(
+            stochastic=np.asarray(final["stochastic"], np.float64),
+            deterministic=None if det is None else np.asarray(det, np.float64),
+        )
+    return finals
+
+
+def _difference(a: np.ndarray, b: np.ndarray) -> str:
+    """Mean of ``a`` minus mean of ``b``, ± the two standard errors combined."""
+    (mean_a, se_a), (mean_b, se_b) = common.mean_stderr(a), common.mean_stderr(b)
+    return f"{mean_a - mean_b:+.0f} ± {np.hypot(se_a, se_b):.0f}"
 
 
 def report() -> None:
@@ -174,11 +196,27 @@ def report() -> None:
             len(sto), common.fmt_pm(sto, 0), common.fmt_pm(det, 0),
             ", ".join(f"{x:.0f}" for x in sto),
         ])  # fmt: skip
-    table += _ppo_rows()
+    finals = _parity_finals()
+    for name, final in finals.items():
+        f_sto, f_det = final["stochastic"], final["deterministic"]
+        table.append([
+            PARITY_ROWS[name], _swept_settings(name), len(f_sto), common.fmt_pm(f_sto, 0),
+            "-" if f_det is None else common.fmt_pm(f_det, 0),
+            ", ".join(f"{x:.0f}" for x in f_sto),
+        ])  # fmt: skip
+    differences = []
+    if confirm is not None:
+        for name, final in finals.items():
+            f_det = final["deterministic"]
+            differences.append(
+                f"- best member minus {PARITY_ROWS[name]}: stochastic "
+                + _difference(sto, final["stochastic"])
+                + ("" if f_det is None else ", deterministic " + _difference(det, f_det))
+            )
     if table:
         lines += [
             "\n## Confirmation beside PPO\n",
-            "Final return, mean ± standard error over seeds (PPO rows from "
+            "Final return, mean ± standard error over seeds (the rows below the first from "
             "`ppo_parity.md`, same layout, budget and trainer order):\n",
             common.markdown_table(
                 [
@@ -192,6 +230,9 @@ def report() -> None:
                 table,
             ),  # fmt: skip
         ]
+        if differences:
+            lines += ["\nDifferences of the means, ± the two standard errors combined:\n",
+                      *differences]  # fmt: skip
     plt = common.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
