@@ -4,7 +4,8 @@ Control task, as ``--ratio-diagnostics`` logs it.
 Each run trains with ``ratio_diagnostics=--actions``: after every iteration's update the trainer
 compares, on that many actions spread over the batch, FPO's surrogate log-ratio
 ``mean_i (l_old_i - l_new_i)`` (and the per-pair form ``l_old_i - l_new_i``) with the exact
-``log pi_new(a|s) - log pi_old(a|s)`` of the flow (:func:`fpo_jax.diagnostics.flow_log_prob`):
+``log pi_new(a|s) - log pi_old(a|s)`` of the discrete sampler the policy acts with
+(:func:`fpo_jax.diagnostics.sampler_log_prob`, the density the actions were drawn from):
 their correlation, how often they agree on the sign (did the update make the action more or less
 likely) and on PPO's clip decision, and the bias (:func:`fpo_jax.diagnostics.ratio_fidelity`).
 
