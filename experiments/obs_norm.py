@@ -43,7 +43,7 @@ from fpo_jax.presets import preset  # noqa: E402
 from fpo_jax.train import train  # noqa: E402
 
 MODES = ("welford", "reference")
-MODE_LABEL = {"welford": "ours (welford, default)", "reference": "authors' (reference)"}
+MODE_LABEL = {"welford": "ours (welford)", "reference": "authors' (reference)"}
 LAYOUT = dict(num_envs=256, batch_size=128, num_minibatches=4, unroll_length=30, num_epochs=4,
               num_eval_envs=32, num_evals=10, checkpoint=False)  # fmt: skip
 # budget -> (tasks, layout changes, iterations, seeds)

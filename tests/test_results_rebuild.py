@@ -9,8 +9,6 @@ compilation cache, wall time) differ between runs and are left out of the compar
 
 Not rebuildable yet, and why:
 
-- ``obs_norm.md``: the script now stores its data (``obs_norm.json``) and rebuilds from it
-  (``--report``); the committed table predates that and waits for a rerun (~30 min).
 - ``throughput_CartpoleBalance_cpu.md``, ``profile_CartpoleBalance_cpu.md``,
   ``sweep_gridworld_cpu.md``, ``seeds_gridworld_cpu.md``, ``dot_layout_cpu.md``,
   ``first_call_CartpoleBalance_cpu.md``, ``step_memory_CartpoleBalance.md``: measurements of the
@@ -38,6 +36,7 @@ CASES = {
     "ratio_fidelity.md": ("ratio_fidelity.py", ["--report"], ["ratio_fidelity.json"]),
     "sampler_agnostic.md": ("sampler_agnostic.py", ["--report"], ["sampler_agnostic.json"]),
     "ablations.md": ("ablations.py", ["--report"], ["ablations.json"]),
+    "obs_norm.md": ("obs_norm.py", ["--report"], ["obs_norm.json"]),
     "multimodality.md": ("multimodality.py", ["--report"], ["multimodality.json"]),
     "multimodality_gridworld_paper.md": (
         "multimodality.py",
