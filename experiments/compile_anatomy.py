@@ -18,9 +18,10 @@ Candidates (each program built as a run builds it, then changed in one way):
 
     python experiments/compile_anatomy.py              # ~6 min on 2 quiet CPU cores
     python experiments/compile_anatomy.py --smoke      # tiny layout, to /tmp
+    python experiments/compile_anatomy.py --report     # rebuild from the stored JSON
 
-Writes ``experiments/results/compile_anatomy_CartpoleBalance_cpu.md`` (and the JSON of the
-numbers beside it).
+Writes ``experiments/results/compile_anatomy_CartpoleBalance_cpu.json`` (every count and time,
+the layout, the provenance) and from it ``compile_anatomy_CartpoleBalance_cpu.md``.
 """
 
 from __future__ import annotations
@@ -109,11 +110,17 @@ def one_member(fn):
     return wrapped
 
 
+JSON = "compile_anatomy_CartpoleBalance_cpu.json"
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--report", action="store_true", help="only rebuild from the stored JSON")
     args = common.parse_args(p, argv, smoke="a tiny layout")
+    if args.report:
+        report(json.loads((common.out_dir() / JSON).read_text()))
+        return
     common.disable_compilation_cache()
-    clock = common.Stopwatch()
     layout = SMOKE if args.smoke else LAYOUT
     repeats = 1 if args.smoke else 2
     config = resolve_config(ENV, preset(ENV, "fpo"), **layout, num_eval_envs=128)
@@ -184,10 +191,19 @@ def main(argv: list[str] | None = None) -> None:
 
     for r in programs + parts:
         r.pop("compiled")
-    common.write_file(common.out_dir() / "compile_anatomy_CartpoleBalance_cpu.json",
-                      json.dumps({"layout": layout, "programs": programs, "parts": parts,
-                                  "candidates": candidates, "provenance": common.provenance()},
-                                 indent=1))  # fmt: skip
+    stored = {"layout": layout, "repeats": repeats, "programs": programs, "parts": parts,
+              "candidates": candidates, "provenance": common.provenance()}  # fmt: skip
+    common.write_file(common.out_dir() / JSON, json.dumps(stored, indent=1))
+    report(stored)
+
+
+def report(stored: dict) -> None:
+    """The markdown from the stored measurements (``JSON``)."""
+    layout, programs, parts = stored["layout"], stored["programs"], stored["parts"]
+    candidates = stored["candidates"]
+    # Stored since the report was split off; before, a run (not --smoke) made 2 calls.
+    smoke = "--smoke" in stored["provenance"]["command"]
+    repeats = stored.get("repeats", 1 if smoke else 2)
     keys_ = list(programs[0]["after"])
 
     def count_rows(rows):
@@ -203,6 +219,7 @@ def main(argv: list[str] | None = None) -> None:
         ", ".join(f"{k} {v}" for k, v in layout.items()) + ", 1 member, 128 evaluation envs",
         ["seconds: one lowering and one compile each, one after the other, no compilation cache",
          f"run seconds: median of {repeats} calls of the compiled program"],
+        data=[stored["provenance"]],
     )  # fmt: skip
     text += (
         "\n'lower s': Python tracing the program and lowering it to XLA's input (holds Python's "
@@ -224,8 +241,7 @@ def main(argv: list[str] | None = None) -> None:
         [[c["program"], c["candidate"], f"{c['lower_s']:.1f}", f"{c['compile_s']:.1f}",
           f"{c['run_s']:.2f}", f"{c['instructions_after']:,}", "yes" if c["same_bits"] else "no"]
          for c in candidates],
-    ) + "\n\n"  # fmt: skip
-    text += clock.line()
+    ) + "\n"  # fmt: skip
     common.write_result("compile_anatomy_CartpoleBalance_cpu.md", text)
 
 

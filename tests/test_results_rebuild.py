@@ -12,7 +12,10 @@ Not rebuildable yet, and why:
 - ``throughput_CartpoleBalance_cpu.md``, ``profile_CartpoleBalance_cpu.md``,
   ``sweep_gridworld_cpu.md``, ``seeds_gridworld_cpu.md``, ``dot_layout_cpu.md``,
   ``first_call_CartpoleBalance_cpu.md``, ``step_memory_CartpoleBalance.md``: measurements of the
-  run itself (timings; XLA's memory accounting of a compile); a rerun measures again.
+  run itself (timings; XLA's memory accounting of a compile) that store nothing beside the table;
+  a rerun measures again.
+- ``bitwise_before_after.md``: whether two checkouts compute the same bits; it is measured by
+  running both, and only a rerun against a checkout says it again.
 """
 
 import difflib
@@ -37,6 +40,11 @@ CASES = {
     "sampler_agnostic.md": ("sampler_agnostic.py", ["--report"], ["sampler_agnostic.json"]),
     "ablations.md": ("ablations.py", ["--report"], ["ablations.json"]),
     "obs_norm.md": ("obs_norm.py", ["--report"], ["obs_norm.json"]),
+    "compile_anatomy_CartpoleBalance_cpu.md": (
+        "compile_anatomy.py",
+        ["--report"],
+        ["compile_anatomy_CartpoleBalance_cpu.json"],
+    ),
     "multimodality.md": ("multimodality.py", ["--report"], ["multimodality.json"]),
     "multimodality_gridworld_paper.md": (
         "multimodality.py",
