@@ -216,10 +216,12 @@ def report(args: argparse.Namespace) -> None:
         common.plot_curves(ax, steps, returns, PROGRAMS[name][0], f"C{i}")
         forward = _curve(run, "eval/reward_forward")[1][-1]
         length = _curve(run, "eval/episode_length")[1][-1]
+        clip, kl = (run["iterations"][k][-1] for k in ("clip_fraction", "approx_kl"))
         rows.append([
             PROGRAMS[name][0], run["evaluation"], common.fmt_pm(returns[0], 0),
             common.fmt_pm(returns[-1], 0), ", ".join(f"{x:.0f}" for x in returns[-1]),
-            common.fmt_pm(forward, 0), common.fmt_pm(length, 0), f"{run['wall_time'] / 60:.0f}",
+            common.fmt_pm(forward, 0), ", ".join(f"{x:.0f}" for x in forward),
+            common.fmt_pm(length, 0), f"{clip:.4f}", f"{kl:.1e}", f"{run['wall_time'] / 60:.0f}",
         ])  # fmt: skip
         commands.append(f"- {name}: `{run['command']}`")
     screen = [run for run in map(_load, SCREEN) if run is not None]
@@ -254,9 +256,10 @@ def report(args: argparse.Namespace) -> None:
     if rows:
         text += "\n" + common.markdown_table(
             ["program", "evaluation", "start (mean ± s.e.)", "final (mean ± s.e.)",
-             "final per seed", "final forward reward", "final episode length",
-             "wall min (shared CPU)"],
-            rows, "llrrlrrr",
+             "final per seed", "final forward reward", "forward per seed",
+             "final episode length", "clip fraction, last iteration",
+             "approx. KL, last iteration", "wall min (shared CPU)"],
+            rows, "llrrlrlrrrr",
         )  # fmt: skip
         text += "\nCommands (each run as one program of 3 seeds):\n\n" + "\n".join(commands)
         text += "\n\n![eval return over env steps](ant_cpu.png)\n"
