@@ -228,6 +228,13 @@ def disable_compilation_cache() -> str:
 # Seed statistics
 
 
+def fmt_difference(a: Any, b: Any) -> str:
+    """'difference ± s.e.': the mean of ``a`` minus the mean of ``b``, with the two standard
+    errors combined (independent samples)."""
+    (mean_a, se_a), (mean_b, se_b) = mean_stderr(a), mean_stderr(b)
+    return f"{mean_a - mean_b:+.0f} ± {np.hypot(se_a, se_b):.0f}"
+
+
 def fmt_pm(values: Any, digits: int = 1) -> str:
     """'mean ± stderr' of the values (:func:`fpo_jax.stats.mean_stderr`: ddof=1)."""
     m, s = mean_stderr(values)

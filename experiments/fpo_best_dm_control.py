@@ -140,12 +140,6 @@ def _parity_finals() -> dict[str, dict[str, np.ndarray | None]]:
     return finals
 
 
-def _difference(a: np.ndarray, b: np.ndarray) -> str:
-    """Mean of ``a`` minus mean of ``b``, ± the two standard errors combined."""
-    (mean_a, se_a), (mean_b, se_b) = common.mean_stderr(a), common.mean_stderr(b)
-    return f"{mean_a - mean_b:+.0f} ± {np.hypot(se_a, se_b):.0f}"
-
-
 def report() -> None:
     stages = {p.stem: json.loads(p.read_text()) for p in sorted(store().glob("*.json"))}
     if not stages:
@@ -210,8 +204,8 @@ def report() -> None:
             f_det = final["deterministic"]
             differences.append(
                 f"- best member minus {PARITY_ROWS[name]}: stochastic "
-                + _difference(sto, final["stochastic"])
-                + ("" if f_det is None else ", deterministic " + _difference(det, f_det))
+                + common.fmt_difference(sto, final["stochastic"])
+                + ("" if f_det is None else ", deterministic " + common.fmt_difference(det, f_det))
             )
     if table:
         lines += [

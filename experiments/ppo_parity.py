@@ -429,8 +429,7 @@ def report() -> None:
                 if p is brax or len(p["returns"]) != len(brax["returns"]):
                     continue
                 o = np.asarray(p["returns"][-1], np.float64)
-                se = np.hypot(common.mean_stderr(o)[1], common.mean_stderr(b)[1])
-                lines.append(f"- {p['program']}: {o.mean() - b.mean():+.0f} ± {se:.0f}")
+                lines.append(f"- {p['program']}: {common.fmt_difference(o, b)}")
         lines += equal_terms_table(every)
         common.label_return_axes(axes[0, col], task)
         axes[1, col].set_xticks(range(len(mine)), [p["program"] for p in mine], rotation=30,
