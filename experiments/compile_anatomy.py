@@ -201,9 +201,7 @@ def report(stored: dict) -> None:
     """The markdown from the stored measurements (``JSON``)."""
     layout, programs, parts = stored["layout"], stored["programs"], stored["parts"]
     candidates = stored["candidates"]
-    # Stored since the report was split off; before, a run (not --smoke) made 2 calls.
-    smoke = "--smoke" in stored["provenance"]["command"]
-    repeats = stored.get("repeats", 1 if smoke else 2)
+    repeats = stored["repeats"]
     keys_ = list(programs[0]["after"])
 
     def count_rows(rows):
