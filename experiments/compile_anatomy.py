@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     trainer = Trainer(env, config)
     members, keys, hparams = member_inputs(config)
     evaluator = Evaluator(trainer, config, members)
-    eval_keys = evaluator._keys(0)
+    eval_keys = evaluator.keys(0)
 
     # The three programs as a run builds them (fpo_jax.train.train), one after the other.
     init_jit = jax.jit(jax.vmap(trainer.init))

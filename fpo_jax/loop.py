@@ -69,7 +69,8 @@ class Evaluator:
         self.config = config
         self.members = members
         self.calls = eval_calls(config.num_calls, config.num_evals)
-        self._evaluate = jax.jit(over_members(trainer.evaluate, config.num_members))
+        self.function = over_members(trainer.evaluate, config.num_members)  # (state, keys)
+        self._evaluate = jax.jit(self.function)
         self._base_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0x5EED)
         self._member_seeds = jnp.array([m["seed"] for m in members])
 
@@ -77,12 +78,17 @@ class Evaluator:
         """Compile the evaluation program ahead of its first use, for a state of this shape
         (e.g. ``jax.eval_shape`` of the init), so that it can compile while other programs do
         (:func:`fpo_jax.train.train` compiles it beside the training step)."""
-        self._evaluate = self._evaluate.lower(state_shape, self._keys(0)).compile()
+        self._evaluate = self._evaluate.lower(state_shape, self.keys(0)).compile()
+
+    def use_compiled(self, program: Any) -> None:
+        """Evaluate with ``program``, compiled elsewhere from :attr:`function` for this layout
+        (e.g. from :mod:`fpo_jax.program_cache`)."""
+        self._evaluate = program
 
     def due(self, call: int) -> bool:
         return call in self.calls
 
-    def _keys(self, call: int) -> jax.Array:
+    def keys(self, call: int) -> jax.Array:
         """(members,) evaluation keys of ``call``: from each member's seed and the call only."""
         call_key = jax.random.fold_in(self._base_key, call)
         return jax.vmap(lambda s: jax.random.fold_in(call_key, s))(self._member_seeds)
@@ -90,7 +96,7 @@ class Evaluator:
     def __call__(self, state: Any, call: int, diverged: Sequence[int] = ()) -> dict[str, Any]:
         """``diverged``: members reported as NaN whatever their episodes returned (NaN
         parameters act with NaN actions, which some envs score as an ordinary 0)."""
-        out = jax.device_get(self._evaluate(state, self._keys(call)))
+        out = jax.device_get(self._evaluate(state, self.keys(call)))
         if diverged:
             out = {k: np.where(np.isin(np.arange(len(v)), diverged), np.nan, v)
                    for k, v in out.items()}  # fmt: skip

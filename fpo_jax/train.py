@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fpo_jax import compile_cache, envs, loop, memory, parallel, runs
+from fpo_jax import compile_cache, envs, loop, memory, parallel, program_cache, runs
 from fpo_jax.agents import ALGORITHMS, unread_settings
 from fpo_jax.checkpoint import Checkpointer
 from fpo_jax.config import TrainConfig, parse_sweep, replace, validate
@@ -71,7 +71,9 @@ class TrainResult:
         eval returns when evaluated).
       config: the validated config that ran.
       trainer: the :class:`Trainer` (its pure functions, e.g. ``trainer.evaluate``).
-      compile_seconds: time to compile the training step.
+      compile_seconds: seconds until the training step was compiled (the evaluation and the
+        initial state compile beside it; traced programs kept by :mod:`fpo_jax.program_cache`
+        are not traced again).
       stopped_early: True when ``progress_fn`` stopped the run.
       members: each member's settings, ``{swept name: value, ..., "seed": s}``.
     """
@@ -245,6 +247,61 @@ def _compile_step(trainer: Trainer, state: Any, also: str = "") -> tuple[Any, fl
     return step_fn, compile_seconds
 
 
+def _package(obj: Any) -> str:
+    """The top-level package ``obj`` (a class or function) is defined in."""
+    return getattr(obj, "__module__", "").split(".")[0]
+
+
+def _kept_programs(
+    trainer: Trainer, evaluator: loop.Evaluator, keys: jax.Array, hparams: dict
+) -> tuple[Any, Any, float] | None:
+    """``(init, step, compile seconds)`` through :mod:`fpo_jax.program_cache` (the evaluation
+    handed to ``evaluator``), or None when that cache is off or does not apply: part of the code
+    is not the library's (its key covers only fpo_jax's source and the packages' versions), or
+    a program cannot be exported. Programs traced in an earlier run are not traced again."""
+    config = trainer.config
+    library_code = (
+        _package(type(trainer.env)) in ("fpo_jax", "brax", "mujoco_playground")
+        and _package(type(trainer.agent)) == "fpo_jax"
+        and _package(ALGORITHMS[config.algo].make) == "fpo_jax"
+    )
+    if not library_code or program_cache.folder() is None:
+        return None
+    key = program_cache.run_key(config)
+    _log("compiling the training step, the evaluation and the initial state...")
+    clock = Stopwatch()
+    cache_entries = compile_cache.entries()
+    init_fn = runs.over_members(trainer.init, config.num_members)
+    step_fn = runs.over_members(trainer.train_step, config.num_members)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        # XLA compiles outside Python's lock: each program compiles while the next is traced.
+        init, init_kept = program_cache.trace(key, "init", init_fn, (keys, hparams))
+        if init is None:
+            return None
+        init_job = pool.submit(program_cache.Program, init)
+        state_shape = init.out_shape
+        evaluation, eval_kept = program_cache.trace(
+            key, "evaluation", evaluator.function, (state_shape, evaluator.keys(0))
+        )
+        step, step_kept = program_cache.trace(key, "step", step_fn, (state_shape,))
+        if step is None or evaluation is None:
+            return None
+        eval_job = pool.submit(program_cache.Program, evaluation)
+        step_program = program_cache.Program(step, donate=True)
+        evaluator.use_compiled(eval_job.result())
+        init_program = init_job.result()
+    seconds = clock.seconds()
+    cached = cache_entries is not None and compile_cache.entries() == cache_entries
+    how = "loaded from the compilation cache" if cached else "compiled"
+    kept = (
+        " (traced in an earlier run: not traced again)"
+        if init_kept and eval_kept and step_kept
+        else ""
+    )
+    _log(f"{how} in {seconds:.1f} s on {jax.default_backend()} (1 device){kept}")
+    return init_program, step_program, seconds
+
+
 def check_step_fits(step_fn: Any, config: TrainConfig, free: int | None = None) -> None:
     """Print the compiled step's peak memory (XLA's analysis) and refuse a run it would not fit.
 
@@ -363,7 +420,14 @@ def train(
     members, keys, hparams = member_inputs(config)
     evaluator = loop.Evaluator(trainer, config, members)
     init = jax.jit(runs.over_members(trainer.init, config.num_members))
-    if mesh is None:
+    known_code = env_is_name and agent is None and value_network is None
+    kept = (
+        _kept_programs(trainer, evaluator, keys, hparams) if known_code and mesh is None else None
+    )
+    if kept is not None:
+        init_fn, step_fn, compile_seconds = kept
+        state = init_fn(keys, hparams)
+    elif mesh is None:
         # The step, the evaluation and the initial state compile at once, from the state's
         # shape: XLA compiles outside Python's lock, so a second core is not left idle.
         state_shape = jax.eval_shape(init, keys, hparams)
