@@ -22,8 +22,9 @@ Time it only on a quiet machine::
     python experiments/first_call.py                       # ~6 min on 2 CPU cores
     python experiments/first_call.py --repo /tmp/before    # also an older checkout, interleaved
     python experiments/first_call.py --smoke               # tiny layout, to /tmp
+    python experiments/first_call.py --report              # the table from the stored JSON
 
-Writes ``experiments/results/first_call_CartpoleBalance_cpu.md``.
+Writes ``experiments/results/first_call_CartpoleBalance_cpu.{json,md}``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import common  # noqa: E402  (also puts the repository on sys.path)
 import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+NAME = "first_call_CartpoleBalance_cpu"
 LAYOUT = dict(num_envs=256, batch_size=128, num_minibatches=32, unroll_length=30, num_epochs=16)
 SMOKE_LAYOUT = dict(num_envs=32, batch_size=16, num_minibatches=4, unroll_length=8, num_epochs=2)
 # Log lines of fpo_jax.train that end each phase of the start.
@@ -122,38 +124,66 @@ def table(results: dict[tuple[str, str], list[dict[str, float]]]) -> str:
     )  # fmt: skip
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=3)
-    parser.add_argument("--repo", type=Path, default=None, help="another checkout to compare")
-    args = common.parse_args(parser, argv, smoke="tiny layout")
-    checkouts = [("this checkout", REPO)] + ([("--repo", args.repo.resolve())] if args.repo else [])
+def report(data: dict) -> str:
+    """The results file from the stored measurements."""
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
-    clock = common.Stopwatch()
-    with tempfile.TemporaryDirectory(prefix="fpo_first_call_") as tmp:
-        for order in ("cold", "warm", "warm", "cold"):
-            for label, repo in checkouts if order == "cold" else reversed(checkouts):
-                runs = results.setdefault((label, order), [])
-                slug = "repo" if label == "--repo" else "this"
-                # cold: a fresh, empty cache; warm: the one the first cold run filled.
-                cache = Path(tmp) / f"{slug}_cold_{len(runs) if order == 'cold' else 0}"
-                common.log(f"{label}, {order} cache")
-                stamps = measure(repo, str(cache), args)
-                runs.append(stamps)
-                common.log("  " + ", ".join(f"{k} {v:.1f} s" for k, v in stamps.items()))
-    layout = SMOKE_LAYOUT if args.smoke else LAYOUT
-    budget = f"CartpoleBalance, FPO, {layout}, {args.calls} calls per process"
-    text = common.results_header("The fixed cost of a run against a steady call", budget)
+    for run in data["runs"]:
+        results.setdefault((run["checkout"], run["cache"]), []).append(run["stamps"])
+    budget = f"CartpoleBalance, FPO, {data['layout']}, {data['calls']} calls per process"
+    details = [f"--repo: {data['repo_commit']}"] if data.get("repo_commit") else []
+    text = common.results_header(
+        "The fixed cost of a run against a steady call", budget, details, data=[data["provenance"]]
+    )
     text += "\n" + table(results) + "\n"
     text += (
         "Medians over the runs. Phases from the spawn of the process: imports (until 'Building "
         "the env'), building the env and the trainer (until 'compiling'), compilation (until "
-        "'compiled in' or 'loaded from the compilation cache in'), then the evaluation before training and the first call; a steady call "
-        "is the time between the ends of calls 1 and 2.\n\n"
+        "'compiled in' or 'loaded from the compilation cache in'), then the evaluation before "
+        "training and the first call; a steady call is the time between the ends of calls 1 "
+        "and 2. A warm cache holds what the cold run before it compiled (and, where the checkout "
+        "keeps traced programs, `fpo_jax.program_cache`, those too).\n"
     )
-    text += clock.line()
-    name = "first_call_CartpoleBalance_cpu.md"
-    common.write_result(name, text)
+    return text
+
+
+def repo_commit(repo: Path) -> str:
+    done = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    return done.stdout.strip() or "unknown"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=3)
+    parser.add_argument("--repo", type=Path, default=None, help="another checkout to compare")
+    parser.add_argument("--report", action="store_true", help="only rebuild the table")
+    args = common.parse_args(parser, argv, smoke="tiny layout")
+    path = common.out_dir() / f"{NAME}.json"
+    if not args.report:
+        checkouts = [("this checkout", REPO)]
+        if args.repo:
+            checkouts.append(("--repo", args.repo.resolve()))
+        runs: list[dict] = []
+        with tempfile.TemporaryDirectory(prefix="fpo_first_call_") as tmp:
+            for order in ("cold", "warm", "warm", "cold"):
+                for label, repo in checkouts if order == "cold" else reversed(checkouts):
+                    slug = "repo" if label == "--repo" else "this"
+                    done = sum(1 for r in runs if r["checkout"] == label and r["cache"] == order)
+                    # cold: a fresh, empty cache; warm: the one the first cold run filled.
+                    cache = Path(tmp) / f"{slug}_cold_{done if order == 'cold' else 0}"
+                    common.log(f"{label}, {order} cache")
+                    stamps = measure(repo, str(cache), args)
+                    runs.append({"checkout": label, "cache": order, "stamps": stamps})
+                    common.log("  " + ", ".join(f"{k} {v:.1f} s" for k, v in stamps.items()))
+        data = {
+            "layout": SMOKE_LAYOUT if args.smoke else LAYOUT,
+            "calls": args.calls,
+            "repo_commit": repo_commit(args.repo) if args.repo else None,
+            "runs": runs,
+            "provenance": common.provenance(),
+        }
+        common.write_file(path, json.dumps(data, indent=1))
+    common.write_result(f"{NAME}.md", report(json.loads(path.read_text())))
 
 
 if __name__ == "__main__":
