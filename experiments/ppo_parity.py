@@ -363,6 +363,58 @@ def equal_terms_table(programs: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def equal_wall_time(programs: list[dict[str, Any]], task: str) -> list[str]:
+    """Markdown lines: each FPO program at the wall time our PPO (same trainer behaviour) spent
+    on its whole budget, from the steady iterations timed on a quiet machine by
+    ``experiments/steady_step.py`` (its stored JSON; nothing when it is absent or the task is
+    another). FPO's mean curve is read at the env steps that wall time buys, by linear
+    interpolation between evaluations."""
+    path = common.out_dir() / "steady_step_CartpoleBalance_cpu.json"
+    if task != "CartpoleBalance" or not path.is_file():
+        return []
+    timed = json.loads(path.read_text())
+    per_program = {}
+    for run in timed["runs"]:
+        per_program.setdefault(run["program"], []).append(float(np.median(run["seconds"][1:])))
+    t_fpo, t_ppo = (float(np.median(per_program[k])) for k in ("fpo", "ppo"))
+    rows = []
+    for f in programs:
+        ppo = next((p for p in programs if p["program"].startswith("ours:")
+                    and BEHAVIOUR.get(p["program"]) == BEHAVIOUR.get(f["program"])), None)  # fmt: skip
+        if not f["program"].startswith("fpo:") or ppo is None or f.get("returns") is None:
+            continue
+        budget = ppo["steps"][-1]
+        reach = budget * t_ppo / t_fpo  # FPO's env steps in the time PPO took for its budget
+        fpo_curve = np.asarray(f["returns"], np.float64).mean(axis=1)
+        ppo_final = np.asarray(ppo["returns"][-1], np.float64)
+        rows.append([
+            f["program"], ppo["program"], BEHAVIOUR[f["program"]], f"{budget:,}",
+            f"{reach:,.0f}", f"{np.interp(reach, f['steps'], fpo_curve):.0f}",
+            common.fmt_pm(ppo_final, 0),
+        ])  # fmt: skip
+    if not rows:
+        return []
+    return [
+        f"\nAt equal wall time (stochastic evaluation): a steady iteration at this layout took "
+        f"{t_fpo:.2f} s for our FPO and {t_ppo:.2f} s for our PPO on a quiet machine "
+        f"(`steady_step_CartpoleBalance_cpu.md`, the DM Control defaults), so in the time PPO "
+        f"spends on its budget FPO gets {t_ppo / t_fpo:.2f} of the env steps. FPO's mean curve "
+        "read there (linear between evaluations), against PPO's final return:\n",
+        common.markdown_table(
+            [
+                "FPO program",
+                "PPO program",
+                "trainer behaviour",
+                "PPO's env steps",
+                "FPO's env steps in that time",
+                "FPO's return there",
+                "PPO's final return",
+            ],
+            rows,
+        ),  # fmt: skip
+    ]
+
+
 def report() -> None:
     progs = [json.loads(p.read_text()) for p in sorted(store().glob("*.json"))]
     if not progs:
@@ -431,6 +483,7 @@ def report() -> None:
                 o = np.asarray(p["returns"][-1], np.float64)
                 lines.append(f"- {p['program']}: {common.fmt_difference(o, b)}")
         lines += equal_terms_table(every)
+        lines += equal_wall_time(every, task)
         common.label_return_axes(axes[0, col], task)
         axes[1, col].set_xticks(range(len(mine)), [p["program"] for p in mine], rotation=30,
                                 ha="right", fontsize=7)  # fmt: skip

@@ -11,9 +11,8 @@ Not rebuildable yet, and why:
 
 - ``throughput_CartpoleBalance_cpu.md``, ``profile_CartpoleBalance_cpu.md``,
   ``sweep_gridworld_cpu.md``, ``seeds_gridworld_cpu.md``, ``dot_layout_cpu.md``,
-  ``first_call_CartpoleBalance_cpu.md``, ``step_memory_CartpoleBalance.md``: measurements of the
-  run itself (timings; XLA's memory accounting of a compile) that store nothing beside the table;
-  a rerun measures again.
+  ``step_memory_CartpoleBalance.md``: measurements of the run itself (timings; XLA's memory
+  accounting of a compile) that store nothing beside the table; a rerun measures again.
 - ``bitwise_before_after.md``: whether two checkouts compute the same bits; it is measured by
   running both, and only a rerun against a checkout says it again.
 """
@@ -33,7 +32,21 @@ RESULTS = EXPERIMENTS / "results"
 
 # results file -> (script, report flags, stored data under results/ that the report reads)
 CASES = {
-    "ppo_parity.md": ("ppo_parity.py", ["--report"], ["ppo_parity"]),
+    "ppo_parity.md": (
+        "ppo_parity.py",
+        ["--report"],
+        ["ppo_parity", "steady_step_CartpoleBalance_cpu.json"],
+    ),
+    "first_call_CartpoleBalance_cpu.md": (
+        "first_call.py",
+        ["--report"],
+        ["first_call_CartpoleBalance_cpu.json"],
+    ),
+    "steady_step_CartpoleBalance_cpu.md": (
+        "steady_step.py",
+        ["--report"],
+        ["steady_step_CartpoleBalance_cpu.json"],
+    ),
     "ant_cpu.md": ("ant_cpu.py", ["--report"], ["ant_cpu"]),
     "ratio_diagnostics.md": ("ratio_diagnostics.py", ["--report"], ["ratio_diagnostics.json"]),
     "ratio_fidelity.md": ("ratio_fidelity.py", ["--report"], ["ratio_fidelity.json"]),
