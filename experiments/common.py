@@ -40,6 +40,12 @@ from fpo_jax.stats import mean_stderr  # noqa: E402, F401 - the scripts' seed st
 # Machine and run description
 
 
+# The paper's DM Control layout scaled to 256 envs ("R1"): 128 x 32 minibatches of 30-step
+# trajectories, 16 epochs, 122,880 env steps per iteration; and a tiny one for smoke runs.
+R1_LAYOUT = dict(num_envs=256, batch_size=128, num_minibatches=32, unroll_length=30, num_epochs=16)
+SMOKE_LAYOUT = dict(num_envs=32, batch_size=16, num_minibatches=4, unroll_length=8, num_epochs=2)
+
+
 def command_line() -> str:
     """The exact command that started this process, shell-quoted."""
     return " ".join(["python", *(shlex.quote(a) for a in sys.argv)])

@@ -46,7 +46,7 @@ from fpo_jax.train import resolve_config  # noqa: E402
 from fpo_jax.trainer import Trainer  # noqa: E402
 
 ENV = "CartpoleBalance"
-LAYOUT = dict(num_envs=256, batch_size=128, num_minibatches=32, unroll_length=30, num_epochs=16)
+LAYOUT = common.R1_LAYOUT
 SMOKE = dict(num_envs=16, batch_size=8, num_minibatches=2, unroll_length=8, num_epochs=2)
 OPT_LEVEL_0 = {"xla_backend_optimization_level": 0}
 

@@ -44,8 +44,7 @@ import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "first_call_CartpoleBalance_cpu"
-LAYOUT = dict(num_envs=256, batch_size=128, num_minibatches=32, unroll_length=30, num_epochs=16)
-SMOKE_LAYOUT = dict(num_envs=32, batch_size=16, num_minibatches=4, unroll_length=8, num_epochs=2)
+LAYOUT, SMOKE_LAYOUT = common.R1_LAYOUT, common.SMOKE_LAYOUT
 # Log lines of fpo_jax.train that end each phase of the start.
 PHASES = (
     ("imports", ("Building the env",)),

@@ -51,7 +51,7 @@ from fpo_jax.train import train  # noqa: E402
 
 # The paper's layout (2048 envs, 1024 x 32, 16 epochs) scaled to 256 envs: 122,880 env steps
 # per iteration.
-R1 = dict(num_envs=256, batch_size=128, num_minibatches=32, unroll_length=30, num_epochs=16)
+R1 = common.R1_LAYOUT
 # The layout of the PPO learning test in tests/test_learning.py (16,384 steps per iteration).
 CI = dict(num_envs=128, batch_size=128, num_minibatches=8, unroll_length=16, num_epochs=4)
 # Per task: layout, iterations, env arguments. CartpoleBalance as in the baseline probe (1.1M
