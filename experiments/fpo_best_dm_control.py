@@ -227,6 +227,13 @@ def report() -> None:
         if differences:
             lines += ["\nDifferences of the means, ± the two standard errors combined:\n",
                       *differences]  # fmt: skip
+    if confirm is not None:
+        # The best member against our PPO under the same order, at equal wall time.
+        best = {"program": "fpo:best member", "behaviour": ppo_parity.BEHAVIOUR["ours:brax"],
+                "steps": confirm["steps"], "returns": confirm["returns"]}  # fmt: skip
+        ppo_path = ppo_parity.program_path(TASK, "ours:brax")
+        if ppo_path.is_file():
+            lines += ppo_parity.equal_wall_time([best, json.loads(ppo_path.read_text())], TASK)
     plt = common.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]

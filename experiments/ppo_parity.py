@@ -364,7 +364,8 @@ def equal_terms_table(programs: list[dict[str, Any]]) -> list[str]:
 
 
 def equal_wall_time(programs: list[dict[str, Any]], task: str) -> list[str]:
-    """Markdown lines: each FPO program at the wall time our PPO (same trainer behaviour) spent
+    """Markdown lines: each FPO program (``fpo:...``; its trainer behaviour from
+    :data:`BEHAVIOUR` or its own ``"behaviour"``) at the wall time our PPO (same behaviour) spent
     on its whole budget, from the steady iterations timed on a quiet machine by
     ``experiments/steady_step.py`` (its stored JSON; nothing when it is absent or the task is
     another). FPO's mean curve is read at the env steps that wall time buys, by linear
@@ -377,10 +378,14 @@ def equal_wall_time(programs: list[dict[str, Any]], task: str) -> list[str]:
     for run in timed["runs"]:
         per_program.setdefault(run["program"], []).append(float(np.median(run["seconds"][1:])))
     t_fpo, t_ppo = (float(np.median(per_program[k])) for k in ("fpo", "ppo"))
+
+    def behaviour(p: dict[str, Any]) -> str | None:
+        return p.get("behaviour") or BEHAVIOUR.get(p["program"])
+
     rows = []
     for f in programs:
         ppo = next((p for p in programs if p["program"].startswith("ours:")
-                    and BEHAVIOUR.get(p["program"]) == BEHAVIOUR.get(f["program"])), None)  # fmt: skip
+                    and behaviour(p) == behaviour(f)), None)  # fmt: skip
         if not f["program"].startswith("fpo:") or ppo is None or f.get("returns") is None:
             continue
         budget = ppo["steps"][-1]
@@ -388,7 +393,7 @@ def equal_wall_time(programs: list[dict[str, Any]], task: str) -> list[str]:
         fpo_curve = np.asarray(f["returns"], np.float64).mean(axis=1)
         ppo_final = np.asarray(ppo["returns"][-1], np.float64)
         rows.append([
-            f["program"], ppo["program"], BEHAVIOUR[f["program"]], f"{budget:,}",
+            f["program"], ppo["program"], behaviour(f), f"{budget:,}",
             f"{reach:,.0f}", f"{np.interp(reach, f['steps'], fpo_curve):.0f}",
             common.fmt_pm(ppo_final, 0),
         ])  # fmt: skip

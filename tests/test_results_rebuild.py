@@ -67,7 +67,7 @@ CASES = {
     "fpo_best_dm_control.md": (
         "fpo_best_dm_control.py",
         ["--report"],
-        ["fpo_best_dm_control", "ppo_parity"],
+        ["fpo_best_dm_control", "ppo_parity", "steady_step_CartpoleBalance_cpu.json"],
     ),
     "under_conditioned.md": ("under_conditioned.py", ["--report"], ["under_conditioned"]),
     "fpo_plus_plus_budgets.md": (
