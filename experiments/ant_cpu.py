@@ -76,6 +76,8 @@ PROGRAMS: dict[str, tuple[str, list[str]]] = {  # name -> (label, flags)
 PART_BASE = ["--variant", "cpu", "--num-timesteps", "1000000", "--num-evals", "4"]
 PARTS: dict[str, list[str]] = {
     "per-sample ratio + ASPO": ["--ratio", "per_sample", "--trust-region", "aspo"],
+    "per-sample ratio (PPO clip)": ["--ratio", "per_sample"],
+    "ASPO (mean ratio)": ["--trust-region", "aspo"],
     "N = 16 pairs": ["--num-pairs", "16"],
     "Beta(1, 1) flow times": ["--t-sampler", "beta", "--t-beta", "1.0"],
     "sqrt CFM reduction + loss clamps": [
@@ -97,7 +99,14 @@ PROGRAMS["fpo_1M"] = ("FPO, ant --variant cpu, 1M steps", PART_BASE)
 for _label, _flags in PARTS.items():
     _name = "part_" + "".join(c if c.isalnum() else "_" for c in _label).strip("_").lower()
     PROGRAMS[_name] = (f"FPO + {_label}", [*PART_BASE, *_flags])
+# Whether a wider trust region gives per-sample ratios with ASPO back what they cost FPO at
+# clip 0.05 (one program, the clip traced, seed 0).
+PROGRAMS["per_sample_aspo_clip"] = (
+    "FPO + per-sample ratio + ASPO, clip swept",
+    [*PART_BASE, *PARTS["per-sample ratio + ASPO"], "--sweep", "clip_epsilon=0.1,0.2"],
+)
 COMPARED = ("fpo", "ppo", "fpo_paper", "fpo++")
+SWEEPS = ("sweep", "per_sample_aspo_clip")
 SCREEN = ("fpo_1M", *[n for n in PROGRAMS if n.startswith("part_")])
 # The parts that moved the screen's final return by more than a fifth of FPO's (156), and FPO
 # itself to compare them with, get seeds 1 and 2 as one more program each ("NAME_seeds_1_2");
@@ -117,6 +126,7 @@ EVALUATION = {
     "fpo_paper": "sampler from random noise",
     "fpo++": "EMA actor from zero noise, 5 Euler steps",
     "sweep": "sampler from random noise",
+    "per_sample_aspo_clip": "live actor from random noise",
 }
 for _name, (_label, _flags) in PROGRAMS.items():
     if _name.startswith("part_") or _name.startswith("fpo_1M"):
@@ -227,8 +237,8 @@ def report(args: argparse.Namespace) -> None:
     screen = [run for run in map(_load, SCREEN) if run is not None]
     more_seeds = [run for n in MOVERS if (run := _load(n + "_seeds_1_2")) is not None]
     runs += screen + more_seeds
-    sweep = _load("sweep")
-    runs += [sweep] if sweep else []
+    sweeps = [run for run in map(_load, SWEEPS) if run is not None]
+    runs += sweeps
     if not runs:
         raise SystemExit(f"No stored programs under {stored('fpo').parent}: run some first.")
     common.label_return_axes(ax, "Brax ant on a CPU (1024 envs, 3 seeds)")
@@ -264,7 +274,7 @@ def report(args: argparse.Namespace) -> None:
         text += "\nCommands (each run as one program of 3 seeds):\n\n" + "\n".join(commands)
         text += "\n\n![eval return over env steps](ant_cpu.png)\n"
     text += screen_table(screen)
-    text += sweep_table(sweep)
+    text += "".join(map(sweep_table, sweeps))
     common.write_result("ant_cpu.md", text)
 
 
@@ -314,24 +324,31 @@ def screen_table(screen: list[dict]) -> str:
 
 
 def sweep_table(run: dict | None) -> str:
-    """The flow-policy setting search behind the variant: one row per member."""
+    """A sweep program (one seed, settings traced): one row per member, with the settings it
+    swept, its return and its forward reward."""
     if run is None:
         return ""
     returns = _curve(run)[1]
+    forward = _curve(run, "eval/reward_forward")[1]
     lengths = _curve(run, "eval/episode_length")[1]
+    swept = [k for k in run["members"][0] if k != "seed"]
     rows = [
-        [m["flow_noise_scale"], m["learning_rate"], f"{returns[0][i]:.0f}",
-         f"{returns[-1][i]:.0f}", f"{lengths[-1][i]:.0f}"]
+        [*(m[k] for k in swept), f"{returns[0][i]:.0f}", f"{returns[-1][i]:.0f}",
+         f"{forward[-1][i]:.0f}", f"{lengths[-1][i]:.0f}"]
         for i, m in enumerate(run["members"])
     ]  # fmt: skip
+    title = {
+        "sweep": "How the variant's FPO settings were chosen",
+        "per_sample_aspo_clip": "Per-sample ratios with ASPO at wider trust regions",
+    }[run["program"]]
     return (
-        f"\n## How the variant's FPO settings were chosen\n\n"
+        f"\n## {title}\n\n"
         f"`{run['command']}` (one program, seed 0, {run['evals'][-1]['env_steps']:,} env steps; "
-        "evaluation from random noise).\n\n"
+        f"evaluation: {run['evaluation']}).\n\n"
         + common.markdown_table(
-            ["flow_noise_scale", "learning_rate", "start", "final", "final episode length"],
+            [*swept, "start", "final", "final forward reward", "final episode length"],
             rows,
-            "rrrrr",
+            "r" * (len(swept) + 4),
         )  # fmt: skip
     )
 
