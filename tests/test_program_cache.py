@@ -28,9 +28,9 @@ def own_cache(tmp_path):
     )
 
 
-def _run(tiny, **changes):
+def _run(tiny, env="gridworld", **changes):
     settings = {**tiny, "num_timesteps": 3 * STEPS_PER_CALL, "num_evals": 1, **changes}
-    return train("gridworld", **settings, progress=False)
+    return train(env, **settings, progress=False)
 
 
 def _assert_same(a, b):
@@ -66,6 +66,22 @@ def test_kept_programs_are_not_traced_again_and_compute_the_same_bits(
     assert program_cache.folder() is None
     _assert_same(first, _run(tiny))
     assert "not traced again" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "env, changes",
+    [("inverted_pendulum", {"backend": "spring"}), ("CartpoleBalance", {})],
+)
+def test_kept_programs_of_a_brax_and_a_playground_env_compute_the_same_bits(
+    tiny, own_cache, capfd, env, changes
+):
+    # Their env states (Brax pipeline states, MJX data with zero-size arrays) cross the
+    # exported programs' boundary as arguments and results.
+    first = _run(tiny, env, num_timesteps=2 * STEPS_PER_CALL, **changes)
+    assert "not traced again" not in capfd.readouterr().err
+    again = _run(tiny, env, num_timesteps=2 * STEPS_PER_CALL, **changes)
+    assert "not traced again" in capfd.readouterr().err
+    _assert_same(first, again)
 
 
 def test_only_settings_the_host_loop_reads_share_a_key():
