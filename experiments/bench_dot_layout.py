@@ -12,11 +12,17 @@ The layers are ``x @ W + b`` exactly as Flax's ``nn.Dense`` computes them, so th
 differ in how many leading dims the dot sees.
 
     python experiments/bench_dot_layout.py          # ~1 min; time it on a quiet machine
+    python experiments/bench_dot_layout.py --smoke  # smaller rows, to /tmp
+    python experiments/bench_dot_layout.py --report # the table again from the stored JSON
+
+Writes ``experiments/results/dot_layout_cpu.json`` (each case's shapes and best seconds, the
+provenance) and from it alone ``dot_layout_cpu.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -27,6 +33,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 MINIBATCHES = 32
+REPEATS = 5
+NAME = "dot_layout_cpu"
 
 
 def init_mlp(sizes: list[int]) -> list[tuple[jax.Array, jax.Array]]:
@@ -44,7 +52,7 @@ def mlp(params: list[tuple[jax.Array, jax.Array]], x: jax.Array) -> jax.Array:
     return x
 
 
-def epoch_seconds(sizes: list[int], shape: tuple[int, ...], repeats: int = 5) -> float:
+def epoch_seconds(sizes: list[int], shape: tuple[int, ...], repeats: int = REPEATS) -> float:
     """Best time of 32 minibatches of forward + backward + SGD on inputs of ``shape``."""
     params = init_mlp(sizes)
     xs = jax.random.normal(jax.random.PRNGKey(1), (MINIBATCHES, *shape))
@@ -63,11 +71,10 @@ def epoch_seconds(sizes: list[int], shape: tuple[int, ...], repeats: int = 5) ->
     return best
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    args = common.parse_args(p, argv, "smaller rows (same layouts)")
-    scale = 8 if args.smoke else 1
-    clock = common.Stopwatch()
+def measure(smoke: bool) -> dict:
+    """Both networks in both layouts: the stored data of the results file."""
+    started = common.provenance()
+    scale = 8 if smoke else 1
     velocity = [5 + 1 + 8, 32, 32, 32, 32, 1]  # obs, x_t, time embedding -> A = 1
     critic = [5, 256, 256, 256, 256, 256, 1]
     cases = [
@@ -75,21 +82,51 @@ def main(argv: list[str] | None = None) -> None:
          (30720 // scale, velocity[0])),
         ("critic 5 x 256", critic, (30, 128 // scale, critic[0]), (3840 // scale, critic[0])),
     ]  # fmt: skip
-    rows = []
+    measured = []
     for name, sizes, nd, flat in cases:
         t_nd, t_2d = epoch_seconds(sizes, nd), epoch_seconds(sizes, flat)
-        rows.append([name, str(nd), f"{1e3 * t_nd:.0f}", str(flat), f"{1e3 * t_2d:.0f}",
-                     f"{t_nd / t_2d:.2f}"])  # fmt: skip
+        measured.append({"network": name, "sizes": sizes, "nd_shape": nd, "nd_s": t_nd,
+                         "flat_shape": flat, "flat_s": t_2d})  # fmt: skip
         common.log(f"{name}: {1e3 * t_nd:.0f} ms N-D vs {1e3 * t_2d:.0f} ms 2-D")
+    return {
+        "minibatches": MINIBATCHES,
+        "repeats": REPEATS,
+        "smoke": smoke,
+        "cases": measured,
+        "machine": common.machine_info(),
+        "provenance": common.provenance_until_now(started),
+    }
+
+
+def report(data: dict) -> str:
+    """The results file from the stored measurements alone."""
+    rows = []
+    for c in data["cases"]:
+        t_nd, t_2d = c["nd_s"], c["flat_s"]
+        rows.append([c["network"], str(tuple(c["nd_shape"])), f"{1e3 * t_nd:.0f}",
+                     str(tuple(c["flat_shape"])), f"{1e3 * t_2d:.0f}",
+                     f"{t_nd / t_2d:.2f}"])  # fmt: skip
+    n = data["minibatches"]
     text = common.results_header(
         "Dense layers over N-D vs flattened 2-D rows (XLA:CPU)",
-        f"{MINIBATCHES} minibatches, forward + backward + SGD, best of 5",
+        f"{n} minibatches, forward + backward + SGD, best of {data['repeats']}"
+        + (" (smoke: rows / 8)" if data["smoke"] else ""),
+        data=[data["provenance"]],
     )
     text += "\n" + common.markdown_table(
-        ["network", "N-D input", "ms / 32 minibatches", "2-D input", "ms / 32 minibatches",
+        ["network", "N-D input", f"ms / {n} minibatches", "2-D input", f"ms / {n} minibatches",
          "N-D / 2-D"], rows, "llrlrr")  # fmt: skip
-    text += "\n" + clock.line()
-    common.write_result("dot_layout_cpu.md", text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--report", action="store_true", help="only rebuild the table from the JSON")
+    args = common.parse_args(p, argv, "smaller rows (same layouts)")
+    path = common.out_dir() / f"{NAME}.json"
+    if not args.report:
+        common.write_file(path, json.dumps(measure(args.smoke), indent=1))
+    common.write_result(f"{NAME}.md", report(json.loads(path.read_text())))
 
 
 if __name__ == "__main__":

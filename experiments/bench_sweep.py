@@ -3,6 +3,7 @@
     python experiments/bench_sweep.py                  # gridworld, K = 1, 4, 9, 12 iterations
     python experiments/bench_sweep.py --env CartpoleBalance --iterations 4   # slower compiles
     python experiments/bench_sweep.py --smoke          # tiny layout, K = 1, 2, to /tmp (~1 min)
+    python experiments/bench_sweep.py --report         # the tables again from the stored JSON
 
 The default makes 13 compiled runs (3 sweeps, 9 single runs, a warm-up); sized from a K = 1
 probe on the shared 2-core CPU (load ~8: 35 s per single run, 18 s of it compiling the
@@ -39,12 +40,16 @@ on the first timed run (not with ``--smoke``). Sequential runs in one process ar
 case: K separate CLI runs would also pay K process starts and imports. The script runs on any
 JAX backend (a GPU's results go to ``sweep_<env>_gpu.md``).
 
-Writes ``experiments/results/sweep_<env>_<platform>.md`` (``--smoke``: a folder under /tmp).
+Writes ``experiments/results/sweep_<env>_<platform>.json`` (every timed ``train()`` call's
+seconds, members, env steps/s and final return, the warm-up's seconds, the layout, the
+provenance) and from it alone ``sweep_<env>_<platform>.md`` (``--smoke``: a folder under /tmp);
+``--report`` rebuilds the tables from the stored JSON (every platform's stored for ``--env``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -54,6 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402  (also puts the repository on sys.path)
 import jax  # noqa: E402
 
+from fpo_jax import compile_cache  # noqa: E402
 from fpo_jax.config import replace  # noqa: E402
 from fpo_jax.presets import preset  # noqa: E402
 from fpo_jax.train import train  # noqa: E402
@@ -70,6 +76,8 @@ SMOKE_LAYOUT = dict(num_envs=8, batch_size=8, num_minibatches=2, num_epochs=1, u
                     value_hidden=(32, 32), num_pairs=4, flow_steps=4,
                     eval_flow_steps=4)  # fmt: skip
 
+
+CACHE_NOTE = "XLA persistent compilation cache: off (every run compiles every program)"
 
 # K -> (clip values, learning rates) of its grid: the first ones of CLIPS and LEARNING_RATES.
 GRIDS = {1: (1, 1), 2: (2, 1), 3: (3, 1), 4: (2, 2), 6: (3, 2), 9: (3, 3)}
@@ -93,28 +101,17 @@ def timed_train(config: Any, **changes: Any) -> dict[str, float]:
                 steps_per_s=steps / loop, final=result.final_eval_return)  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--env", default="gridworld")
-    parser.add_argument("--ks", type=int, nargs="+", default=[1, 4, 9], choices=sorted(GRIDS))
-    parser.add_argument(
-        "--iterations", type=int, default=12, help="training iterations per run (default 12)"
-    )
-    args = common.parse_args(
-        parser, argv, "gridworld at the tests' tiny layout, K = 1 and 2, 2 iterations, no warm-up"
-    )
-    if args.smoke:
-        args.env, args.ks, args.iterations = "gridworld", [1, 2], 2
-    ks = sorted(set(args.ks))
-    clock = common.Stopwatch()
-    cache_note = common.disable_compilation_cache()
+def measure(args: argparse.Namespace, ks: list[int]) -> dict:
+    """The warm-up, the sweeps and the single runs: the stored data of the results file."""
+    started = common.provenance()
+    # common.disable_compilation_cache(), without its header line about this process: the
+    # stored note goes into the header, so that a --report names it too.
+    compile_cache.disable()
     layout = SMOKE_LAYOUT if args.smoke else LAYOUT
 
     base = replace(preset(args.env, "fpo"), **layout, progress=False, checkpoint=False)
     base = replace(base, num_timesteps=args.iterations * base.env_steps_per_iteration, num_evals=1)
-    common.log(cache_note)
+    common.log(CACHE_NOTE)
     warm = time.perf_counter()
     if not args.smoke:  # one-time costs of the process, on a tiny layout (other programs)
         common.log("warm-up run (not timed)")
@@ -133,12 +130,37 @@ def main(argv: list[str] | None = None) -> None:
         for setting in [(c, lr) for c in clips for lr in lrs if (c, lr) not in singles]:
             common.log(f"K = {k}: single run clip_epsilon={setting[0]}, learning_rate={setting[1]}")
             singles[setting] = timed_train(base, clip_epsilon=setting[0], learning_rate=setting[1])
+    return {
+        "env": args.env,
+        "smoke": args.smoke,
+        "platform": jax.default_backend(),
+        "iterations": args.iterations,
+        "layout": layout,
+        "preset_source": base.preset_source,
+        "env_steps_per_iteration": base.env_steps_per_iteration,
+        "num_timesteps": base.num_timesteps,
+        "compilation_cache": CACHE_NOTE,
+        "warm_up_s": warm,
+        # Each in the order it ran (sweeps and single runs alternated, see the docstring).
+        "sweeps": [
+            {"k": k, "clips": list(grid(k)[0]), "learning_rates": list(grid(k)[1]), **r}
+            for k, r in sweeps.items()
+        ],
+        "singles": [
+            {"clip_epsilon": c, "learning_rate": lr, **r} for (c, lr), r in singles.items()
+        ],
+        "machine": common.machine_info(),
+        "provenance": common.provenance_until_now(started),
+    }
 
+
+def report(data: dict) -> str:
+    """The results file from the stored measurements alone."""
+    sweeps = {r["k"]: r for r in data["sweeps"]}
+    singles = {(r["clip_epsilon"], r["learning_rate"]): r for r in data["singles"]}
     rows = []
-    for k in ks:
-        clips, lrs = grid(k)
-        seq = [singles[(c, lr)] for c in clips for lr in lrs]
-        sw = sweeps[k]
+    for k, sw in sweeps.items():
+        seq = [singles[(c, lr)] for c in sw["clips"] for lr in sw["learning_rates"]]
         s_total, s_compile, s_loop = (sum(r[f] for r in seq) for f in ("total", "compile", "loop"))
         rows.append([
             k, common.fmt_s(sw["total"]), common.fmt_s(s_total),
@@ -147,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
             common.fmt_ratio(s_compile, sw["compile"]),
             common.fmt_s(sw["loop"]), common.fmt_s(s_loop),
             f"**{common.fmt_ratio(s_loop, sw['loop'])}**",
-            common.fmt_rate(sw["steps_per_s"]), common.fmt_rate(k * base.num_timesteps / s_loop),
+            common.fmt_rate(sw["steps_per_s"]), common.fmt_rate(k * data["num_timesteps"] / s_loop),
         ])  # fmt: skip
     table = common.markdown_table(
         ["K", "sweep total s", "sequential total s", "speed-up (compile included)",
@@ -167,18 +189,22 @@ def main(argv: list[str] | None = None) -> None:
         "lrrrrrrr",
     )  # fmt: skip
 
-    platform = jax.default_backend()
-    layout_text = ", ".join(f"{k}={v}" for k, v in layout.items())
-    text = "\n".join([
+    env, platform, smoke = data["env"], data["platform"], data["smoke"]
+    layout_text = ", ".join(f"{k}={tuple(v) if isinstance(v, list) else v}"
+                            for k, v in data["layout"].items())  # fmt: skip
+    return "\n".join([
         common.results_header(
-            f"K-member sweep in one program vs K sequential runs ({args.env}, {platform})",
-            "smoke" if args.smoke else platform,
-            [f"FPO, preset({args.env!r}, 'fpo') ({base.preset_source}) with {layout_text}",
-             f"{args.iterations} iterations of {base.env_steps_per_iteration:,} env steps per "
-             f"run and member ({base.num_timesteps:,} env steps), one seed per setting, an "
+            f"K-member sweep in one program vs K sequential runs ({env}, {platform})",
+            "smoke" if smoke else platform,
+            [f"FPO, preset({env!r}, 'fpo') ({data['preset_source']}) with {layout_text}",
+             f"{data['iterations']} iterations of {data['env_steps_per_iteration']:,} env steps "
+             f"per run and member ({data['num_timesteps']:,} env steps), one seed per setting, an "
              "evaluation before and after training",
              "settings: nested grids, K = " + ", ".join(
-                 f"{k}: clip_epsilon {grid(k)[0]} x learning_rate {grid(k)[1]}" for k in ks)],
+                 f"{k}: clip_epsilon {tuple(r['clips'])} x learning_rate "
+                 f"{tuple(r['learning_rates'])}" for k, r in sweeps.items()),
+             data["compilation_cache"]],
+            data=[data["provenance"]],
         ),
         "Speed-up = K sequential runs / one K-member sweep (above 1: the sweep is faster). "
         "Total = the whole `train()` call; compile = compiling the training step; training = "
@@ -190,13 +216,41 @@ def main(argv: list[str] | None = None) -> None:
         "other = total - compile - training: env build, init, compiling the evaluation and the "
         "first evaluation.\n",
         details,
-        f"Untimed warm-up run before the first timed run: {warm:.1f} s"
+        f"Untimed warm-up run before the first timed run: {data['warm_up_s']:.1f} s"
         + (" (none with --smoke: the first timed run pays the process's one-time costs).\n"
-           if args.smoke else ".\n"),
-        clock.line(),
+           if smoke else ".\n"),
     ])  # fmt: skip
-    print(text)
-    common.write_result(f"sweep_{args.env}_{platform}.md", text)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--env", default="gridworld")
+    parser.add_argument("--ks", type=int, nargs="+", default=[1, 4, 9], choices=sorted(GRIDS))
+    parser.add_argument(
+        "--iterations", type=int, default=12, help="training iterations per run (default 12)"
+    )
+    parser.add_argument(
+        "--report", action="store_true", help="only rebuild the tables from the stored JSON"
+    )
+    args = common.parse_args(
+        parser, argv, "gridworld at the tests' tiny layout, K = 1 and 2, 2 iterations, no warm-up"
+    )
+    if args.smoke:
+        args.env, args.ks, args.iterations = "gridworld", [1, 2], 2
+    if args.report:
+        paths = common.stored_per_platform(f"sweep_{args.env}")
+        if not paths:
+            parser.error(f"no stored sweep_{args.env}_<platform>.json in {common.out_dir()}")
+    else:
+        data = measure(args, sorted(set(args.ks)))
+        paths = [common.out_dir() / f"sweep_{args.env}_{data['platform']}.json"]
+        common.write_file(paths[0], json.dumps(data, indent=1))
+    for path in paths:
+        text = report(json.loads(path.read_text()))
+        print(text)
+        common.write_result(f"{path.stem}.md", text)
 
 
 if __name__ == "__main__":

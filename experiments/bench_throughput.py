@@ -30,13 +30,18 @@ Run from the repository root::
     python experiments/bench_throughput.py --env inverted_pendulum --backend spring
 
 Results go to stdout and ``experiments/results/throughput_<env>_<platform>.md`` (``--out``;
-with ``--smoke`` a folder under /tmp).
+with ``--smoke`` a folder under /tmp), built from ``throughput_<env>_<platform>.json`` beside it
+alone (every program's timed calls, compile seconds and memory, the layout, the load before and
+after, the provenance); ``--report`` rebuilds the markdown from that JSON without measuring::
+
+    python experiments/bench_throughput.py --report           # every platform's stored for --env
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -353,7 +358,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--no-key", action="store_true", help="skip FPO with pair_storage='key'")
     p.add_argument("--quick", dest="smoke", action="store_true", help="the same as --smoke")
-    p.add_argument("--out", default=None, help="markdown output file (default: in --out-dir)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="markdown output file, its data beside it as .json (default: in --out-dir)",
+    )
+    p.add_argument(
+        "--report", action="store_true", help="only rebuild the report from the stored JSON"
+    )
     args = common.parse_args(
         p, argv, "gridworld unless --env, 32 envs, 2 rounds; raw stepping, Brax PPO, our PPO / "
         "FPO / DPPO with collect / update; no grid, no pair_storage=key"
@@ -370,8 +382,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Compile every program, then time them round-robin: the stored data of the results file."""
+    started = common.provenance()
     clock = common.Stopwatch()
     load_before = common.load_average(2)
 
@@ -469,41 +482,118 @@ def main(argv: list[str] | None = None) -> None:
                 one_round()
     load_after = common.load_average(2)
 
-    # ------------------------------------------------------------------ report
-    raw = methods["raw"].rate()
-    brax = methods["brax"].rate() if "brax" in methods else None
+    _, action_size = envs.env_sizes(env)
+    return {
+        "env": env_name,
+        "backend": args.backend,
+        "where": where,
+        "platform": jax.default_backend(),
+        "layout": {
+            "num_envs": base.num_envs,
+            "unroll_length": base.unroll_length,
+            "batch_size": base.batch_size,
+            "num_minibatches": base.num_minibatches,
+            "num_unrolls": base.num_unrolls,
+            "num_epochs": base.num_epochs,
+            "episode_length": base.episode_length,
+            "env_steps_per_iteration": per_it,
+        },
+        "raw_scan_length": args.raw_scan_length,
+        "split": not args.no_split,
+        "dppo_flow_steps": None if args.no_dppo else dppo_cfg.flow_steps,
+        "grid": [[k, n, grid_key(k, n)] for k, n in grid],
+        "action_size": action_size,
+        "num_pairs": fpo_cfg.num_pairs,
+        "rounds": rounds_done[0],
+        "methods": {key: method_record(m) for key, m in methods.items()},
+        "load_before": load_before,
+        "load_after": load_after,
+        "wall_s": clock.seconds(),
+        "shim_notes": list(common.SHIM_NOTES),
+        "machine": common.machine_info(),
+        "provenance": common.provenance_until_now(started),
+    }
+
+
+def method_record(m: Method) -> dict[str, Any]:
+    """What the report needs of a method: its timings (every call), compile seconds, memory."""
+    times, steps = m._times()
+    h = m.halves
+    return {
+        "label": m.label, "compile_s": m.compile_s, "note": m.note, "error": m.error,
+        "times": list(times), "steps": steps,
+        "collect_times": None if h is None else h.collect_times,
+        "update_times": None if h is None else h.update_times,
+        "collect_compile_s": m.collect_compile_s, "update_compile_s": m.update_compile_s,
+        "memory": m.memory, "buffer_bytes": m.buffer_bytes, "extras_bytes": m.extras_bytes,
+    }  # fmt: skip
+
+
+def rate(m: dict[str, Any], stat: str = "best") -> float | None:
+    """Env steps per second of a stored method: its best (or median) call."""
+    times = m["times"]
+    if not times:
+        return None
+    t = min(times) if stat == "best" else float(np.median(times))
+    return m["steps"] / t
+
+
+def iteration_seconds(m: dict[str, Any], steps_per_iteration: int) -> float | None:
+    """Best seconds per training iteration of a stored method."""
+    return min(m["times"]) * steps_per_iteration / m["steps"] if m["times"] else None
+
+
+def half_seconds(m: dict[str, Any]) -> tuple[float | None, float | None]:
+    """Best collect and best update seconds (one iteration each) of a stored method."""
+    if not m["collect_times"]:
+        return None, None
+    return min(m["collect_times"]), min(m["update_times"])
+
+
+def report(data: dict[str, Any]) -> str:
+    """The results file from the stored measurements alone."""
+    methods, lay = data["methods"], data["layout"]
+    env_name, where, per_it = data["env"], data["where"], lay["env_steps_per_iteration"]
+    grid = [(k, n) for k, n, _ in data["grid"]]
+    grid_key = {(k, n): key for k, n, key in data["grid"]}
+    raw = rate(methods["raw"])
+    brax = rate(methods["brax"]) if "brax" in methods else None
     rows = []
     for key in ["raw", "brax", "ppo", "fpo", "dppo", "fpo_key"]:
         if key not in methods:
             continue
         m = methods[key]
-        if m.error:
-            rows.append([m.label, "failed", "", "", "", "", "", m.error])
+        if m["error"]:
+            rows.append([m["label"], "failed", "", "", "", "", "", m["error"]])
             continue
-        it = "-" if key == "raw" else fmt_s(m.seconds(per_it), 2)
+        it = "-" if key == "raw" else fmt_s(iteration_seconds(m, per_it), 2)
         rows.append(
-            [m.label, fmt_rate(m.rate()), fmt_rate(m.rate("median")), fmt_s(m.compile_s),
-             fmt_ratio(m.rate(), brax), fmt_ratio(m.rate(), raw), it, m.note]
+            [m["label"], fmt_rate(rate(m)), fmt_rate(rate(m, "median")), fmt_s(m["compile_s"]),
+             fmt_ratio(rate(m), brax), fmt_ratio(rate(m), raw), it, m["note"]]
         )  # fmt: skip
     ratios = [
-        f"**FPO / our PPO throughput: {fmt_ratio(methods['fpo'].rate(), methods['ppo'].rate())}**"
+        f"**FPO / our PPO throughput: {fmt_ratio(rate(methods['fpo']), rate(methods['ppo']))}**"
     ]
     for key, name in [("fpo_key", "FPO with pair_storage=key"), ("dppo", "DPPO")]:
         if key in methods:
             ratios.append(
-                f"{name} / our PPO: {fmt_ratio(methods[key].rate(), methods['ppo'].rate())}"
+                f"{name} / our PPO: {fmt_ratio(rate(methods[key]), rate(methods['ppo']))}"
             )
+    layout = (
+        f"{lay['num_envs']} envs, unroll_length {lay['unroll_length']}, batch_size "
+        f"{lay['batch_size']}, num_minibatches {lay['num_minibatches']} ({lay['num_unrolls']} "
+        f"unrolls per env per iteration), num_epochs (Brax: num_updates_per_batch) "
+        f"{lay['num_epochs']}, episode_length {lay['episode_length']}"
+    )
     lines = [
-        f"# Training throughput: {env_name} on {jax.default_backend()}",
-        "",
-        f"Command (repository root): `{common.command_line()}`",
-        "",
-        f"Layout (every method): {base.num_envs} envs, unroll_length {base.unroll_length}, "
-        f"batch_size {base.batch_size}, num_minibatches {base.num_minibatches} "
-        f"({base.num_unrolls} unrolls per env per iteration), num_epochs (Brax: "
-        f"num_updates_per_batch) {base.num_epochs}, episode_length {base.episode_length}: "
-        f"{per_it:,} env steps per iteration. Policy 4x32, value 5x256 (SiLU). Env: {env_name} "
-        f"({where}).",
+        common.results_header(
+            f"Training throughput: {env_name} on {data['platform']}",
+            f"{per_it:,} env steps per iteration; every program timed for one call per round, "
+            f"{data['rounds']} rounds",
+            data=[data["provenance"]],
+        ),
+        f"Layout (every method): {layout}: {per_it:,} env steps per iteration. Policy 4x32, "
+        f"value 5x256 (SiLU). Env: {env_name} ({where}).",
         "",
         common.markdown_table(
             [
@@ -523,7 +613,7 @@ def main(argv: list[str] | None = None) -> None:
         ratios[0] + (f" ({'; '.join(ratios[1:])})" if ratios[1:] else ""),
         "",
         "How it was timed: every program was compiled and run once first; then each was timed "
-        f"for one blocking call per round, round-robin, {rounds_done[0]} rounds; 'best' is the "
+        f"for one blocking call per round, round-robin, {data['rounds']} rounds; 'best' is the "
         "fastest call (other processes can only slow a call down), 'median' the median. Ours: "
         "`jax.jit(trainer.train_step, donate_argnums=0).lower(state).compile()`, one iteration "
         "per call (collect and update in one program); compile s = trace + XLA compile; the step "
@@ -532,32 +622,32 @@ def main(argv: list[str] | None = None) -> None:
         "evals off), epoch times from its own `training/walltime`, one round of the other "
         "programs after each epoch via its `progress_fn`; compile s = first epoch - best epoch "
         "(its separately compiled env reset is not included, nor is our init's). Raw stepping: "
-        f"{args.raw_scan_length}-step `lax.scan`s of `vmap(step)` of the auto-resetting training "
+        f"{data['raw_scan_length']}-step `lax.scan`s of `vmap(step)` of the auto-resetting training "
         "env, zero actions, same env count.",
         "",
     ]
-    if not args.no_split:
+    if data["split"]:
         split_rows = []
 
         def split_row(key: str, label: str, k: Any, n: Any) -> None:
             m = methods[key]
-            step_s = m.seconds(per_it)
-            collect_s, update_s = m.half_seconds()
+            step_s = iteration_seconds(m, per_it)
+            collect_s, update_s = half_seconds(m)
             both = None if collect_s is None else collect_s + update_s
             split_rows.append(
-                [label, k, n, fmt_rate(m.rate()), fmt_s(step_s, 3), fmt_s(collect_s, 3),
+                [label, k, n, fmt_rate(rate(m)), fmt_s(step_s, 3), fmt_s(collect_s, 3),
                  fmt_s(update_s, 3), fmt_s(both, 3), fmt_ratio(both, step_s),
-                 fmt_mib(m.buffer_bytes), fmt_mib(m.extras_bytes),
-                 fmt_mib((m.memory or {}).get("peak")), fmt_s(m.compile_s),
-                 fmt_s(m.collect_compile_s), fmt_s(m.update_compile_s)]
+                 fmt_mib(m["buffer_bytes"]), fmt_mib(m["extras_bytes"]),
+                 fmt_mib((m["memory"] or {}).get("peak")), fmt_s(m["compile_s"]),
+                 fmt_s(m["collect_compile_s"]), fmt_s(m["update_compile_s"])]
             )  # fmt: skip
 
         split_row("ppo", "our PPO", "-", "-")
         if "dppo" in methods:
-            split_row("dppo", "DPPO", dppo_cfg.flow_steps, "-")
+            split_row("dppo", "DPPO", data["dppo_flow_steps"], "-")
         for k, n in grid:
-            if grid_key(k, n) in methods:
-                split_row(grid_key(k, n), "FPO (stored)", k, n)
+            if grid_key[k, n] in methods:
+                split_row(grid_key[k, n], "FPO (stored)", k, n)
         if "fpo_key" in methods:
             split_row("fpo_key", "FPO (key)", 10, 8)
         lines += [
@@ -599,16 +689,16 @@ def main(argv: list[str] | None = None) -> None:
                 "l" + "r" * 14,
             ),  # fmt: skip
         ]
-    _, action_size = envs.env_sizes(env)
-    n = fpo_cfg.num_pairs
+    action_size, n = data["action_size"], data["num_pairs"]
     mem_rows = []
     for key in ["ppo", "fpo", "dppo", "fpo_key"]:
         if key in methods:
             m = methods[key]
-            mem = m.memory or {}
+            mem = m["memory"] or {}
             mem_rows.append(
-                [m.label, *(fmt_mib(mem.get(f)) for f in ["argument", "output", "alias", "temp"]),
-                 fmt_mib(mem.get("peak")), fmt_rate(m.rate())]
+                [m["label"], *(fmt_mib(mem.get(f)) for f in ["argument", "output", "alias",
+                                                             "temp"]),
+                 fmt_mib(mem.get("peak")), fmt_rate(rate(m))]
             )  # fmt: skip
     lines += [
         "## Memory of the compiled training step (`compiled.memory_analysis()`, MiB)",
@@ -623,23 +713,41 @@ def main(argv: list[str] | None = None) -> None:
             mem_rows,
             "lrrrrrr",
         ),
-        "## Machine",
+        "## Machine (of the measuring run)",
         "",
-        *common.machine_info(),
-        f"- load average (1 / 5 / 15 min) before: {load_before}; after: {load_after}. Other "
-        "processes were competing for the cores whenever the 1-minute load exceeds ~1 (this "
-        "benchmark itself counts for about 1).",
-        f"- benchmark wall time: {clock.seconds():.0f} s",
+        *data["machine"],
+        f"- load average (1 / 5 / 15 min) before: {data['load_before']}; after: "
+        f"{data['load_after']}. Other processes were competing for the cores whenever the "
+        "1-minute load exceeds ~1 (this benchmark itself counts for about 1).",
+        f"- benchmark wall time: {data['wall_s']:.0f} s",
     ]
-    if common.SHIM_NOTES:
-        lines += ["", "## Shims (this process only)", "", *[f"- {s}" for s in common.SHIM_NOTES]]
-    text = "\n".join(lines) + "\n"
-    print("\n" + text)
+    if data["shim_notes"]:
+        lines += ["", "## Shims (that process only)", "", *[f"- {s}" for s in data["shim_notes"]]]
+    return "\n".join(lines) + "\n"
 
-    tag = env_name + (f"_{args.backend}" if args.backend else "")
-    common.write_file(
-        args.out or common.out_dir() / f"throughput_{tag}_{jax.default_backend()}.md", text
-    )
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    tag = envs.canonical_name(args.env) + (f"_{args.backend}" if args.backend else "")
+    if args.report:
+        if args.out:  # the JSON beside the markdown
+            stored = [Path(args.out).with_suffix(".json")]
+        else:
+            stored = common.stored_per_platform(f"throughput_{tag}")
+            if not stored:
+                raise SystemExit(
+                    f"no stored throughput_{tag}_<platform>.json in {common.out_dir()}"
+                )
+    else:
+        data = measure(args)
+        name = f"throughput_{tag}_{data['platform']}.json"
+        path = Path(args.out).with_suffix(".json") if args.out else common.out_dir() / name
+        common.write_file(path, json.dumps(data, indent=1))
+        stored = [path]
+    for path in stored:
+        text = report(json.loads(path.read_text()))
+        print("\n" + text)
+        common.write_file(args.out or path.with_suffix(".md"), text)
 
 
 if __name__ == "__main__":

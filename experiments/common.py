@@ -135,6 +135,20 @@ def provenance() -> dict[str, Any]:
     }
 
 
+def provenance_until_now(started: dict[str, Any]) -> dict[str, Any]:
+    """``started``, a :func:`provenance` record taken when measuring began (the commit and
+    whether the tree was clean then, the command, the device, the load average at the start),
+    with the load average, wall and CPU seconds of now, the end of measuring."""
+    now = provenance()
+    return {**started, **{k: now[k] for k in ("load_end", "wall_s", "cpu_s")}}
+
+
+def stored_per_platform(stem: str) -> list[Path]:
+    """The ``<stem>_<platform>.json`` files in :func:`out_dir` (one per JAX platform the script
+    measured on): what a script that names its results by platform rebuilds with ``--report``."""
+    return sorted(p for p in out_dir().glob(f"{stem}_*.json") if "_" not in p.stem[len(stem) + 1 :])
+
+
 def provenance_lines(records: Sequence[dict[str, Any]]) -> list[str]:
     """Markdown bullets naming the runs that produced a table's data (one per distinct
     commit and command), from :func:`provenance` records stored with the data."""

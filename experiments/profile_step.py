@@ -17,11 +17,16 @@ timing is the best of ``--repeats`` calls after a warm-up.
 
     python experiments/profile_step.py                      # CartpoleBalance, 256 envs, 128 x 32 x 30, 16 epochs
     python experiments/profile_step.py --smoke              # tiny, for CI-like checks
+    python experiments/profile_step.py --report             # the table again from the stored JSON
+
+Writes ``experiments/results/profile_<env>_cpu.json`` (the layout, each algorithm's seconds per
+piece, the provenance) and from it alone ``profile_<env>_cpu.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -126,6 +131,61 @@ def profile(trainer: Trainer, repeats: int) -> dict[str, float]:
     return out
 
 
+def measure(args: argparse.Namespace) -> dict:
+    """Every algorithm's pieces: the stored data of the results file."""
+    started = common.provenance()
+    env = envs.make_env(args.env)
+    layout = dict(num_envs=args.num_envs, batch_size=args.batch_size,
+                  num_minibatches=args.num_minibatches, unroll_length=args.unroll_length,
+                  num_epochs=args.num_epochs)  # fmt: skip
+    results = {}
+    for algo in args.algos:
+        config = replace(preset(args.env, algo), **layout)
+        results[algo] = profile(Trainer(env, config), args.repeats)
+        print(f"{algo}: " + ", ".join(f"{k} {v:.2f} s" for k, v in results[algo].items()))
+    return {
+        "env": args.env,
+        "layout": layout,
+        "repeats": args.repeats,
+        "algos": list(args.algos),
+        "seconds": results,
+        "machine": common.machine_info(),
+        "provenance": common.provenance_until_now(started),
+    }
+
+
+def report(data: dict) -> str:
+    """The results file from the stored measurements alone."""
+    algos, results, layout = data["algos"], data["seconds"], data["layout"]
+    names = list(next(iter(results.values())))
+    iteration = {a: r["collect"] + r["update"] for a, r in results.items()}
+    rows = []
+    for name in names:
+        row = [name]
+        for algo in algos:
+            seconds = results[algo][name]
+            row += [common.fmt_s(seconds, 2), f"{100 * seconds / iteration[algo]:.0f} %"]
+        rows.append(row)
+    rows.append(["iteration (collect + update)"]
+                + sum(([common.fmt_s(iteration[a], 2), "100 %"] for a in algos), []))  # fmt: skip
+    headers = ["piece (per iteration)"] + sum(([f"{a} s", f"{a} share"] for a in algos), [])
+    text = common.results_header(
+        f"Where one training iteration's time goes ({data['env']})",
+        f"{layout['num_envs']} envs, batch {layout['batch_size']} x {layout['num_minibatches']} "
+        f"minibatches, unroll {layout['unroll_length']}, {layout['num_epochs']} epochs; best of "
+        f"{data['repeats']}",
+        data=[data["provenance"]],
+    )
+    text += "\n" + common.markdown_table(headers, rows) + "\n\n"
+    if len(algos) > 1:
+        a, b = algos[:2]
+        text += (
+            f"Iteration time {a} / {b}: {iteration[a] / iteration[b]:.2f}; throughput {a} / {b}: "
+            f"{iteration[b] / iteration[a]:.2f}.\n"
+        )
+    return text
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--env", default="CartpoleBalance")
@@ -136,46 +196,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--num-epochs", type=int, default=16)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--algos", nargs="+", default=["fpo", "ppo"])
+    p.add_argument("--report", action="store_true", help="only rebuild the table from the JSON")
     args = common.parse_args(p, argv, smoke="gridworld, 16 envs, 2 epochs, 1 repeat")
     if args.smoke:
         args.env, args.num_envs, args.batch_size, args.num_minibatches = "gridworld", 16, 16, 2
         args.num_epochs, args.unroll_length, args.repeats = 2, 8, 1
-    watch = common.Stopwatch()
-    env = envs.make_env(args.env)
-    layout = dict(num_envs=args.num_envs, batch_size=args.batch_size,
-                  num_minibatches=args.num_minibatches, unroll_length=args.unroll_length,
-                  num_epochs=args.num_epochs)  # fmt: skip
-    results = {}
-    for algo in args.algos:
-        config = replace(preset(args.env, algo), **layout)
-        results[algo] = profile(Trainer(env, config), args.repeats)
-        print(f"{algo}: " + ", ".join(f"{k} {v:.2f} s" for k, v in results[algo].items()))
-    names = list(next(iter(results.values())))
-    iteration = {a: r["collect"] + r["update"] for a, r in results.items()}
-    rows = []
-    for name in names:
-        row = [name]
-        for algo in args.algos:
-            seconds = results[algo][name]
-            row += [common.fmt_s(seconds, 2), f"{100 * seconds / iteration[algo]:.0f} %"]
-        rows.append(row)
-    rows.append(["iteration (collect + update)"]
-                + sum(([common.fmt_s(iteration[a], 2), "100 %"] for a in args.algos), []))  # fmt: skip
-    headers = ["piece (per iteration)"] + sum(([f"{a} s", f"{a} share"] for a in args.algos), [])
-    text = common.results_header(
-        f"Where one training iteration's time goes ({args.env})",
-        f"{args.num_envs} envs, batch {args.batch_size} x {args.num_minibatches} minibatches, "
-        f"unroll {args.unroll_length}, {args.num_epochs} epochs; best of {args.repeats}",
-    )
-    text += "\n" + common.markdown_table(headers, rows) + "\n\n"
-    if len(args.algos) > 1:
-        a, b = args.algos[:2]
-        text += (
-            f"Iteration time {a} / {b}: {iteration[a] / iteration[b]:.2f}; throughput {a} / {b}: "
-            f"{iteration[b] / iteration[a]:.2f}.\n\n"
-        )
-    text += watch.line()
-    common.write_result(f"profile_{args.env}_cpu.md", text)
+    path = common.out_dir() / f"profile_{args.env}_cpu.json"
+    if not args.report:
+        common.write_file(path, json.dumps(measure(args), indent=1))
+    common.write_result(f"profile_{args.env}_cpu.md", report(json.loads(path.read_text())))
 
 
 if __name__ == "__main__":

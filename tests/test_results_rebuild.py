@@ -11,10 +11,12 @@ Not rebuildable yet, and why:
 
 - ``throughput_CartpoleBalance_cpu.md``, ``profile_CartpoleBalance_cpu.md``,
   ``sweep_gridworld_cpu.md``, ``seeds_gridworld_cpu.md``, ``dot_layout_cpu.md``,
-  ``step_memory_CartpoleBalance.md``: measurements of the run itself (timings; XLA's memory
-  accounting of a compile) that store nothing beside the table; a rerun measures again.
-- ``bitwise_before_after.md``: whether two checkouts compute the same bits; it is measured by
-  running both, and only a rerun against a checkout says it again.
+  ``step_memory_CartpoleBalance.md``, ``bitwise_before_after.md``: their scripts now store their
+  measurements (timings; XLA's memory accounting of a compile; which arrays two checkouts
+  computed bitwise alike) in a JSON beside the table and rebuild it with ``--report``, but the
+  committed tables come from runs before that, whose data is gone. Their cases
+  (``AWAITING_RERUN``) are skipped until a rerun on a quiet machine commits the JSON and the
+  table it writes.
 """
 
 import difflib
@@ -87,6 +89,44 @@ CASES = {
         ["--budget", "cpu-small", "--summarize-only"],
         ["dm_control_cpu-small.json"],
     ),
+    "throughput_CartpoleBalance_cpu.md": (
+        "bench_throughput.py",
+        ["--report"],
+        ["throughput_CartpoleBalance_cpu.json"],
+    ),
+    "profile_CartpoleBalance_cpu.md": (
+        "profile_step.py",
+        ["--report"],
+        ["profile_CartpoleBalance_cpu.json"],
+    ),
+    "sweep_gridworld_cpu.md": ("bench_sweep.py", ["--report"], ["sweep_gridworld_cpu.json"]),
+    "seeds_gridworld_cpu.md": (
+        "bench_seeds.py",
+        ["--env", "gridworld", "--report"],
+        ["seeds_gridworld_cpu.json"],
+    ),
+    "dot_layout_cpu.md": ("bench_dot_layout.py", ["--report"], ["dot_layout_cpu.json"]),
+    "step_memory_CartpoleBalance.md": (
+        "step_memory.py",
+        ["--report"],
+        ["step_memory_CartpoleBalance.json"],
+    ),
+    "bitwise_before_after.md": (
+        "bitwise_before_after.py",
+        ["--report"],
+        ["bitwise_before_after.json"],
+    ),
+}
+
+# Cases whose committed table predates its stored data: skipped while the data is missing.
+AWAITING_RERUN = {
+    "throughput_CartpoleBalance_cpu.md",
+    "profile_CartpoleBalance_cpu.md",
+    "sweep_gridworld_cpu.md",
+    "seeds_gridworld_cpu.md",
+    "dot_layout_cpu.md",
+    "step_memory_CartpoleBalance.md",
+    "bitwise_before_after.md",
 }
 
 # Lines about the process that wrote the file, not about the result.
@@ -113,6 +153,12 @@ def test_results_file_rebuilds(name: str, tmp_path: Path) -> None:
     script, flags, stored = CASES[name]
     committed = RESULTS / name
     assert committed.exists(), f"{name} is not committed; run {script} {' '.join(flags)}"
+    missing = [item for item in stored if not (RESULTS / item).exists()]
+    if missing and name in AWAITING_RERUN:
+        pytest.skip(
+            f"{name} predates its stored data: {', '.join(missing)} not committed yet (rerun "
+            f"{script} on a quiet machine; see its docstring)"
+        )
     for item in stored:
         source = RESULTS / item
         if source.is_dir():
