@@ -64,6 +64,16 @@ PROGRAMS: dict[str, tuple[str, list[str]]] = {  # name -> (label, flags)
          "--policy-hidden", "32", "32", "32", "32", "--value-hidden", *["256"] * 5,
          "--activation", "silu", "--flow-steps", "10"],
     ),
+    # The same at ant's CPU scale: FPO's CPU learning rate and source noise, and the trust
+    # region that per-sample ratios with ASPO needed on ant at 1M steps (per_sample_aspo_clip).
+    "fpo++_cpu": (
+        "FPO++ at ant's CPU scale (lr 1e-3, noise 0.6, clip 0.2)",
+        ["--variant", "fpo++", *SEEDS, "--backend", "mjx", "--num-envs", "1024", "--batch-size", "512",
+         "--num-timesteps", "3000000", "--num-evals", "6", "--num-eval-envs", "32",
+         "--policy-hidden", "32", "32", "32", "32", "--value-hidden", *["256"] * 5,
+         "--activation", "silu", "--flow-steps", "10",
+         "--learning-rate", "1e-3", "--flow-noise-scale", "0.6", "--clip-epsilon", "0.2"],
+    ),
     # How the variant's flow-policy settings were chosen: one seed per setting, 2M steps.
     "sweep": (
         "FPO sweep: source noise x lr",
@@ -105,7 +115,7 @@ PROGRAMS["per_sample_aspo_clip"] = (
     "FPO + per-sample ratio + ASPO, clip swept",
     [*PART_BASE, *PARTS["per-sample ratio + ASPO"], "--sweep", "clip_epsilon=0.1,0.2"],
 )
-COMPARED = ("fpo", "ppo", "fpo_paper", "fpo++")
+COMPARED = ("fpo", "ppo", "fpo_paper", "fpo++", "fpo++_cpu")
 SWEEPS = ("sweep", "per_sample_aspo_clip")
 SCREEN = ("fpo_1M", *[n for n in PROGRAMS if n.startswith("part_")])
 # The parts that moved the screen's final return by more than a fifth of FPO's (156), and FPO
@@ -125,6 +135,7 @@ EVALUATION = {
     "ppo": "mean action",
     "fpo_paper": "sampler from random noise",
     "fpo++": "EMA actor from zero noise, 5 Euler steps",
+    "fpo++_cpu": "EMA actor from zero noise, 5 Euler steps",
     "sweep": "sampler from random noise",
     "per_sample_aspo_clip": "live actor from random noise",
 }
