@@ -105,7 +105,9 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
         "layout at 1024 envs and 3M steps; without an accelerator, and with no variant or "
         "layout flag given, Brax bodies start from it: --variant default keeps the published "
         "layout), --variant fpo++ (every env: the FPO++ recipe with the family's learning rate; --variant "
-        "fpo++authors: with the FPO++ authors' own numbers). --show-config prints every "
+        "fpo++authors: with the FPO++ authors' own numbers; --variant cpu-fpo++ (Brax bodies): the "
+        "recipe at the cpu variant's layout and scale, with the family's networks, 10 flow steps "
+        "and clip 0.2). --show-config prints every "
         "setting with the preset layer that set it, and exits.",
     )
     given = _flag_names(argv)

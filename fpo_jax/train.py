@@ -486,7 +486,11 @@ def train(
 def _cpu_variant_steps(config: TrainConfig) -> int | None:
     """The budget of the env's CPU-sized preset ("cpu" variant), for the CPU ETA line to offer;
     None when there is none or the run already uses it."""
-    if config.variant == "cpu" or not config.env or "cpu" not in preset_variants(config.env):
+    if (
+        config.variant.startswith("cpu")
+        or not config.env
+        or "cpu" not in preset_variants(config.env)
+    ):
         return None
     return preset(config.env, config.algo, variant="cpu").num_timesteps
 

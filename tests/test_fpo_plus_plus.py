@@ -18,8 +18,9 @@ import fpo_jax
 from fpo_jax import envs, flow, loss
 from fpo_jax.agents import FPOAgent
 from fpo_jax.checkpoint import Checkpointer
+from fpo_jax.cli import parse_config
 from fpo_jax.config import ConfigError, TrainConfig, validate
-from fpo_jax.presets import preset
+from fpo_jax.presets import explain, preset, preset_variants
 from fpo_jax.train import train
 from fpo_jax.trainer import Trainer, clip_by_global_norm_per_network, ema_update, make_optimizer
 
@@ -258,6 +259,90 @@ def test_fpo_plus_plus_variant_is_the_recipe_on_every_family(env):
     assert (p.ema_decay, p.weight_decay, p.activation) == (0.95, 1e-4, "elu")
     assert not {"ratio", "num_pairs"} & {name for name, _ in p.algo_settings}
     assert not hasattr(p, "ratio")  # FPO's own: not PPO's to hold
+
+
+@pytest.mark.parametrize("env", ["ant", "hopper"])
+def test_cpu_fpo_plus_plus_is_the_recipe_at_the_cpu_variants_scale(env):
+    c = validate(preset(env, "fpo", variant="cpu-fpo++"))
+    recipe, cpu = preset(env, "fpo", variant="fpo++"), preset(env, "fpo", variant="cpu")
+    # The recipe's parts stay; the layout and what depends on scale are the cpu variant's.
+    for name in (
+        "ratio",
+        "trust_region",
+        "t_sampler",
+        "cfm_loss_reduction",
+        "cfm_loss_clamp",
+        "ema_decay",
+        "weight_decay",
+        "grad_clip_scope",
+        "eval_noise",
+        "num_pairs",
+    ):
+        assert getattr(c, name) == getattr(recipe, name), name
+    for name in (
+        "num_envs",
+        "batch_size",
+        "num_timesteps",
+        "backend",
+        "learning_rate",
+        "flow_noise_scale",
+        "policy_hidden",
+        "value_hidden",
+        "activation",
+    ):
+        assert getattr(c, name) == getattr(cpu, name), name
+    assert (c.flow_steps, c.clip_epsilon) == (10, 0.2)
+    # Gaussian PPO under it: the cpu layout and FPO++'s optimiser, its own learning rate.
+    p = validate(preset(env, "ppo", variant="cpu-fpo++"))
+    assert (p.num_envs, p.weight_decay) == (cpu.num_envs, 1e-4)
+    assert p.learning_rate == preset(env, "ppo", variant="cpu").learning_rate
+    assert "cpu-fpo++" not in preset_variants("CartpoleBalance")
+
+
+def test_cpu_fpo_plus_plus_is_what_the_ant_cpu_experiment_passed_as_flags():
+    # experiments/ant_cpu.py's "fpo++_cpu" row ran these flags; the variant must be that run.
+    flags = [
+        "--env",
+        "ant",
+        "--variant",
+        "fpo++",
+        "--backend",
+        "mjx",
+        "--num-envs",
+        "1024",
+        "--batch-size",
+        "512",
+        "--num-timesteps",
+        "3000000",
+        "--num-evals",
+        "6",
+        "--num-eval-envs",
+        "32",
+        "--policy-hidden",
+        "32",
+        "32",
+        "32",
+        "32",
+        "--value-hidden",
+        *["256"] * 5,
+        "--activation",
+        "silu",
+        "--flow-steps",
+        "10",
+        "--learning-rate",
+        "1e-3",
+        "--flow-noise-scale",
+        "0.6",
+        "--clip-epsilon",
+        "0.2",
+    ]
+    by_flags = parse_config(flags)
+    by_variant = parse_config(["--env", "ant", "--variant", "cpu-fpo++"])
+    ignore = dict(variant=None, preset_source=None)
+    assert dataclasses.replace(by_flags, **ignore) == dataclasses.replace(by_variant, **ignore)
+    layers = {n: layer for n, _, layer in explain("ant", "fpo", "cpu-fpo++")}
+    assert layers["clip_epsilon"] == layers["flow_steps"] == "variant: cpu-fpo++, fpo"
+    assert layers["num_envs"] == "variant: cpu-fpo++"
 
 
 # A tiny layout; the variant's own networks, pairs and flow steps.
