@@ -6,16 +6,6 @@ with ``--out-dir`` pointing there: that flag moves both where the report writes 
 its data (``common.out_dir()``), so the committed files are never touched. The header lines that
 describe the process writing the file (date, machine, versions, devices, commit, load, command,
 compilation cache, wall time) differ between runs and are left out of the comparison.
-
-Not rebuildable yet, and why:
-
-- ``throughput_CartpoleBalance_cpu.md``, ``profile_CartpoleBalance_cpu.md``,
-  ``sweep_gridworld_cpu.md``, ``seeds_gridworld_cpu.md``, ``dot_layout_cpu.md``,
-  ``step_memory_CartpoleBalance.md``: their scripts now store their
-  measurements (timings; XLA's memory accounting of a compile) in a JSON beside the table and rebuild it with ``--report``, but the
-  committed tables come from runs before that, whose data is gone. Their cases
-  (``AWAITING_RERUN``) are skipped until a rerun on a quiet machine commits the JSON and the
-  table it writes.
 """
 
 import difflib
@@ -117,15 +107,6 @@ CASES = {
     ),
 }
 
-# Cases whose committed table predates its stored data: skipped while the data is missing.
-AWAITING_RERUN = {
-    "throughput_CartpoleBalance_cpu.md",
-    "profile_CartpoleBalance_cpu.md",
-    "sweep_gridworld_cpu.md",
-    "seeds_gridworld_cpu.md",
-    "dot_layout_cpu.md",
-    "step_memory_CartpoleBalance.md",
-}
 
 # Lines about the process that wrote the file, not about the result.
 PROCESS_LINES = (
@@ -151,12 +132,6 @@ def test_results_file_rebuilds(name: str, tmp_path: Path) -> None:
     script, flags, stored = CASES[name]
     committed = RESULTS / name
     assert committed.exists(), f"{name} is not committed; run {script} {' '.join(flags)}"
-    missing = [item for item in stored if not (RESULTS / item).exists()]
-    if missing and name in AWAITING_RERUN:
-        pytest.skip(
-            f"{name} predates its stored data: {', '.join(missing)} not committed yet (rerun "
-            f"{script} on a quiet machine; see its docstring)"
-        )
     for item in stored:
         source = RESULTS / item
         if source.is_dir():
