@@ -238,9 +238,13 @@ def report(args: argparse.Namespace) -> None:
         forward = _curve(run, "eval/reward_forward")[1][-1]
         length = _curve(run, "eval/episode_length")[1][-1]
         clip, kl = (run["iterations"][k][-1] for k in ("clip_fraction", "approx_kl"))
+        # With an EMA actor, the live policy's return on the same evaluation episodes.
+        has_live = "per_member/eval/live_episode_return" in run["evals"][-1]
+        live = _curve(run, "eval/live_episode_return")[1][-1] if has_live else None
         rows.append([
             PROGRAMS[name][0], run["evaluation"], common.fmt_pm(returns[0], 0),
             common.fmt_pm(returns[-1], 0), ", ".join(f"{x:.0f}" for x in returns[-1]),
+            "-" if live is None else ", ".join(f"{x:.0f}" for x in live),
             common.fmt_pm(forward, 0), ", ".join(f"{x:.0f}" for x in forward),
             common.fmt_pm(length, 0), f"{clip:.4f}", f"{kl:.1e}", f"{run['wall_time'] / 60:.0f}",
         ])  # fmt: skip
@@ -277,10 +281,11 @@ def report(args: argparse.Namespace) -> None:
     if rows:
         text += "\n" + common.markdown_table(
             ["program", "evaluation", "start (mean ± s.e.)", "final (mean ± s.e.)",
-             "final per seed", "final forward reward", "forward per seed",
+             "final per seed", "live policy, same episodes, per seed", "final forward reward",
+             "forward per seed",
              "final episode length", "clip fraction, last iteration",
              "approx. KL, last iteration", "wall min (shared CPU)"],
-            rows, "llrrlrlrrrr",
+            rows, "llrrllrlrrrr",
         )  # fmt: skip
         text += "\nCommands (each run as one program of 3 seeds):\n\n" + "\n".join(commands)
         text += "\n\n![eval return over env steps](ant_cpu.png)\n"
