@@ -1,6 +1,6 @@
 """The main job on a CPU: Brax ant at ``--variant cpu``, FPO against Gaussian PPO and FPO++.
 
-Four programs, 3 seeds each (one program per setting, ``--num-seeds 3``), each run by the CLI
+Five programs, 3 seeds each (one program per setting, ``--num-seeds 3``), each run by the CLI
 (``python -m fpo_jax.train``) as a user would, at ant's CPU layout (1024 envs, batch 512 x 32
 minibatches of 5 steps, 4 epochs, MJX, 3M env steps; evaluation on 32 envs at 6 points):
 
@@ -12,13 +12,18 @@ minibatches of 5 steps, 4 epochs, MJX, 3M env steps; evaluation on 32 envs at 6 
 * ``fpo++``: ``--variant fpo++`` at the same layout with the FPO preset's networks (4 x 32 SiLU
   actor, 5 x 256 critic) and 10 flow steps in rollouts, so that it costs what the others cost
   on a CPU: the FPO++ objective and optimiser (per-sample ratios, ASPO, clamps, Beta times, EMA,
-  AdamW, lr 1e-4, ...), evaluated from zero noise with 5 Euler steps (the EMA actor);
+  AdamW, the family's lr 3e-4, ant's source noise 0.3, clip 0.05, ...), evaluated from zero
+  noise with 5 Euler steps (the EMA actor);
+* ``fpo++_cpu``: the FPO++ recipe at ant's CPU scale, the settings ``--variant cpu-fpo++`` now
+  sets (FPO's CPU lr 1e-3 and source noise 0.6, the FPO preset's networks, 10 flow steps, clip
+  0.2), evaluated like ``fpo++``; the live policy's return on the same episodes beside it;
 * ``sweep``: how the variant's flow-policy settings were chosen: source noise 0.3 / 0.6 x
   lr 3e-4 / 1e-3, one seed each, 2M steps, as one program.
 
 * ``fpo_1M`` and ``part_*``: each FPO++ part alone on top of FPO at ``--variant cpu``, 1M env
   steps, one seed each (a screen), against FPO alone at the same budget; ``*_seeds_1_2``: seeds
-  1 and 2 of FPO and of the parts that moved its return (``MOVERS``), pooled with seed 0.
+  1 and 2 of FPO and of the parts that moved its return (``MOVERS``), pooled with seed 0;
+  ``per_sample_aspo_clip``: per-sample ratios with ASPO at clip 0.1 and 0.2 (one program).
 
 Each program writes a run directory under ``--runs-dir`` and then its compact metrics (every
 evaluation per member, the per-iteration metrics that show a collapse coming, the settings that
