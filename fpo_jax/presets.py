@@ -301,9 +301,9 @@ _FLOW_POLICY_CPU = dict(learning_rate=1e-3, flow_noise_scale=0.6)
 # would cost several times more). The trust region is wider than FPO's 0.05: on ant at 1M env
 # steps (experiments/ant_cpu.py, seed 0, FPO's "cpu" setting plus the part) ASPO alone at
 # clip 0.05 ended at 51 and per-sample ratios with ASPO at 41, against FPO's 156 (210 over 3
-# seeds); per-sample ratios with ASPO ended at 72 at clip 0.1 and 218 at clip 0.2. The sum over
-# action dims / sqrt(A) makes each log-ratio sqrt(A) times the mean's (2.8x on ant), which a
-# 0.05 region then clips and penalises early.
+# seeds); per-sample ratios with ASPO ended at 72 at clip 0.1 and 218 at clip 0.2. A likely
+# reason, not tested alone: the sum over action dims / sqrt(A) makes each log-ratio sqrt(A)
+# times the mean's (2.8x on ant), so a 0.05 region clips and penalises it early.
 _FPO_PLUS_PLUS_CPU = dict(
     _FPO_PLUS_PLUS, policy_hidden=(32,) * 4, value_hidden=(256,) * 5, activation="silu"
 )
