@@ -18,7 +18,6 @@ alone ``seeds_<env>_<platform>.md``; ``--report`` rebuilds the table from the st
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -124,18 +123,9 @@ def main(argv: list[str] | None = None) -> None:
     args = common.parse_args(parser, argv, "gridworld, 2 seeds, 1 timed call, 16 envs")
     if args.smoke:
         args.env, args.seeds, args.calls, args.num_envs = "gridworld", 2, 1, 16
-    if args.report:
-        paths = common.stored_per_platform(f"seeds_{args.env}")
-        if not paths:
-            parser.error(f"no stored seeds_{args.env}_<platform>.json in {common.out_dir()}")
-    else:
-        data = measure(args)
-        paths = [common.out_dir() / f"seeds_{args.env}_{data['platform']}.json"]
-        common.write_file(paths[0], json.dumps(data, indent=1))
-    for path in paths:
-        text = report(json.loads(path.read_text()))
-        print(text)
-        common.write_result(f"{path.stem}.md", text)
+    common.results_per_platform(
+        parser, f"seeds_{args.env}", args.report, lambda: measure(args), report
+    )
 
 
 if __name__ == "__main__":

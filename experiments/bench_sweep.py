@@ -49,7 +49,6 @@ provenance) and from it alone ``sweep_<env>_<platform>.md`` (``--smoke``: a fold
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -239,18 +238,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.smoke:
         args.env, args.ks, args.iterations = "gridworld", [1, 2], 2
-    if args.report:
-        paths = common.stored_per_platform(f"sweep_{args.env}")
-        if not paths:
-            parser.error(f"no stored sweep_{args.env}_<platform>.json in {common.out_dir()}")
-    else:
-        data = measure(args, sorted(set(args.ks)))
-        paths = [common.out_dir() / f"sweep_{args.env}_{data['platform']}.json"]
-        common.write_file(paths[0], json.dumps(data, indent=1))
-    for path in paths:
-        text = report(json.loads(path.read_text()))
-        print(text)
-        common.write_result(f"{path.stem}.md", text)
+    common.results_per_platform(
+        parser,
+        f"sweep_{args.env}",
+        args.report,
+        lambda: measure(args, sorted(set(args.ks))),
+        report,
+    )
 
 
 if __name__ == "__main__":

@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib.metadata
+import json
 import os
 import platform
 import shlex
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,30 @@ def stored_per_platform(stem: str) -> list[Path]:
     """The ``<stem>_<platform>.json`` files in :func:`out_dir` (one per JAX platform the script
     measured on): what a script that names its results by platform rebuilds with ``--report``."""
     return sorted(p for p in out_dir().glob(f"{stem}_*.json") if "_" not in p.stem[len(stem) + 1 :])
+
+
+def results_per_platform(
+    parser: argparse.ArgumentParser,
+    stem: str,
+    report_only: bool,
+    measure: Callable[[], dict[str, Any]],
+    report: Callable[[dict[str, Any]], str],
+) -> None:
+    """Measure (unless ``report_only``) into ``<stem>_<platform>.json``, then write the table of
+    every stored ``<stem>_<platform>.json`` (:func:`stored_per_platform`) from its JSON alone,
+    as ``<stem>_<platform>.md``. ``measure()`` returns the data, with its ``"platform"``."""
+    if report_only:
+        paths = stored_per_platform(stem)
+        if not paths:
+            parser.error(f"no stored {stem}_<platform>.json in {out_dir()}")
+    else:
+        data = measure()
+        paths = [out_dir() / f"{stem}_{data['platform']}.json"]
+        write_file(paths[0], json.dumps(data, indent=1))
+    for path in paths:
+        text = report(json.loads(path.read_text()))
+        print(text)
+        write_result(f"{path.stem}.md", text)
 
 
 def provenance_lines(records: Sequence[dict[str, Any]]) -> list[str]:
