@@ -278,6 +278,8 @@ _FPO_PLUS_PLUS_FPO = dict(
 # return start -> end: lr 3e-4 / noise 0.3 194 -> 346, lr 1e-3 / 0.3 194 -> 750, lr 3e-4 / 0.6
 # 11 -> 502, lr 1e-3 / 0.6 11 -> 1013; the dated record "Ant at 3M steps" in experiments/README.md).
 CPU_NUM_ENVS = 1024
+# The variants at that layout: a run of one of them is already sized for a CPU.
+CPU_VARIANTS = ("cpu", "cpu-fpo++")
 CPU_NUM_TIMESTEPS = 3_000_000
 
 

@@ -38,6 +38,7 @@ from fpo_jax.checkpoint import Checkpointer
 from fpo_jax.config import TrainConfig, parse_sweep, replace, validate
 from fpo_jax.errors import ConfigError, TrainingDiverged  # noqa: F401  (re-exported)
 from fpo_jax.presets import (
+    CPU_VARIANTS,
     base_preset,
     explain,
     format_explanation,
@@ -486,11 +487,7 @@ def train(
 def _cpu_variant_steps(config: TrainConfig) -> int | None:
     """The budget of the env's CPU-sized preset ("cpu" variant), for the CPU ETA line to offer;
     None when there is none or the run already uses it."""
-    if (
-        config.variant.startswith("cpu")
-        or not config.env
-        or "cpu" not in preset_variants(config.env)
-    ):
+    if config.variant in CPU_VARIANTS or not config.env or "cpu" not in preset_variants(config.env):
         return None
     return preset(config.env, config.algo, variant="cpu").num_timesteps
 

@@ -351,8 +351,8 @@ TINY_RUN = dict(num_envs=8, batch_size=8, num_minibatches=2, num_epochs=1, unrol
                 progress=False, ema_warmup_updates=1)  # fmt: skip
 
 
-def _tiny_fpo_plus_plus(env: str, **changes):
-    result = train(env, preset(env, "fpo", variant="fpo++"), **{**TINY_RUN, **changes})
+def _tiny_fpo_plus_plus(env: str, variant: str = "fpo++", **changes):
+    result = train(env, preset(env, "fpo", variant=variant), **{**TINY_RUN, **changes})
     record = result.history[-1]
     assert np.isfinite(record["eval/episode_return"])
     assert np.isfinite(record["policy_loss"]) and np.isfinite(record["value_loss"])
@@ -372,6 +372,12 @@ def test_tiny_fpo_plus_plus_run_on_a_builtin_env():
 )
 def test_tiny_fpo_plus_plus_run_on_brax_and_playground(env, changes):
     _tiny_fpo_plus_plus(env, **changes)
+
+
+@pytest.mark.slow
+def test_tiny_cpu_fpo_plus_plus_run_on_a_brax_body():
+    # The variant exists for the Brax bodies only (the cpu layout is theirs).
+    _tiny_fpo_plus_plus("inverted_pendulum", "cpu-fpo++", backend="generalized")
 
 
 @pytest.mark.parametrize(
