@@ -103,7 +103,8 @@ def test_only_settings_the_host_loop_reads_share_a_key():
         assert program_cache.run_key(other) != key, name
 
 
-def test_a_run_on_an_env_object_keeps_nothing(tiny):
+def test_a_run_on_an_env_object_keeps_nothing(tiny, own_cache):
+    # A cache folder of its own: the session's is shared with the other test workers.
     config = dataclasses.replace(preset("gridworld", "fpo"), **tiny, num_timesteps=STEPS_PER_CALL)
     before = program_cache.entries()
     # The key covers only the library's code: an env object's class could be anyone's.
