@@ -11,8 +11,13 @@ properties of the programs, the same on a busy machine; the seconds are not: tak
 quiet machine (the header says the load at the start and at the end).
 
 Candidates (each program built as a run builds it, then changed in one way):
-- ``opt level 0``: XLA's backend optimisation level 0 for that program alone
-  (``compile(compiler_options={"xla_backend_optimization_level": 0})``);
+- XLA CPU options (``compile(compiler_options=...)``, that program alone, the same lowering):
+  ``opt level 0`` (``xla_backend_optimization_level`` 0), ``fusion emitters off``
+  (``xla_cpu_use_fusion_emitters`` False: the older elemental emitters instead of the MLIR
+  fusion emitters), ``LLVM expensive passes off`` (``xla_llvm_disable_expensive_passes``) and
+  ``one codegen split`` (``xla_cpu_parallel_codegen_split_count`` 1: the module is not split
+  for code generation on several threads; 'compile CPU s' beside 'compile s' shows how much
+  of the default's compile ran in parallel);
 - ``one member, no vmap``: a single-member run traced without the vmap over members (the
   member axis squeezed off the state and put back on the outputs).
 
@@ -48,7 +53,13 @@ from fpo_jax.trainer import Trainer  # noqa: E402
 ENV = "CartpoleBalance"
 LAYOUT = common.R1_LAYOUT
 SMOKE = dict(num_envs=16, batch_size=8, num_minibatches=2, unroll_length=8, num_epochs=2)
-OPT_LEVEL_0 = {"xla_backend_optimization_level": 0}
+# The XLA CPU options tried as candidates, each alone (see the module docstring).
+XLA_OPTIONS = {
+    "opt level 0": {"xla_backend_optimization_level": 0},
+    "fusion emitters off": {"xla_cpu_use_fusion_emitters": False},
+    "LLVM expensive passes off": {"xla_llvm_disable_expensive_passes": True},
+    "one codegen split": {"xla_cpu_parallel_codegen_split_count": 1},
+}
 
 
 def hlo_counts(text: str) -> dict[str, int]:
@@ -73,12 +84,23 @@ def _timed(fn):
     return out, time.perf_counter() - clock
 
 
+def _timed_with_cpu(fn):
+    """``fn()``, its wall seconds and the CPU seconds of every thread of this process."""
+    cpu = time.process_time()
+    out, wall = _timed(fn)
+    return out, wall, time.process_time() - cpu
+
+
 def build(name: str, jitted, *args, options: dict | None = None) -> dict:
     """Lower (trace + lowering to XLA's input) and compile one program; its counts and seconds."""
     lowered, lower_s = _timed(lambda: jitted.lower(*args))
-    compiled, compile_s = _timed(lambda: lowered.compile(compiler_options=options or {}))
-    common.log(f"{name}: lowered in {lower_s:.1f} s, compiled in {compile_s:.1f} s")
+    compiled, compile_s, compile_cpu_s = _timed_with_cpu(
+        lambda: lowered.compile(compiler_options=options or {})
+    )
+    common.log(f"{name}: lowered in {lower_s:.1f} s, compiled in {compile_s:.1f} s "
+               f"({compile_cpu_s:.1f} CPU s)")  # fmt: skip
     return {"program": name, "lower_s": round(lower_s, 2), "compile_s": round(compile_s, 2),
+            "compile_cpu_s": round(compile_cpu_s, 2),
             "before": hlo_counts(lowered.as_text(dialect="hlo")),
             "after": hlo_counts(compiled.as_text()), "compiled": compiled}  # fmt: skip
 
@@ -171,8 +193,9 @@ def main(argv: list[str] | None = None) -> None:
         variants = [
             ("as a run builds it", prog),
             # The same lowering (JAX reuses it), compiled with other options.
-            ("opt level 0", {**build(f"{name}, opt level 0", jitted, *run_args,
-                                     options=OPT_LEVEL_0), "lower_s": prog["lower_s"]}),
+            *((label, {**build(f"{name}, {label}", jitted, *run_args, options=options),
+                       "lower_s": prog["lower_s"]})
+              for label, options in XLA_OPTIONS.items()),
             ("one member, no vmap",
              build(f"{name}, one member", jax.jit(one_member(plain[name])), *run_args)),
         ]  # fmt: skip
@@ -184,7 +207,8 @@ def main(argv: list[str] | None = None) -> None:
             common.log(f"{name}, {label}: one call {seconds:.2f} s")
             candidates.append({
                 "program": name, "candidate": label, "lower_s": built["lower_s"],
-                "compile_s": built["compile_s"], "run_s": round(seconds, 3),
+                "compile_s": built["compile_s"], "compile_cpu_s": built["compile_cpu_s"],
+                "run_s": round(seconds, 3),
                 "instructions_after": built["after"]["instructions"],
                 "same_bits": same_bits(out, base_out),
             })  # fmt: skip
@@ -204,14 +228,17 @@ def report(stored: dict) -> None:
     repeats = stored["repeats"]
     keys_ = list(programs[0]["after"])
 
+    def cpu_s(r):  # data stored before the CPU seconds were kept has none
+        return "-" if r.get("compile_cpu_s") is None else f"{r['compile_cpu_s']:.1f}"
+
     def count_rows(rows):
         return [
-            [r["program"], f"{r['lower_s']:.1f}", f"{r['compile_s']:.1f}",
+            [r["program"], f"{r['lower_s']:.1f}", f"{r['compile_s']:.1f}", cpu_s(r),
              *[f"{r['before'][k]:,} / {r['after'][k]:,}" for k in keys_]]
             for r in rows
         ]  # fmt: skip
 
-    headers = ["program", "lower s", "compile s", *keys_]
+    headers = ["program", "lower s", "compile s", "compile CPU s", *keys_]
     text = common.results_header(
         "Where a run's compile goes: the three programs, CartpoleBalance FPO",
         ", ".join(f"{k} {v}" for k, v in layout.items()) + ", 1 member, 128 evaluation envs",
@@ -221,8 +248,10 @@ def report(stored: dict) -> None:
     )  # fmt: skip
     text += (
         "\n'lower s': Python tracing the program and lowering it to XLA's input (holds Python's "
-        "lock: the programs a run builds at once are traced one at a time). 'compile s': XLA. "
-        "Each count: in the HLO JAX hands XLA / in the optimised HLO XLA compiled.\n\n"
+        "lock: the programs a run builds at once are traced one at a time). 'compile s': XLA, "
+        "wall; 'compile CPU s': the CPU seconds of all of the process's threads meanwhile (above "
+        "'compile s' where XLA compiled on both cores). Each count: in the HLO JAX hands XLA / in "
+        "the optimised HLO XLA compiled.\n\n"
     )
     text += common.markdown_table(headers, count_rows(programs)) + "\n"
     text += "\n## The parts the programs share, lowered alone\n\n"
@@ -234,9 +263,9 @@ def report(stored: dict) -> None:
     text += common.markdown_table(headers, count_rows(parts)) + "\n"
     text += "\n## Candidates: each program changed in one way\n\n"
     text += common.markdown_table(
-        ["program", "candidate", "lower s", "compile s", "one call s", "instructions (optimised)",
-         "same bits as built by a run"],
-        [[c["program"], c["candidate"], f"{c['lower_s']:.1f}", f"{c['compile_s']:.1f}",
+        ["program", "candidate", "lower s", "compile s", "compile CPU s", "one call s",
+         "instructions (optimised)", "same bits as built by a run"],
+        [[c["program"], c["candidate"], f"{c['lower_s']:.1f}", f"{c['compile_s']:.1f}", cpu_s(c),
           f"{c['run_s']:.2f}", f"{c['instructions_after']:,}", "yes" if c["same_bits"] else "no"]
          for c in candidates],
     ) + "\n"  # fmt: skip
