@@ -28,6 +28,11 @@ there is not run again, so a stopped run resumes; ``--report`` rebuilds the tabl
     python experiments/ppo_parity.py --task CartpoleBalance --programs fpo:paper
     python experiments/ppo_parity.py --report
     python experiments/ppo_parity.py --smoke        # tiny, ~3 min, to /tmp
+
+More seeds of a stored program: ``--first-seed K --seeds S`` runs seeds K .. K+S-1 into a file
+of their own (``<task>__<program>__seeds_K_<last>.json``), and the report joins every file of a
+program into one row, seeds in order (their evaluation steps must agree). So a program too long
+for one sitting runs a few seeds at a time.
 """
 
 from __future__ import annotations
@@ -79,8 +84,13 @@ def store() -> Path:
     return common.out_dir() / "ppo_parity"
 
 
-def program_path(task: str, name: str) -> Path:
-    return store() / f"{task}__{name}.json".replace(" ", "_").replace("/", "-")
+def program_path(task: str, name: str, first_seed: int = 0, seeds: int = 1) -> Path:
+    """Where a program's seeds are stored: seeds from 0 under the program's own name, later
+    seeds (``first_seed`` > 0) in a file naming them."""
+    stem = f"{task}__{name}"
+    if first_seed:
+        stem += f"__seeds_{first_seed}_{first_seed + seeds - 1}"
+    return store() / f"{stem}.json".replace(" ", "_").replace("/", "-")
 
 
 def brax_settings(task: str) -> dict[str, Any]:
@@ -192,14 +202,18 @@ def fpo_config(task: str, changes: dict[str, Any]) -> Any:
     )  # fmt: skip
 
 
-def program_config(task: str, program: str, iterations: int, seeds: int) -> Any:
-    """The config one of our programs trains with (layout, budget, seeds, evaluation)."""
+def program_config(
+    task: str, program: str, iterations: int, seeds: int, first_seed: int = 0
+) -> Any:
+    """The config one of our programs trains with (layout, budget, seeds ``first_seed`` ..
+    ``first_seed + seeds - 1``, evaluation)."""
     kind, name = program.split(":", 1)
     changes = (FPO if kind == "fpo" else OURS)[name]
     config = fpo_config(task, changes) if kind == "fpo" else ours_config(task, changes)
     return validate(replace(
-        config, num_seeds=seeds, num_timesteps=iterations * config.env_steps_per_iteration,
-        num_evals=iterations + 1, progress=False,
+        config, seed=first_seed, num_seeds=seeds,
+        num_timesteps=iterations * config.env_steps_per_iteration, num_evals=iterations + 1,
+        progress=False,
     ))  # fmt: skip
 
 
@@ -248,11 +262,13 @@ def restore_final_state(task: str, config: Any, path: Path) -> Any:
                          obs_stats=saved["obs_stats"])  # fmt: skip
 
 
-def run_program(task: str, program: str, iterations: int, seeds: int) -> dict[str, Any]:
+def run_program(
+    task: str, program: str, iterations: int, seeds: int, first_seed: int = 0
+) -> dict[str, Any]:
     # "fpo:brax_order" is "fpo:brax order" on a shell.
     known = {"brax", *(f"ours:{n}" for n in OURS), *(f"fpo:{n}" for n in FPO)}
     program = next((k for k in known if k.replace(" ", "_") == program.replace(" ", "_")), program)
-    path = program_path(task, program)
+    path = program_path(task, program, first_seed, seeds)
     stored = json.loads(path.read_text()) if path.exists() else None
     if stored is not None and (program == "brax" or stored.get("final") is not None):
         return stored
@@ -266,17 +282,18 @@ def run_program(task: str, program: str, iterations: int, seeds: int) -> dict[st
         stored["changes"] = (FPO if kind == "fpo" else OURS)[name]
     if stored is not None and "final" in stored and path.with_suffix(".policy.msgpack").exists():
         # Trained and saved, stopped before its scores: score the saved parameters.
-        config = program_config(task, program, iterations, seeds)
+        config = program_config(task, program, iterations, seeds, first_seed)
         common.log(f"{task}: {program}, scoring the saved final parameters")
         stored["final"] = final_scores(task, config, restore_final_state(task, config, path))
         common.write_file(path, json.dumps(stored, indent=1))
         return stored
     # A stored program without its final parameters' scores runs again; the same code and
     # seeds reproduce its curve bit for bit, which `matches_stored_run` records.
-    common.log(f"{task}: {program}, {seeds} seeds, {iterations} iterations")
+    common.log(f"{task}: {program}, seeds {first_seed}..{first_seed + seeds - 1}, "
+               f"{iterations} iterations")  # fmt: skip
     t0 = time.perf_counter()
     if program == "brax":
-        runs = [run_brax(task, seed, iterations) for seed in range(seeds)]
+        runs = [run_brax(task, seed, iterations) for seed in range(first_seed, first_seed + seeds)]
         steps = runs[0]["steps"]
         returns = np.array([r["returns"] for r in runs]).T  # (E, seeds)
         wall = runs[0]["wall"]
@@ -284,7 +301,7 @@ def run_program(task: str, program: str, iterations: int, seeds: int) -> dict[st
     else:
         kind, name = program.split(":", 1)
         changes = (FPO if kind == "fpo" else OURS)[name]
-        config = program_config(task, program, iterations, seeds)
+        config = program_config(task, program, iterations, seeds, first_seed)
         res = train(task, config)
         evals = [r for r in res.history if r.get("eval/episode_return") is not None]
         steps = [int(r["env_steps"]) for r in evals]
@@ -296,7 +313,7 @@ def run_program(task: str, program: str, iterations: int, seeds: int) -> dict[st
     out = dict(
         task=task, program=program, changes=changes, steps=steps, wall=wall,
         returns=returns.tolist(), seconds=time.perf_counter() - t0,
-        provenance=common.provenance(),
+        provenance=common.provenance(), first_seed=first_seed,
     )  # fmt: skip
     if stored is not None:
         out["matches_stored_run"] = stored["returns"] == out["returns"]
@@ -420,10 +437,36 @@ def equal_wall_time(programs: list[dict[str, Any]], task: str) -> list[str]:
     ]
 
 
+def join_seeds(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One program from its stored files (each a run of some of its seeds), seeds in order:
+    returns and final scores side by side, wall seconds added up; the evaluation steps must
+    agree. A single file is returned as it is."""
+    if len(parts) == 1:
+        return parts[0]
+    parts = sorted(parts, key=lambda p: p.get("first_seed", 0))
+    name = f"{parts[0]['task']}: {parts[0]['program']}"
+    if len({json.dumps(p["steps"]) for p in parts}) > 1:
+        raise SystemExit(f"{name}: its seed files were evaluated at different env steps.")
+    if any(p.get("returns") is None or p.get("final") is None for p in parts):
+        raise SystemExit(f"{name}: a seed file lacks its curve or final scores; rerun it.")
+    first = parts[0]
+    out = dict(first, returns=np.concatenate([np.asarray(p["returns"]) for p in parts], 1).tolist(),
+               seconds=sum(p["seconds"] for p in parts),
+               final={k: sum((p["final"][k] for p in parts), []) for k in first["final"]},
+               provenance_of_seeds=[p["provenance"] for p in parts])  # fmt: skip
+    matches = [p.get("matches_stored_run") for p in parts]
+    out["matches_stored_run"] = None if None in matches else all(matches)
+    return out
+
+
 def report() -> None:
-    progs = [json.loads(p.read_text()) for p in sorted(store().glob("*.json"))]
-    if not progs:
+    stored = [json.loads(p.read_text()) for p in sorted(store().glob("*.json"))]
+    if not stored:
         raise SystemExit(f"No programs under {store()}: run some first.")
+    by_program: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for p in stored:
+        by_program.setdefault((p["task"], p["program"]), []).append(p)
+    progs = [join_seeds(parts) for parts in by_program.values()]
     lines = [
         common.results_header(
             "Brax PPO vs fpo_jax PPO, identical settings and evaluation",
@@ -441,7 +484,7 @@ def report() -> None:
                 f"evaluation: the stochastic policy, {NUM_EVAL_ENVS} envs, one 1000-step "
                 "episode each, before training and after every iteration",
             ],
-            data=[p["provenance"] for p in progs if "provenance" in p],
+            data=[p["provenance"] for p in stored if "provenance" in p],
         )
     ]
     plt = common.pyplot()
@@ -506,9 +549,14 @@ def main(argv: list[str] | None = None) -> None:
                    help="comma-separated: brax, ours:NAME with NAME in " + ", ".join(OURS)
                    + "; fpo:NAME with NAME in " + ", ".join(FPO))  # fmt: skip
     p.add_argument("--seeds", type=int, default=SEEDS)
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="run seeds FIRST_SEED .. FIRST_SEED + SEEDS - 1 (stored apart from seed 0's "
+                   "file; the report joins them)")  # fmt: skip
     p.add_argument("--iterations", type=int, default=None, help="default: per task")
     p.add_argument("--report", action="store_true", help="only rebuild the tables and figure")
     args = common.parse_args(p, argv, smoke="1 iteration at 64 envs, 2 seeds")
+    if args.first_seed < 0:
+        p.error(f"--first-seed must be 0 or more, got {args.first_seed}")
     if args.smoke:
         TASKS[args.task]["layout"] = dict(
             num_envs=64, batch_size=32, num_minibatches=4, unroll_length=16, num_epochs=2
@@ -517,7 +565,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.report:
         iterations = args.iterations or TASKS[args.task]["iterations"]
         for program in args.programs.split(","):
-            run_program(args.task, program.strip(), iterations, args.seeds)
+            run_program(args.task, program.strip(), iterations, args.seeds, args.first_seed)
     report()
 
 
