@@ -178,6 +178,11 @@ FPO: dict[str, dict[str, Any]] = {
     # FPO++ as --variant fpo++ sets it for DM Control (its parts at the family's learning rate
     # and source noise), under the same trainer order.
     "fpo++ brax order": dict(variant="fpo++", obs_norm="brax", refresh_initial_states=False),
+    # The same with the trust region that kept FPO++ learning on ant (ASPO at 0.05 stopped it
+    # there; experiments/ant_cpu.py's clip screen).
+    "fpo++ clip 0.2 brax order": dict(
+        variant="fpo++", clip_epsilon=0.2, obs_norm="brax", refresh_initial_states=False
+    ),
 }
 
 
@@ -336,6 +341,7 @@ BEHAVIOUR = {
     "ours:brax": "Brax's order",
     "fpo:brax order": "Brax's order",
     "fpo:fpo++ brax order": "Brax's order",
+    "fpo:fpo++ clip 0.2 brax order": "Brax's order",
     "ours:fpo_jax defaults": "Welford statistics, fresh initial states",
     "fpo:paper": "Welford statistics, fresh initial states",
     "ours:welford obs statistics": "Welford statistics, own first states",
