@@ -281,10 +281,13 @@ def fmt_difference(a: Any, b: Any) -> str:
 
 
 def fmt_pm(values: Any, digits: int = 1) -> str:
-    """'mean ± stderr' of the values (:func:`fpo_jax.stats.mean_stderr`: ddof=1)."""
+    """'mean ± stderr' of the values (:func:`fpo_jax.stats.mean_stderr`: ddof=1); one value
+    alone, which has no spread to show."""
     m, s = mean_stderr(values)
     if not np.isfinite(m):
         return "n/a"
+    if np.size(values) == 1:
+        return f"{m:.{digits}f}"
     return f"{m:.{digits}f} ± {s:.{digits}f}"
 
 

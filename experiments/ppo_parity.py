@@ -387,7 +387,8 @@ def equal_terms_table(programs: list[dict[str, Any]]) -> list[str]:
 
 
 def equal_wall_time(programs: list[dict[str, Any]], task: str) -> list[str]:
-    """Markdown lines: each FPO program (``fpo:...``; its trainer behaviour from
+    """Markdown lines: each FPO program at FPO's own preset (``fpo:...`` without a variant,
+    whose step is the one timed; its trainer behaviour from
     :data:`BEHAVIOUR` or its own ``"behaviour"``) at the wall time our PPO (same behaviour) spent
     on its whole budget, from the steady iterations timed on a quiet machine by
     ``experiments/steady_step.py`` (its stored JSON; nothing when it is absent or the task is
@@ -411,6 +412,8 @@ def equal_wall_time(programs: list[dict[str, Any]], task: str) -> list[str]:
                     and behaviour(p) == behaviour(f)), None)  # fmt: skip
         if not f["program"].startswith("fpo:") or ppo is None or f.get("returns") is None:
             continue
+        if "variant" in f.get("changes", {}):  # other networks or settings: another step time
+            continue
         budget = ppo["steps"][-1]
         reach = budget * t_ppo / t_fpo  # FPO's env steps in the time PPO took for its budget
         fpo_curve = np.asarray(f["returns"], np.float64).mean(axis=1)
@@ -427,7 +430,8 @@ def equal_wall_time(programs: list[dict[str, Any]], task: str) -> list[str]:
         f"{t_fpo:.2f} s for our FPO and {t_ppo:.2f} s for our PPO on a quiet machine "
         f"(`steady_step_CartpoleBalance_cpu.md`, the DM Control defaults), so in the time PPO "
         f"spends on its budget FPO gets {t_ppo / t_fpo:.2f} of the env steps. FPO's mean curve "
-        "read there (linear between evaluations), against PPO's final return:\n",
+        "read there (linear between evaluations), against PPO's final return (FPO programs of a "
+        "variant, whose networks and step differ, are left out):\n",
         common.markdown_table(
             [
                 "FPO program",
