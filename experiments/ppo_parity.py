@@ -263,8 +263,11 @@ def restore_final_state(task: str, config: Any, path: Path) -> Any:
     state = jax.jit(jax.vmap(trainer.init))(keys, hparams)
     template = {"policy": state.params["policy"], "obs_stats": state.obs_stats}
     saved = serialization.from_bytes(template, path.with_suffix(".policy.msgpack").read_bytes())
+    # The saved policy is the evaluated one (the EMA actor where the run keeps one): evaluation
+    # reads it from ema_params then, so it goes there too.
+    ema = None if state.ema_params is None else saved["policy"]
     return state.replace(params={**state.params, "policy": saved["policy"]},
-                         obs_stats=saved["obs_stats"])  # fmt: skip
+                         obs_stats=saved["obs_stats"], ema_params=ema)  # fmt: skip
 
 
 def run_program(

@@ -1,6 +1,7 @@
-"""A comparison program's seeds can be run a few at a time: experiments/ppo_parity.py runs
-seeds K .. K+S-1 into a file of their own (``--first-seed K``), and its report joins every file
-of a program into one row, seeds in order."""
+"""experiments/ppo_parity.py's stored programs: a program's seeds can be run a few at a time
+(``--first-seed K`` runs seeds K .. K+S-1 into a file of their own, and the report joins every
+file of a program into one row, seeds in order), and a saved final policy is restored where
+evaluation reads it."""
 
 import json
 import sys
@@ -61,3 +62,25 @@ def test_a_negative_first_seed_is_refused(capsys):
     with pytest.raises(SystemExit):
         ppo_parity.main(["--first-seed", "-1", "--programs", "ours:brax"])
     assert "--first-seed must be 0 or more" in capsys.readouterr().err
+
+
+def test_a_restored_ema_policy_is_the_one_evaluation_reads():
+    """The saved policy of an EMA run is the EMA actor; restored for scoring, it must be what
+    evaluation plays (the EMA parameters), not a fresh actor's copy."""
+    import jax
+    import numpy as np
+
+    from fpo_jax.evaluation import evaluated_params
+
+    program = "fpo:fpo++ brax order"
+    config = ppo_parity.program_config("CartpoleBalance", program, 9, 1)
+    assert config.ema_decay is not None
+    path = ppo_parity.program_path("CartpoleBalance", program)
+    state = ppo_parity.restore_final_state("CartpoleBalance", config, path)
+    from flax import serialization
+
+    template = {"policy": state.params["policy"], "obs_stats": state.obs_stats}
+    saved = serialization.from_bytes(template, path.with_suffix(".policy.msgpack").read_bytes())
+    played = evaluated_params(state.params, state.ema_params)["policy"]
+    for got, want in zip(jax.tree.leaves(played), jax.tree.leaves(saved["policy"]), strict=True):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
