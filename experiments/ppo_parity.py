@@ -183,6 +183,18 @@ FPO: dict[str, dict[str, Any]] = {
     "fpo++ clip 0.2 brax order": dict(
         variant="fpo++", clip_epsilon=0.2, obs_norm="brax", refresh_initial_states=False
     ),
+    # FPO++ with FPO's networks (4 x 32 actor, 5 x 256 critic, SiLU) and rollout sampler (10
+    # flow steps) instead of the authors' 3 x 256 / 3 x 512 ELU and 64 steps: the setting
+    # --variant cpu-fpo++ uses on the Brax bodies, here at the family's trust region.
+    "fpo++ family networks brax order": dict(
+        variant="fpo++",
+        policy_hidden=(32,) * 4,
+        value_hidden=(256,) * 5,
+        activation="silu",
+        flow_steps=10,
+        obs_norm="brax",
+        refresh_initial_states=False,
+    ),
 }
 
 
@@ -345,6 +357,7 @@ BEHAVIOUR = {
     "fpo:brax order": "Brax's order",
     "fpo:fpo++ brax order": "Brax's order",
     "fpo:fpo++ clip 0.2 brax order": "Brax's order",
+    "fpo:fpo++ family networks brax order": "Brax's order",
     "ours:fpo_jax defaults": "Welford statistics, fresh initial states",
     "fpo:paper": "Welford statistics, fresh initial states",
     "ours:welford obs statistics": "Welford statistics, own first states",
