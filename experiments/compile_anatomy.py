@@ -228,12 +228,9 @@ def report(stored: dict) -> None:
     repeats = stored["repeats"]
     keys_ = list(programs[0]["after"])
 
-    def cpu_s(r):  # data stored before the CPU seconds were kept has none
-        return "-" if r.get("compile_cpu_s") is None else f"{r['compile_cpu_s']:.1f}"
-
     def count_rows(rows):
         return [
-            [r["program"], f"{r['lower_s']:.1f}", f"{r['compile_s']:.1f}", cpu_s(r),
+            [r["program"], f"{r['lower_s']:.1f}", f"{r['compile_s']:.1f}", f"{r['compile_cpu_s']:.1f}",
              *[f"{r['before'][k]:,} / {r['after'][k]:,}" for k in keys_]]
             for r in rows
         ]  # fmt: skip
@@ -265,7 +262,7 @@ def report(stored: dict) -> None:
     text += common.markdown_table(
         ["program", "candidate", "lower s", "compile s", "compile CPU s", "one call s",
          "instructions (optimised)", "same bits as built by a run"],
-        [[c["program"], c["candidate"], f"{c['lower_s']:.1f}", f"{c['compile_s']:.1f}", cpu_s(c),
+        [[c["program"], c["candidate"], f"{c['lower_s']:.1f}", f"{c['compile_s']:.1f}", f"{c['compile_cpu_s']:.1f}",
           f"{c['run_s']:.2f}", f"{c['instructions_after']:,}", "yes" if c["same_bits"] else "no"]
          for c in candidates],
     ) + "\n"  # fmt: skip

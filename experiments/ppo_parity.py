@@ -478,8 +478,7 @@ def join_seeds(parts: list[dict[str, Any]]) -> dict[str, Any]:
     first = parts[0]
     out = dict(first, returns=np.concatenate([np.asarray(p["returns"]) for p in parts], 1).tolist(),
                seconds=sum(p["seconds"] for p in parts),
-               final={k: sum((p["final"][k] for p in parts), []) for k in first["final"]},
-               provenance_of_seeds=[p["provenance"] for p in parts])  # fmt: skip
+               final={k: sum((p["final"][k] for p in parts), []) for k in first["final"]})  # fmt: skip
     matches = [p.get("matches_stored_run") for p in parts]
     out["matches_stored_run"] = None if None in matches else all(matches)
     return out
